@@ -1,0 +1,97 @@
+"""The exception tree: every message is written for the person at the terminal.
+
+Input errors (exit 2) mean nothing was run. Host errors carry their result (host, command,
+exit status, last lines of output) so a report can say exactly what went wrong where.
+"""
+
+from __future__ import annotations
+
+
+class ReproError(Exception):
+    """Base of everything repro raises on purpose."""
+
+    exit_code = 2
+
+
+# --- bad input: exit 2, nothing was run ---------------------------------------------------
+
+
+class InputError(ReproError):
+    """Bad input or usage; raised before anything runs."""
+
+    exit_code = 2
+
+
+class InventoryError(InputError):
+    """An inventory file is missing, malformed or inconsistent."""
+
+
+class PlaybookError(InputError):
+    """A playbook file is missing, malformed, or a value cannot be rendered safely."""
+
+
+class UsageError(InputError):
+    """A command-line value is malformed (e.g. `-e` without `=`)."""
+
+
+class UnknownHostError(InputError, KeyError):
+    """A --limit pattern or host name matches nothing in the inventory."""
+
+    # KeyError.__str__ would wrap the message in quotes; keep the plain sentence.
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ReportError(InputError):
+    """A saved run directory or report.json cannot be read."""
+
+
+# --- host outcomes: recorded per host, never stop the others --------------------------------
+
+
+class HostError(ReproError):
+    """Something went wrong on one host. Carries enough to explain it in a report."""
+
+    exit_code = 3
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str,
+        command: str | None = None,
+        exit_status: int | None = None,
+        tail: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.host = host
+        self.command = command
+        self.exit_status = exit_status
+        self.tail = tail
+
+    def __str__(self) -> str:
+        return f"{self.host}: {self.args[0]}"
+
+
+class ConnectError(HostError):
+    """The host could not be reached or the connection was lost for good."""
+
+
+class HostKeyError(ConnectError):
+    """The host's key is unknown or differs from known_hosts. Never bypassed."""
+
+
+class StepFailed(HostError):
+    """A playbook step exited non-zero on the host."""
+
+
+class StepTimeout(StepFailed):
+    """A playbook step ran past its timeout; its process group was killed."""
+
+
+class UntrustedOutput(HostError):
+    """The host sent back something that is not a valid name, hash or size."""
+
+
+class Cancelled(HostError):
+    """The run was cancelled (Ctrl-C or `repro cancel`) while this host was busy."""

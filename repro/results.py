@@ -1,0 +1,66 @@
+"""Records of what a run did on each host: the runner fills them, compare and report read them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+HostStatus = Literal["ok", "failed", "unreachable"]
+
+
+@dataclass(frozen=True)
+class ArtifactHash:
+    """One file as hashed on the host. `name` and `sha256` are validated before construction."""
+
+    name: str
+    sha256: str
+    size: int
+
+    def __repr__(self) -> str:
+        return f"ArtifactHash({self.name!r}, {self.sha256[:12]})"
+
+
+@dataclass
+class StepResult:
+    index: int
+    name: str
+    exit_status: int | None = None  # None: never finished (timeout, lost host, cancelled)
+    started_at: str | None = None  # ISO 8601 UTC
+    finished_at: str | None = None
+    log: str | None = None  # path of the saved log, relative to the run directory
+
+    def __repr__(self) -> str:
+        return f"StepResult({self.index}, {self.name!r}, exit={self.exit_status})"
+
+
+@dataclass
+class HostResult:
+    name: str
+    status: HostStatus = "failed"
+    artifacts: dict[str, ArtifactHash] = field(default_factory=dict)
+    error: str | None = None  # one line for the person reading the report
+    facts: dict[str, Any] = field(default_factory=dict)
+    steps: list[StepResult] = field(default_factory=list)
+    address: str = ""
+    # rounds 2.. of a playbook with `rounds: N` (round 1 is `artifacts`): built in another work
+    # dir on the same host, so "not deterministic here" shows apart from "differs between hosts"
+    extra_rounds: list[dict[str, ArtifactHash]] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return f"HostResult({self.name!r}, {self.status}, {len(self.artifacts)} artifacts)"
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    playbook: str  # the playbook's name
+    started_at: str
+    finished_at: str | None = None
+    hosts: list[HostResult] = field(default_factory=list)
+    vars: dict[str, Any] = field(default_factory=dict)  # -e values and resolved ref/commit
+    quorum: int = 2
+    playbook_path: str = ""
+    commit: str | None = None  # the resolved source commit, when the playbook builds one
+
+    def __repr__(self) -> str:
+        return f"RunResult({self.run_id!r}, {len(self.hosts)} hosts)"
