@@ -1,0 +1,296 @@
+"""On-host hashing: `hash_command` really run by /bin/sh in a temp work dir, checked against
+hashlib; and `parse_hash_output`, which must refuse every malformed or hostile line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from repro.artifacts import MAX_OUTPUT, hash_command, parse_hash_output, safe_name
+from repro.errors import UntrustedOutput
+from repro.playbook import ArtifactSpec, ManifestSpec, Playbook, Step
+from repro.results import ArtifactHash
+
+H = "a" * 64
+
+
+def playbook(
+    artifacts: list[ArtifactSpec], manifests: list[ManifestSpec] | None = None
+) -> Playbook:
+    return Playbook(
+        path=Path("t.yaml"),
+        name="t",
+        description="",
+        vars={},
+        steps=(Step("s", "true"),),
+        artifacts=tuple(artifacts),
+        manifests=tuple(manifests or ()),
+    )
+
+
+def put(path: Path, data: bytes) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return data
+
+
+def expect(data: bytes) -> tuple[str, int]:
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+def sh(command: str, cwd: Path, *prefix: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*prefix, "/bin/sh", "-c", command],
+        cwd=cwd, capture_output=True, text=True, timeout=20, check=False,
+    )  # fmt: skip
+
+
+def run_hash(work: Path, pb: Playbook) -> dict[str, tuple[str, int]]:
+    result = sh(hash_command(pb), work)
+    assert result.returncode == 0, result.stderr
+    parsed = parse_hash_output("h1", result.stdout)
+    return {name: (a.sha256, a.size) for name, a in parsed.items()}
+
+
+# --- hash_command, for real ---------------------------------------------------------------------
+
+
+def test_globs_under_dirs_with_odd_names_subdirs_and_symlinks(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    outside = tmp_path / "outside"
+    a = put(work / "out" / "a.tar.gz", b"tarball a")
+    spaced = put(work / "out" / "with space.tar.gz", b"spaces are fine")
+    put(work / "out" / "sub" / "deep.tar.gz", b"not matched: * stays in one segment")
+    (work / "out" / "dir.tar.gz").mkdir()  # a directory is not an artifact
+    bin1 = put(work / "out" / "sub" / "x.bin", b"\x00\x01binary")
+    empty = put(work / "out" / "sub" / "y.bin", b"")
+    put(outside / "secret.tar.gz", b"outside the work dir")
+    put(outside / "z.bin", b"outside too")
+    (work / "out" / "link.tar.gz").symlink_to(outside / "secret.tar.gz")
+    (work / "out" / "linkdir").symlink_to(outside)
+    top = put(work / "TOP-1.txt", b"top level")
+    pb = playbook(
+        [
+            ArtifactSpec("*.tar.gz", "out"),
+            ArtifactSpec("sub/*.bin", "out"),
+            ArtifactSpec("linkdir/*.bin", "out"),
+            ArtifactSpec("[A-Z]*-?.txt"),
+            ArtifactSpec("*.tar.gz", "missing-dir"),
+        ]
+    )
+    assert run_hash(work, pb) == {
+        "a.tar.gz": expect(a),
+        "with space.tar.gz": expect(spaced),
+        "sub/x.bin": expect(bin1),
+        "sub/y.bin": expect(empty),
+        "TOP-1.txt": expect(top),
+    }
+
+
+def test_a_symlinked_dir_is_not_followed(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    put(tmp_path / "elsewhere" / "out" / "x.tar.gz", b"x")
+    work.mkdir()
+    (work / "out").symlink_to(tmp_path / "elsewhere" / "out")
+    (work / "nested").mkdir()
+    (work / "nested" / "link").symlink_to(tmp_path / "elsewhere")
+    pb = playbook([ArtifactSpec("*.tar.gz", "out"), ArtifactSpec("*.tar.gz", "nested/link/out")])
+    assert run_hash(work, pb) == {}
+
+
+def test_multi_segment_globs_match_exactly_one_dir_per_star(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    good = put(work / "guix-build-1.0" / "output" / "x86_64" / "b-1.0.tar.gz", b"good")
+    put(work / "guix-build-1.0" / "output" / "x86_64" / "extra" / "c.tar.gz", b"too deep")
+    put(work / "guix-build-1.0" / "c.tar.gz", b"too shallow")
+    pb = playbook([ArtifactSpec("guix-build-*/output/*/*.tar.gz")])
+    assert run_hash(work, pb) == {"guix-build-1.0/output/x86_64/b-1.0.tar.gz": expect(good)}
+
+
+def test_a_file_matched_twice_is_listed_once(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    data = put(work / "out" / "hello", b"hello")
+    pb = playbook(
+        [ArtifactSpec("hello", "out"), ArtifactSpec("h*", "out"), ArtifactSpec("*", "out")]
+    )
+    assert run_hash(work, pb) == {"hello": expect(data)}
+
+
+def test_manifests_hash_the_listed_files_by_their_listed_names(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    out = work / "guix-build-26.0" / "output"
+    tarball = put(out / "x86_64-linux-gnu" / "bitcoin-26.0-x86_64.tar.gz", b"the release")
+    debug = put(out / "x86_64-linux-gnu" / "bitcoin-26.0-debug.tar.gz", b"debug symbols")
+    put(tmp_path / "outside.tar.gz", b"outside the work dir")
+    (out / "x86_64-linux-gnu" / "link.tar.gz").symlink_to(tmp_path / "outside.tar.gz")
+    (out / "escape").symlink_to(tmp_path)
+    claimed = hashlib.sha256(b"the manifest may be stale").hexdigest()
+    lines = [
+        f"{claimed}  x86_64-linux-gnu/bitcoin-26.0-x86_64.tar.gz",
+        f"{hashlib.sha256(debug).hexdigest()} *x86_64-linux-gnu/bitcoin-26.0-debug.tar.gz\r",
+        f"{H}  x86_64-linux-gnu/not-built.tar.gz",
+        f"{H}  x86_64-linux-gnu/link.tar.gz",
+        f"{H}  escape/outside.tar.gz",
+        f"{H}  ../../../outside.tar.gz",
+        f"{H}  /etc/hostname",
+        "not a hash line at all",
+        f"{'g' * 64}  x86_64-linux-gnu/bitcoin-26.0-x86_64.tar.gz",
+        "",
+    ]
+    put(out / "x86_64-linux-gnu" / "SHA256SUMS.part", "\n".join(lines).encode())
+    pb = playbook([], [ManifestSpec("guix-build-*/output/*/SHA256SUMS.part", "..")])
+    result = sh(hash_command(pb), work)
+    assert result.returncode == 0, result.stderr
+    got = parse_hash_output("h1", result.stdout)
+    assert {n: (a.sha256, a.size) for n, a in got.items()} == {
+        "x86_64-linux-gnu/bitcoin-26.0-x86_64.tar.gz": expect(tarball),  # real bytes, not claims
+        "x86_64-linux-gnu/bitcoin-26.0-debug.tar.gz": expect(debug),
+    }
+    assert "unsafe name" in result.stderr and "outside the work dir" in result.stderr
+
+
+def test_manifest_without_trailing_newline_and_default_base(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    data = put(work / "dist" / "src.tar.gz", b"source")
+    put(work / "dist" / "SHA256SUMS", f"{H}  src.tar.gz".encode())
+    pb = playbook([ArtifactSpec("SHA256SUMS", "dist")], [ManifestSpec("dist/SHA256SUMS")])
+    got = run_hash(work, pb)
+    assert got["src.tar.gz"] == expect(data)
+    assert got["SHA256SUMS"] == expect(f"{H}  src.tar.gz".encode())
+
+
+def test_nothing_to_hash_prints_nothing(tmp_path: Path) -> None:
+    assert run_hash(tmp_path, playbook([])) == {}
+    assert run_hash(tmp_path, playbook([ArtifactSpec("*", "out")])) == {}
+
+
+def test_guarded_by_the_callers_cd(tmp_path: Path) -> None:
+    """The runner sends `cd -- WORK && <hash_command>`: a failed cd must stop all of it."""
+    put(tmp_path / "x.bin", b"not in the work dir")
+    pb = playbook([ArtifactSpec("*.bin")])
+    cmd = f"cd -- {shlex.quote(str(tmp_path / 'gone'))} && " + hash_command(pb)
+    result = sh(cmd, tmp_path)
+    assert result.returncode != 0 and result.stdout == ""
+
+
+def test_a_name_with_a_newline_is_refused_not_misread(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    put(work / "out" / f"evil\n{H} 5 fake.bin", b"x")
+    result = sh(hash_command(playbook([ArtifactSpec("*", "out")])), work)
+    # Printed as is, the name would forge a valid line for "fake.bin": the command must refuse.
+    assert result.returncode != 0 and result.stdout == ""
+    assert "newline" in result.stderr
+
+
+def test_an_unreadable_file_fails_the_command(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    put(work / "out" / "ok.bin", b"fine")
+    put(work / "out" / "bad.bin", b"unreadable")
+    (work / "out" / "bad.bin").chmod(0)
+    # root reads anything: drop to nobody so the permission really bites (cwd is set first)
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    prefix = nobody if os.getuid() == 0 else []
+    result = sh(hash_command(playbook([ArtifactSpec("*.bin", "out")])), work, *prefix)
+    assert result.returncode != 0, result.stdout
+    assert result.stdout == ""
+    assert "bad.bin" in result.stderr
+
+
+# --- parse_hash_output ----------------------------------------------------------------------
+
+
+def test_parse_valid_output() -> None:
+    text = f"{H} 0 a.tar.gz\n{'b' * 64} 123456789 dir/with space.bin\n{'c' * 64} 7 ünï.tar\n"
+    got = parse_hash_output("h1", text)
+    assert got == {
+        "a.tar.gz": ArtifactHash("a.tar.gz", H, 0),
+        "dir/with space.bin": ArtifactHash("dir/with space.bin", "b" * 64, 123456789),
+        "ünï.tar": ArtifactHash("ünï.tar", "c" * 64, 7),
+    }
+    assert parse_hash_output("h1", "") == {}
+
+
+BAD_LINES = [
+    f"{H.upper()} 1 x",  # uppercase hex
+    f"{H[:63]} 1 x",
+    f"{H}0 1 x",
+    f"{'g' * 64} 1 x",
+    f"{H} -1 x",
+    f"{H} 1.5 x",
+    f"{H} +1 x",
+    f"{H} ١ x",  # a non-ASCII digit that int() would accept
+    f"{H} 1_000 x",
+    f"{H} 123456789012345678901 x",
+    f"{H}  1 x",  # double space shifts the fields
+    f"{H} 1",
+    f"{H} 1 ",  # empty name
+    H,
+    f"{H} 1 /etc/passwd",
+    f"{H} 1 ../x",
+    f"{H} 1 a/../../x",
+    f"{H} 1 ..",
+    f"{H} 1 a\\b",
+    f"{H} 1 a\x1b[31mred",
+    f"{H} 1 a\x00b",
+    f"{H} 1 a\rb",
+    f"{H} 1 a\x9bb",  # C1 CSI
+    f"{H} 1 evil\u202egz.exe",  # right-to-left override
+    f"{H} 1 zero\u200bwidth",
+    f"{H} 1 a//b",
+    f"{H} 1 ./a",
+    f"{H} 1 a/",
+    f"{H} 1 {'n' * 256}",
+    f"{H} 1 a\udcffb",  # an undecodable byte, as surrogateescape gives it
+    "",  # an empty line in the middle
+]
+
+
+@pytest.mark.parametrize("line", BAD_LINES, ids=range(len(BAD_LINES)))
+def test_parse_rejects_bad_lines(line: str) -> None:
+    text = f"{'b' * 64} 5 fine.bin\n{line}\n{'c' * 64} 6 also-fine.bin\n"
+    with pytest.raises(UntrustedOutput) as info:
+        parse_hash_output("h1", text)
+    assert info.value.host == "h1"
+    assert str(info.value).startswith("h1: line 2")
+    assert "\x1b" not in str(info.value) and "\u202e" not in str(info.value)
+
+
+def test_parse_rejects_duplicates() -> None:
+    with pytest.raises(UntrustedOutput, match="'x' listed twice"):
+        parse_hash_output("h1", f"{H} 1 x\n{'b' * 64} 1 x\n")
+
+
+def test_parse_caps_lines_and_size() -> None:
+    lines = "".join(f"{H} 1 f{i}\n" for i in range(11))
+    assert len(parse_hash_output("h1", lines, max_artifacts=11)) == 11
+    with pytest.raises(UntrustedOutput, match="more than 10 artifacts"):
+        parse_hash_output("h1", lines, max_artifacts=10)
+    with pytest.raises(UntrustedOutput, match="larger than"):
+        parse_hash_output("h1", "x" * (MAX_OUTPUT + 1))
+
+
+def test_a_name_of_255_characters_is_fine() -> None:
+    name = "n" * 255
+    assert parse_hash_output("h1", f"{H} 1 {name}")[name].size == 1
+
+
+@pytest.mark.parametrize(
+    "name", ["a", "a/b.tar.gz", "with space", "-leading-dash", "...", "a..b", "ünï/✓"]
+)
+def test_safe_name_accepts(name: str) -> None:
+    assert safe_name(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "/a", "..", "a/..", "../a", "a/../b", ".", "a/./b", "a//b", "a/", "a\\b", "a\nb",
+     "a\tb", "\x7f", "\u2066isolate", "x" * 256],
+)  # fmt: skip
+def test_safe_name_rejects(name: str) -> None:
+    assert not safe_name(name)
