@@ -1,0 +1,67 @@
+"""What every renderer reads the same way from the model: row order, cells and the headline.
+
+Nothing here decides a verdict or a group; it only arranges what `repro.compare` decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from repro.compare import ArtifactComparison, Comparison
+from repro.results import HostResult, RunResult
+
+LABELS = {"reproducible": "Reproducible", "mismatch": "Mismatch", "inconclusive": "Inconclusive"}
+SHORT_HASH = 12
+
+
+def ordered_hosts(run: RunResult, comparison: Comparison) -> list[HostResult]:
+    """Ok hosts first, those that agree next to each other (largest group first); then the rest."""
+    ok = [h for h in run.hosts if h.status == "ok"]
+    rest = [h for h in run.hosts if h.status != "ok"]
+    # sorted() is stable, so hosts with the same groups stay in run order.
+    return sorted(ok, key=lambda h: _group_key(h.name, comparison.artifacts)) + rest
+
+
+def _group_key(host: str, artifacts: tuple[ArtifactComparison, ...]) -> tuple[int, ...]:
+    # A host lacking an artifact sorts after every group that has it.
+    indexes = (group_index(host, a) for a in artifacts)
+    return tuple(len(a.groups) if i is None else i for a, i in zip(artifacts, indexes))
+
+
+def group_index(host: str, artifact: ArtifactComparison) -> int | None:
+    """Which of the artifact's groups the host is in (0 = the largest), None if in none."""
+    for i, group in enumerate(artifact.groups):
+        if host in group.hosts:
+            return i
+    return None
+
+
+def describe(host: HostResult) -> str:
+    """The "what it is" column: filled by facts gathering, empty when unknown."""
+    value = host.facts.get("describe")
+    return "" if value is None else str(value)
+
+
+def status_text(host: HostResult) -> str:
+    return host.status if host.status == "ok" or not host.error else f"{host.status}: {host.error}"
+
+
+def headline(run: RunResult, comparison: Comparison, name: Callable[[str], str]) -> str:
+    """The sentence after the verdict label; `name` formats an artifact name for the medium."""
+    ok = sum(1 for h in run.hosts if h.status == "ok")
+    if comparison.verdict == "mismatch":
+        differs = [a.name for a in comparison.artifacts if a.status == "differs"]
+        verb = "differs" if len(differs) == 1 else "differ"
+        return f"{_listed(differs, name)} {verb} between hosts"
+    if comparison.verdict == "reproducible":
+        built = _listed([a.name for a in comparison.artifacts], name)
+        return f"{_count(ok, 'host')} built {built} with identical bytes"
+    return f"no difference seen among {_count(ok, 'host')} that finished, but see the reasons"
+
+
+def _listed(names: list[str], name: Callable[[str], str]) -> str:
+    return ", ".join(name(n) for n in names)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
