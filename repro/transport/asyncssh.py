@@ -1,0 +1,344 @@
+"""The default transport: one asyncssh connection per host, host keys always checked;
+plus the helpers `repro hosts trust` uses to fetch and show a host's keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import ipaddress
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from repro.errors import ConnectError, HostKeyError, InventoryError
+from repro.inventory import Host
+from repro.transport.base import Completed, Transport
+
+#: host vars (name, default) that tune the connection; seconds, except the count
+CONNECT_TIMEOUT = ("repro_connect_timeout", 10.0)
+KEEPALIVE_INTERVAL = ("repro_keepalive_interval", 15.0)
+KEEPALIVE_COUNT_MAX = ("repro_keepalive_count_max", 4)
+
+#: one algorithm per key type, so fetch_host_keys sees every key a server has, not just one
+_HOST_KEY_ALGS = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-512",
+)
+
+
+class AsyncsshTransport(Transport):
+    """Reach a host over SSH with asyncssh, honouring ~/.ssh/config and known_hosts."""
+
+    name = "asyncssh"
+
+    def __init__(self, host: Host) -> None:
+        super().__init__(host)
+        self._conn: asyncssh.SSHClientConnection | None = None
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected else "closed"
+        return f"AsyncsshTransport({self.host.name!r}, {state})"
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    async def connect(self) -> None:
+        if self.connected:
+            return
+        await self.close()  # drop a dead connection before opening a new one
+        self._conn = await _open(self.host)
+
+    async def run(
+        self, command: str, *, timeout: float | None = None, stdin: bytes | None = None
+    ) -> Completed:
+        conn = self._require_connection(command)
+        try:
+            # DEVNULL when there is no input: asyncssh leaves stdin open otherwise, and a
+            # command that reads it would hang until the timeout.
+            proc = await conn.create_process(
+                command,
+                input=stdin or None,
+                stdin=asyncssh.PIPE if stdin else asyncssh.DEVNULL,
+                encoding=None,
+            )
+        except (asyncssh.Error, OSError) as exc:
+            raise self._lost(command, exc) from None
+        try:
+            done = await proc.wait(check=False, timeout=timeout)
+        except asyncssh.TimeoutError:
+            _abandon(proc)
+            raise TimeoutError(
+                f"{self.host.name}: command timed out after {timeout:g}s: {command[:80]}"
+            ) from None
+        except (asyncssh.Error, OSError) as exc:
+            raise self._lost(command, exc) from None
+        except asyncio.CancelledError:
+            _abandon(proc)  # a cancelled run (Ctrl-C) leaves no channel behind
+            raise
+        status = _exit_status(done.exit_status, done.exit_signal)
+        if status is None:
+            # Neither a status nor a signal: the channel closed under us (sshd died).
+            raise self._lost(command, None)
+        return Completed(command, status, _text(done.stdout), _text(done.stderr))
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        conn.close()
+        try:
+            await asyncio.wait_for(conn.wait_closed(), 5)
+        except (TimeoutError, asyncssh.Error, OSError):
+            pass  # already gone or unreachable: nothing left to release
+
+    def _require_connection(self, command: str) -> asyncssh.SSHClientConnection:
+        if self._conn is None:
+            raise ConnectError(
+                "not connected (call connect() first)", host=self.host.name, command=command
+            )
+        if self._conn.is_closed():
+            raise self._lost(command, None)
+        return self._conn
+
+    def _lost(self, command: str, exc: BaseException | None) -> ConnectError:
+        reason = _one_line(str(exc)) if exc is not None and str(exc) else "connection closed"
+        return ConnectError(f"connection lost: {reason}", host=self.host.name, command=command)
+
+
+# --- connecting ---------------------------------------------------------------------------
+
+
+def _number_var(host: Host, var: tuple[str, float]) -> float:
+    key, default = var
+    value = host.vars.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise InventoryError(f"host {host.name}: {key} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _known_hosts_path(host: Host) -> Path:
+    raw = host.known_hosts or "~/.ssh/known_hosts"
+    return Path(raw).expanduser()
+
+
+def _config_paths() -> list[str]:
+    path = Path("~/.ssh/config").expanduser()
+    return [str(path)] if path.is_file() else []
+
+
+def _connect_kwargs(host: Host, known_hosts: Path) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "port": host.port,
+        "username": host.user or None,
+        "known_hosts": str(known_hosts),
+        "config": _config_paths(),
+        "connect_timeout": _number_var(host, CONNECT_TIMEOUT),
+        "keepalive_interval": _number_var(host, KEEPALIVE_INTERVAL),
+        "keepalive_count_max": int(_number_var(host, KEEPALIVE_COUNT_MAX)),
+    }
+    if host.key_file:
+        # Only the inventory's key; leaving client_keys out means agent + ~/.ssh/id_*.
+        kwargs["client_keys"] = [host.key_file]
+    return kwargs
+
+
+async def _open(host: Host) -> asyncssh.SSHClientConnection:
+    known_hosts = _known_hosts_path(host)
+    if not known_hosts.is_file():
+        raise HostKeyError(
+            f"no known_hosts file at {known_hosts}; run `repro hosts trust {host.name}` "
+            "to check and record its host key",
+            host=host.name,
+        )
+    kwargs = _connect_kwargs(host, known_hosts)
+    try:
+        return await asyncssh.connect(host.address, **kwargs)
+    except asyncssh.HostKeyNotVerifiable:
+        raise _host_key_error(host, known_hosts) from None
+    except asyncssh.KeyExchangeFailed as exc:
+        # known_hosts pins the host to key types the server no longer offers: a changed key.
+        if _trusted_keys(host, known_hosts):
+            raise _host_key_error(host, known_hosts) from None
+        raise _connect_error(host, f"key exchange failed: {_one_line(exc.reason)}") from None
+    except asyncssh.PermissionDenied:
+        user = _effective_user(host)
+        raise _connect_error(host, f"authentication failed for user {user}") from None
+    except TimeoutError:
+        seconds = kwargs["connect_timeout"]
+        raise _connect_error(host, f"timed out after {seconds:g}s") from None
+    except ConnectionRefusedError:
+        raise _connect_error(host, "connection refused") from None
+    except socket.gaierror:
+        raise _connect_error(host, f"cannot resolve host name {host.address!r}") from None
+    except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
+        raise _connect_error(
+            host, f"cannot use key {host.key_file}: {_one_line(str(exc))}"
+        ) from None
+    except asyncssh.DisconnectError as exc:
+        raise _connect_error(host, _one_line(exc.reason) or "disconnected") from None
+    except OSError as exc:
+        if exc.filename:  # a key or config file, not the network
+            raise _connect_error(host, f"cannot read {exc.filename}: {exc.strerror}") from None
+        raise _connect_error(host, _one_line(exc.strerror or str(exc))) from None
+
+
+def _connect_error(host: Host, reason: str) -> ConnectError:
+    return ConnectError(f"cannot connect to {host.address}:{host.port}: {reason}", host=host.name)
+
+
+def _trusted_keys(host: Host, known_hosts: Path) -> list[asyncssh.SSHKey]:
+    try:
+        entries = asyncssh.read_known_hosts(str(known_hosts))
+    except (OSError, ValueError):
+        return []
+    addr = host.address if _is_ip(host.address) else ""
+    return list(entries.match(host.address, addr, host.port)[0])
+
+
+def _host_key_error(host: Host, known_hosts: Path) -> HostKeyError:
+    where = f"{host.address}:{host.port}"
+    if _trusted_keys(host, known_hosts):
+        msg = (
+            f"host key for {where} has CHANGED since it was trusted in {known_hosts} "
+            "(a reinstalled host, or someone in the middle); verify it before trusting again"
+        )
+    else:
+        msg = (
+            f"host key for {where} is unknown (not in {known_hosts}); "
+            f"run `repro hosts trust {host.name}` to check and record it"
+        )
+    return HostKeyError(msg, host=host.name)
+
+
+def _effective_user(host: Host) -> str:
+    """The user name asyncssh tried: the inventory's, else ~/.ssh/config's, else ours."""
+    if host.user:
+        return host.user
+    try:
+        opts = asyncssh.SSHClientConnectionOptions(
+            host=host.address,
+            port=host.port,
+            config=_config_paths(),
+            client_keys=None,
+            known_hosts=None,
+            agent_path=None,
+        )
+        return str(opts.username)
+    except (ValueError, OSError, asyncssh.Error):
+        return getpass.getuser()
+
+
+def _is_ip(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
+# --- running ------------------------------------------------------------------------------
+
+
+def _exit_status(status: int | None, exit_signal: tuple[str, bool, str, str] | None) -> int | None:
+    """The shell's convention for a command killed by a signal: 128 + its number.
+
+    A signal name we do not know maps to -1; no status and no signal maps to None (the
+    channel closed without an answer, which the caller treats as a lost connection).
+    """
+    if exit_signal:
+        try:
+            return 128 + int(signal.Signals["SIG" + exit_signal[0]])
+        except KeyError:
+            return -1
+    if status is None or status < 0:
+        return None
+    return status
+
+
+def _abandon(proc: asyncssh.SSHClientProcess[bytes]) -> None:
+    # Ask the server to kill the command (OpenSSH >= 7.9 honours it), then drop the
+    # channel so nothing more is read; the connection itself stays usable.
+    try:
+        proc.kill()
+    except (OSError, asyncssh.Error):
+        pass
+    proc.close()
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    if isinstance(data, str):
+        return data
+    return data.decode("utf-8", errors="replace")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200]
+
+
+# --- host keys, for `repro hosts trust` -----------------------------------------------------
+
+
+async def fetch_host_keys(
+    address: str, port: int = 22, timeout: float = 10.0
+) -> list[tuple[str, str]]:
+    """Every host key the server offers, as (key type, "type base64") public key lines.
+
+    One handshake per key type, since a server presents only one key per handshake.
+    Raises ConnectError if the server cannot be reached or offers no key at all.
+    """
+    where = f"{address}:{port}"
+    found: list[tuple[str, str]] = []
+    refusal = "no host key offered"
+    for alg in _HOST_KEY_ALGS:
+        try:
+            key = await asyncio.wait_for(
+                asyncssh.get_server_host_key(address, port, server_host_key_algs=[alg]),
+                timeout,
+            )
+        except TimeoutError:
+            raise ConnectError(f"timed out after {timeout:g}s", host=where) from None
+        except ConnectionRefusedError:
+            raise ConnectError("connection refused", host=where) from None
+        except socket.gaierror:
+            raise ConnectError(f"cannot resolve host name {address!r}", host=where) from None
+        except (asyncssh.Error, ConnectionResetError, BrokenPipeError) as exc:
+            # No key of this type: asyncssh reports a failed key exchange, while OpenSSH
+            # just hangs up or resets ("no matching host key type found"). Try the next.
+            refusal = _one_line(str(exc)) or refusal
+            continue
+        except OSError as exc:
+            raise ConnectError(_one_line(exc.strerror or str(exc)), host=where) from None
+        if key is not None:
+            line = key.export_public_key("openssh").decode("ascii").split()
+            entry = (line[0], f"{line[0]} {line[1]}")
+            if entry not in found:
+                found.append(entry)
+    if not found:
+        raise ConnectError(f"no host key offered ({refusal})", host=where)
+    return found
+
+
+def fingerprint(key_line: str) -> str:
+    """The OpenSSH-style "SHA256:..." fingerprint of a public key line."""
+    try:
+        key = asyncssh.import_public_key(key_line.strip())
+    except (asyncssh.KeyImportError, ValueError) as exc:
+        raise ValueError(f"not an OpenSSH public key: {key_line[:40]!r}") from exc
+    return str(key.get_fingerprint("sha256"))
+
+
+def known_hosts_entry(address: str, port: int, key_line: str) -> str:
+    """A known_hosts line for `key_line`, in the `[addr]:port` form OpenSSH uses off port 22."""
+    name = address if port == 22 else f"[{address}]:{port}"
+    keytype, data = key_line.split()[:2]
+    return f"{name} {keytype} {data}"

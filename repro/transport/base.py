@@ -1,0 +1,91 @@
+"""The transport contract: the few verbs the runner needs from any way of reaching a host.
+
+Every transport (asyncssh, fabric, local) passes the same contract tests in
+tests/test_transport_contract.py. Long-running work is not a transport concern: the runner
+starts steps detached on the host through plain `run` calls (see repro/detach.py), so a
+transport only needs short commands to be reliable.
+"""
+
+from __future__ import annotations
+
+import abc
+import shlex
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from repro.inventory import Host
+
+
+@dataclass(frozen=True)
+class Completed:
+    """The outcome of one short command. Output is decoded with errors="replace"."""
+
+    command: str
+    exit_status: int
+    stdout: str
+    stderr: str
+
+    def __repr__(self) -> str:
+        return f"Completed(exit={self.exit_status}, {self.command[:40]!r})"
+
+
+class Transport(abc.ABC):
+    """One connection to one host, reused for every command of a run.
+
+    `run` never raises for a non-zero exit status: that is returned in `Completed`.
+    It raises `repro.errors.ConnectError` (or `HostKeyError`) when the host cannot be reached
+    or the connection is lost, and `TimeoutError` when `timeout` passes.
+    """
+
+    #: the name used in inventories (`repro_transport: asyncssh`) and on the command line
+    name: str = "base"
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open the connection, verifying the host key. Idempotent."""
+
+    @abc.abstractmethod
+    async def run(
+        self, command: str, *, timeout: float | None = None, stdin: bytes | None = None
+    ) -> Completed:
+        """Run a shell command line (already quoted by the caller) with /bin/sh semantics."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the connection. Safe to call twice, or after a failed connect."""
+
+    @property
+    def connected(self) -> bool:
+        """Whether `run` can be called without `connect` first."""
+        return False
+
+    async def put(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
+        """Write `data` to `remote_path` on the host (atomically, via a temp file).
+
+        Done over `run` with the bytes on stdin so every transport gets it for free.
+        """
+        q = shlex.quote(remote_path)
+        tmp = shlex.quote(remote_path + ".repro-tmp")
+        cmd = f"cat > {tmp} && chmod {mode:o} {tmp} && mv -f {tmp} {q}"
+        result = await self.run(cmd, stdin=data)
+        if result.exit_status != 0:
+            from repro.errors import HostError
+
+            raise HostError(
+                f"could not write {remote_path}: {result.stderr.strip()[-200:]}",
+                host=self.host.name,
+                command=cmd,
+                exit_status=result.exit_status,
+                tail=result.stderr[-2000:],
+            )
+
+    async def __aenter__(self) -> Transport:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,89 @@
+"""The transport for `ansible_connection: local`: commands run on the controller itself,
+with the same contract as SSH (/bin/sh semantics, bytes on stdin, output decoded with replace).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+from repro.errors import ConnectError
+from repro.inventory import Host
+from repro.transport.base import Completed, Transport
+
+#: how long to wait for a killed command's pipes to close before giving up on them
+_REAP_SECONDS = 5.0
+
+
+class LocalTransport(Transport):
+    """Run commands with /bin/sh on this machine, from the home directory as sshd would."""
+
+    name = "local"
+
+    def __init__(self, host: Host) -> None:
+        super().__init__(host)
+        self._open = False
+
+    def __repr__(self) -> str:
+        return f"LocalTransport({self.host.name!r}, {'open' if self._open else 'closed'})"
+
+    @property
+    def connected(self) -> bool:
+        return self._open
+
+    async def connect(self) -> None:
+        self._open = True
+
+    async def close(self) -> None:
+        self._open = False
+
+    async def run(
+        self, command: str, *, timeout: float | None = None, stdin: bytes | None = None
+    ) -> Completed:
+        if not self._open:
+            raise ConnectError(
+                "not connected (call connect() first)", host=self.host.name, command=command
+            )
+        proc = await asyncio.create_subprocess_shell(
+            command,
+            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            # Start where an SSH session would, so relative paths mean the same thing.
+            cwd=str(Path.home()),
+            # Its own process group, so a timeout kills the whole command, not just sh.
+            start_new_session=True,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(stdin or None), timeout)
+        except TimeoutError:
+            await _kill_group(proc)
+            raise TimeoutError(
+                f"{self.host.name}: command timed out after {timeout:g}s: {command[:80]}"
+            ) from None
+        except BaseException:
+            await _kill_group(proc)  # cancelled: leave nothing running behind us
+            raise
+        status = proc.returncode if proc.returncode is not None else -1
+        # A negative return code is "killed by signal N"; report it the way a shell does.
+        if status < 0:
+            status = 128 - status
+        return Completed(
+            command,
+            status,
+            out.decode("utf-8", errors="replace"),
+            err.decode("utf-8", errors="replace"),
+        )
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # already gone
+    try:
+        await asyncio.wait_for(proc.wait(), _REAP_SECONDS)
+    except TimeoutError:
+        pass

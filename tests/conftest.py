@@ -1,0 +1,67 @@
+"""Shared fixtures. Each engineer adds theirs here; keep each one short and documented.
+
+The lab is async: a fixture hands out an unstarted LocalLab and the test starts it inside
+its own event loop (`asyncio.run(...)` + `async with local_lab:`), so no pytest plugin is needed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from repro.lab import LocalLab
+from repro.netlab import NetlabUnavailable, NetnsLab, cleanup_stale
+
+
+@pytest.fixture
+def local_lab(tmp_path: Path) -> LocalLab:
+    """A 3-host LocalLab in tmp_path, not yet started: `async with local_lab as lab: ...`."""
+    return LocalLab(tmp_path / "lab", n=3)
+
+
+# --- real OpenSSH hosts in network namespaces (repro/netlab.py) ------------------------------
+
+
+def _started_netlab(lab: NetnsLab) -> NetnsLab:
+    """Start `lab`; a machine that cannot host one skips, unless REPRO_REQUIRE_NETNS=1 (CI)."""
+    try:
+        return lab.start()
+    except NetlabUnavailable as exc:
+        if os.environ.get("REPRO_REQUIRE_NETNS") == "1":
+            pytest.fail(f"REPRO_REQUIRE_NETNS=1 but the netns lab cannot be set up: {exc}")
+        pytest.skip(f"netns lab unavailable: {exc}")
+
+
+@pytest.fixture
+def netlab_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., NetnsLab]]:
+    """Start real-OpenSSH labs on demand: `netlab_factory(5, cpuinfo={"h1": Path(...)})`.
+
+    Takes NetnsLab's arguments except base_dir; every lab is torn down after the test.
+    """
+    labs: list[NetnsLab] = []
+    cleanup_stale("rl")  # leftovers of a crashed earlier session; live labs are untouched
+
+    def make(n: int = 3, **kwargs: Any) -> NetnsLab:
+        lab = NetnsLab(tmp_path_factory.mktemp("netlab"), n, **kwargs)
+        labs.append(lab)
+        return _started_netlab(lab)
+
+    yield make
+    errors = []
+    for lab in labs:  # close every lab even when one teardown fails
+        try:
+            lab.close()
+        except Exception as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def netlab(netlab_factory: Callable[..., NetnsLab]) -> NetnsLab:
+    """A started 3-host lab (h1..h3): `ssh` via lab.ssh_argv, inventory at lab.inventory_path."""
+    return netlab_factory(3)

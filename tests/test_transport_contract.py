@@ -1,0 +1,342 @@
+"""The transport contract: every transport must pass every test here, unchanged.
+
+To add a transport (fabric, OpenSSH hosts in namespaces), add an entry to RIGS: an async
+context manager that yields a Rig (how to make a fresh transport, and a directory to work in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import shlex
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from repro.errors import ConnectError, HostError, InventoryError
+from repro.inventory import Host
+from repro.lab import LocalLab
+from repro.transport import make_transport
+from repro.transport.asyncssh import AsyncsshTransport
+from repro.transport.base import Transport
+from repro.transport.local import LocalTransport
+
+#: the whole body of one contract test must finish within this many seconds
+TEST_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Rig:
+    """One way of reaching one host, for the contract tests."""
+
+    make: Callable[[], Transport]  # a fresh, unconnected transport to the same host
+    workdir: str  # an absolute, empty directory on that host the test may write in
+    # Whether a timed-out command is killed. OpenSSH refuses the "signal" request for root
+    # logins ("session signalling requires privilege separation"), so a rig logging in to
+    # sshd as root sets this False: there the command runs on until it ends by itself.
+    kills_on_timeout: bool = True
+
+    def __repr__(self) -> str:
+        return f"Rig({self.workdir!r})"
+
+
+RigFactory = Callable[[Path], AbstractAsyncContextManager[Rig]]
+
+
+@asynccontextmanager
+async def asyncssh_rig(tmp: Path) -> AsyncIterator[Rig]:
+    async with LocalLab(tmp / "lab", n=1) as lab:
+        host = lab.host("lab1")
+        work = lab.hosts[0].root / "work"
+        work.mkdir()
+        yield Rig(lambda: AsyncsshTransport(host), str(work))
+
+
+@asynccontextmanager
+async def local_rig(tmp: Path) -> AsyncIterator[Rig]:
+    work = tmp / "local-work"
+    work.mkdir()
+    host = Host(name="here", address="localhost", connection="local")
+    yield Rig(lambda: LocalTransport(host), str(work))
+
+
+RIGS: dict[str, RigFactory] = {
+    "asyncssh": asyncssh_rig,
+    "local": local_rig,
+}
+
+Body = Callable[[Transport, Rig], Awaitable[None]]
+
+
+@pytest.fixture(params=sorted(RIGS))
+def contract(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Body], None]:
+    """Run an async test body against a connected transport of the parametrized kind."""
+    factory = RIGS[request.param]
+
+    def check(body: Body) -> None:
+        async def main() -> None:
+            async with factory(tmp_path) as rig:
+                transport = rig.make()
+                await transport.connect()
+                try:
+                    await asyncio.wait_for(body(transport, rig), TEST_TIMEOUT)
+                finally:
+                    await transport.close()
+
+        asyncio.run(main())
+
+    return check
+
+
+async def wait_until(predicate: Callable[[], Awaitable[bool]], seconds: float = 10.0) -> bool:
+    """Poll `predicate` until it holds or `seconds` pass; bounded, never spins forever."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return await predicate()
+
+
+# --- exit status and output -------------------------------------------------------------------
+
+
+def test_exit_statuses(contract: Callable[[Body], None]) -> None:
+    async def body(t: Transport, rig: Rig) -> None:
+        assert (await t.run("true")).exit_status == 0
+        assert (await t.run("false")).exit_status == 1
+        assert (await t.run("exit 3")).exit_status == 3
+        assert (await t.run("no-such-command-repro-xyz")).exit_status == 127
+        # killed by a signal: the shell's 128 + N, not a negative number or None
+        assert (await t.run("kill -9 $$")).exit_status == 137
+        assert (await t.run("kill -TERM $$")).exit_status == 143
+
+    contract(body)
+
+
+def test_stdout_and_stderr_are_separate(contract: Callable[[Body], None]) -> None:
+    async def body(t: Transport, rig: Rig) -> None:
+        r = await t.run("echo out; echo err >&2; echo out2; exit 4")
+        assert (r.stdout, r.stderr, r.exit_status) == ("out\nout2\n", "err\n", 4)
+        assert r.command == "echo out; echo err >&2; echo out2; exit 4"
+
+    contract(body)
+
+
+def test_large_output_does_not_deadlock(contract: Callable[[Body], None]) -> None:
+    async def body(t: Transport, rig: Rig) -> None:
+        r = await t.run("head -c 3000000 /dev/zero | tr '\\0' a; head -c 500000 /dev/zero >&2")
+        assert len(r.stdout) == 3_000_000 and set(r.stdout) == {"a"}
+        assert len(r.stderr) == 500_000
+
+    contract(body)
+
+
+def test_non_utf8_output_is_replaced(contract: Callable[[Body], None]) -> None:
+    async def body(t: Transport, rig: Rig) -> None:
+        r = await t.run("printf 'ok\\377\\376end'; printf 'x\\300' >&2")
+        assert r.stdout == "ok\ufffd\ufffdend"
+        assert r.stderr == "x\ufffd"
+        r = await t.run("printf '\\303\\274'")  # valid UTF-8 stays as it is
+        assert r.stdout == "\u00fc"
+
+    contract(body)
+
+
+# --- stdin ------------------------------------------------------------------------------------
+
+
+def test_stdin_bytes_arrive_intact(contract: Callable[[Body], None]) -> None:
+    async def body(t: Transport, rig: Rig) -> None:
+        payload = bytes(range(256)) * 4096  # 1 MiB, every byte value, NULs included
+        r = await t.run("sha256sum", stdin=payload)
+        assert r.exit_status == 0
+        assert r.stdout.split()[0] == hashlib.sha256(payload).hexdigest()
+        r = await t.run("wc -c", stdin=b"abc")
+        assert r.stdout.strip() == "3"
+
+    contract(body)
+
+
+def test_no_stdin_means_end_of_file(contract: Callable[[Body], None]) -> None:
+    async def body(t: Transport, rig: Rig) -> None:
+        start = time.monotonic()
+        r = await t.run("cat; echo done", timeout=10)
+        assert (r.stdout, r.exit_status) == ("done\n", 0)
+        r = await t.run("wc -c", stdin=b"")
+        assert r.stdout.strip() == "0"
+        assert time.monotonic() - start < 5
+
+    contract(body)
+
+
+def test_command_that_ignores_stdin(contract: Callable[[Body], None]) -> None:
+    async def body(t: Transport, rig: Rig) -> None:
+        r = await t.run("exit 0", stdin=b"x" * 2_000_000)
+        assert r.exit_status == 0
+
+    contract(body)
+
+
+# --- quoting ----------------------------------------------------------------------------------
+
+NASTY = [
+    "plain",
+    "",
+    "with space\tand tab",
+    "it's",
+    '"double"',
+    "back\\slash\\",
+    "$HOME",
+    "`id`",
+    "semi;colon && echo injected | cat",
+    "new\nline",
+    "-n",
+    "*",
+    "~root",
+    "\u00fcn\u00efc\u00f8d\u00e9 \u2603",
+    "#not a comment",
+]
+
+
+def test_quoting_round_trip(contract: Callable[[Body], None]) -> None:
+    async def body(t: Transport, rig: Rig) -> None:
+        canary = f"{rig.workdir}/pwned"
+        values = NASTY + [f"$(touch {canary})", f"';touch {canary};'"]
+        for value in values:
+            r = await t.run(f"printf %s {shlex.quote(value)}")
+            assert (r.exit_status, r.stdout) == (0, value), value
+        r = await t.run(f"test -e {shlex.quote(canary)}")
+        assert r.exit_status == 1, "a quoted value was executed"
+
+    contract(body)
+
+
+# --- timeouts ---------------------------------------------------------------------------------
+
+
+def test_timeout_raises_and_leaves_the_transport_usable(
+    contract: Callable[[Body], None],
+) -> None:
+    async def body(t: Transport, rig: Rig) -> None:
+        pidfile = shlex.quote(f"{rig.workdir}/pid")
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await t.run(f"echo $$ > {pidfile}; exec sleep 5", timeout=0.5)
+        assert time.monotonic() - start < 3
+        assert (await t.run("echo still here")).stdout == "still here\n"
+        if not rig.kills_on_timeout:
+            return
+
+        async def gone() -> bool:
+            r = await t.run(f"kill -0 $(cat {pidfile}) 2>/dev/null")
+            return r.exit_status != 0
+
+        assert await wait_until(gone, seconds=3), "the timed-out command is still running"
+
+    contract(body)
+
+
+# --- put --------------------------------------------------------------------------------------
+
+
+def test_put_writes_atomically_with_mode(contract: Callable[[Body], None]) -> None:
+    async def body(t: Transport, rig: Rig) -> None:
+        path = f"{rig.workdir}/it's a file.bin"
+        q = shlex.quote(path)
+        data = bytes(range(256)) * 10
+        await t.put(data, path, mode=0o600)
+        r = await t.run(f"base64 -w0 < {q}; echo; stat -c '%a %i' {q}")
+        encoded, stat = r.stdout.splitlines()
+        assert base64.b64decode(encoded) == data
+        mode, inode = stat.split()
+        assert mode == "600"
+
+        await t.put(b"#!/bin/sh\necho replaced\n", path, mode=0o755)
+        r = await t.run(f"{q}; stat -c '%a %i' {q}; ls -A {shlex.quote(rig.workdir)}")
+        lines = r.stdout.splitlines()
+        assert lines[0] == "replaced"
+        new_mode, new_inode = lines[1].split()
+        assert new_mode == "755"
+        # a new inode: the file was renamed into place, never rewritten where readers see it
+        assert new_inode != inode
+        assert lines[2:] == ["it's a file.bin"], "the temp file was left behind"
+
+    contract(body)
+
+
+def test_put_into_missing_directory_fails_clearly(contract: Callable[[Body], None]) -> None:
+    async def body(t: Transport, rig: Rig) -> None:
+        path = f"{rig.workdir}/no/such/dir/file"
+        with pytest.raises(HostError, match="could not write"):
+            await t.put(b"x", path)
+
+    contract(body)
+
+
+# --- connection lifecycle ---------------------------------------------------------------------
+
+
+def test_connect_and_close_are_idempotent(contract: Callable[[Body], None]) -> None:
+    async def body(t: Transport, rig: Rig) -> None:
+        await t.connect()  # already connected: no-op
+        assert t.connected
+        await t.close()
+        await t.close()
+        assert not t.connected
+        with pytest.raises(ConnectError):
+            await t.run("true")
+        await t.connect()  # a closed transport can connect again
+        assert (await t.run("echo again")).stdout == "again\n"
+
+        fresh = rig.make()
+        assert not fresh.connected
+        await fresh.close()  # closing what never connected is fine too
+        async with fresh as entered:
+            assert entered is fresh and fresh.connected
+        assert not fresh.connected
+
+    contract(body)
+
+
+def test_detached_process_survives_the_command(contract: Callable[[Body], None]) -> None:
+    async def body(t: Transport, rig: Rig) -> None:
+        work = shlex.quote(rig.workdir)
+        inner = shlex.quote(f"cd {work} && echo $$ > bg.pid && sleep 1 && echo survived > bg.out")
+        start = time.monotonic()
+        r = await t.run(f"setsid sh -c {inner} > {work}/bg.log 2>&1 < /dev/null &")
+        assert r.exit_status == 0
+        assert time.monotonic() - start < 0.9, "run waited for the background process"
+        # the job must also outlive the connection that started it
+        await t.close()
+        again = rig.make()
+        await again.connect()
+        try:
+
+            async def finished() -> bool:
+                r = await again.run(f"cat {work}/bg.out 2>/dev/null")
+                return r.stdout == "survived\n"
+
+            assert await wait_until(finished)
+        finally:
+            await again.close()
+
+    contract(body)
+
+
+# --- choosing a transport ---------------------------------------------------------------------
+
+
+def test_make_transport_picks_by_connection_and_transport() -> None:
+    assert isinstance(make_transport(Host("a", "a", connection="local")), LocalTransport)
+    assert isinstance(make_transport(Host("b", "b")), AsyncsshTransport)
+    assert make_transport(Host("b", "b")).name == "asyncssh"
+    with pytest.raises(InventoryError, match="repro_transport 'telnet'"):
+        make_transport(Host("c", "c", transport="telnet"))
+    with pytest.raises(InventoryError, match="ansible_connection 'docker'"):
+        make_transport(Host("d", "d", connection="docker"))
