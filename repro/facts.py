@@ -1,0 +1,444 @@
+"""Host facts (CPU, memory, OS, virtualization, disk, Guix) gathered by one POSIX sh script.
+
+Everything a host prints is untrusted: `parse_facts` neutralises it into plain, capped values.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import unicodedata
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from repro.transport.base import Transport
+
+#: the prefix of every section marker line the script prints: "@@repro-facts@@ NAME"
+MARKER = "@@repro-facts@@"
+
+# The script is sent on stdin to `sh -s -- WORK_DIR`, so nothing is ever interpolated into it.
+# All work happens inside functions, read in full before anything runs, and with stdin from
+# /dev/null: bash reads a piped script byte by byte, so a command that reads stdin would
+# otherwise swallow the part of the script not yet read.
+FACTS_SCRIPT = r"""# repro host facts: sections between marker lines; always exits 0
+LC_ALL=C
+export LC_ALL
+# GNU nproc obeys these; the build's own settings must not shrink the core count we report
+unset OMP_NUM_THREADS OMP_THREAD_LIMIT
+
+_rf_have() { command -v "$1" >/dev/null 2>&1; }
+
+# a hung NFS mount or a wedged daemon must not stall the whole run
+_rf_bounded() {
+  _rf_s=$1
+  shift
+  if _rf_have timeout; then timeout "$_rf_s" "$@"; else "$@"; fi
+}
+
+_rf_sec() { printf '\n%s %s\n' '@@repro-facts@@' "$1"; }
+
+# nearest existing ancestor: the work dir is usually created later, by the playbook
+_rf_existing() {
+  _rf_d=$1
+  _rf_n=0
+  while [ ! -e "$_rf_d" ] && [ "$_rf_n" -lt 64 ]; do
+    _rf_d=$(dirname -- "$_rf_d")
+    _rf_n=$((_rf_n + 1))
+  done
+  printf '%s\n' "$_rf_d"
+}
+
+_rf_df() {
+  _rf_bounded 10 df -Pk -- "$(_rf_existing "$1")" 2>/dev/null | head -n 3 | cut -c1-1024
+}
+
+_rf_guix_daemon() {
+  _rf_sock=${GUIX_DAEMON_SOCKET:-/var/guix/daemon-socket/socket}
+  case $_rf_sock in
+    /*) if [ ! -S "$_rf_sock" ]; then echo no-socket; return 0; fi ;;
+  esac
+  if _rf_bounded 20 guix gc --list-roots >/dev/null 2>&1; then echo yes; else echo no-answer; fi
+}
+
+_repro_facts() {
+  _rf_w=${1:-$HOME}
+  case $_rf_w in
+    "~") _rf_w=$HOME ;;
+    "~/"*) _rf_w=$HOME/${_rf_w#"~/"} ;;
+  esac
+  # what a login shell would put first (Guix's /etc/profile.d/guix.sh); ssh commands get no login shell
+  if [ -x "$HOME/.config/guix/current/bin/guix" ]; then
+    PATH=$HOME/.config/guix/current/bin:$PATH
+  fi
+
+  _rf_sec hostname
+  uname -n 2>/dev/null | head -n 1 | cut -c1-256
+  _rf_sec clock
+  date +%s 2>/dev/null
+  # first processor block only: a 192-core box prints megabytes
+  _rf_sec cpuinfo
+  sed -n '/^[[:space:]]*$/q;p' /proc/cpuinfo 2>/dev/null | head -n 80 | cut -c1-8192
+  _rf_sec nproc
+  nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null
+  _rf_sec meminfo
+  sed -n '/^MemTotal:/p' /proc/meminfo 2>/dev/null | head -n 1
+  _rf_sec uname
+  uname -srm 2>/dev/null | head -n 1 | cut -c1-512
+  _rf_sec os-release
+  { cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null; } | head -n 60 | cut -c1-512
+  _rf_sec glibc
+  { getconf GNU_LIBC_VERSION 2>/dev/null || ldd --version 2>&1; } | head -n 1 | cut -c1-256
+  _rf_sec virt
+  if _rf_have systemd-detect-virt; then _rf_bounded 10 systemd-detect-virt 2>/dev/null | head -n 1 | cut -c1-64; fi
+  _rf_sec dmi-vendor
+  head -n 1 /sys/class/dmi/id/sys_vendor 2>/dev/null | cut -c1-256
+  _rf_sec dmi-product
+  head -n 1 /sys/class/dmi/id/product_name 2>/dev/null | cut -c1-256
+  _rf_sec df-work
+  _rf_df "$_rf_w"
+  _rf_sec df-tmp
+  _rf_df "${TMPDIR:-/tmp}"
+  _rf_sec guix-version
+  if _rf_have guix; then _rf_bounded 20 guix --version 2>/dev/null | head -n 1 | cut -c1-256; fi
+  _rf_sec guix-describe
+  if _rf_have guix; then _rf_bounded 20 guix describe --format=json 2>/dev/null | head -n 400 | cut -c1-65536; fi
+  _rf_sec guix-daemon
+  if _rf_have guix; then _rf_guix_daemon; fi
+  _rf_sec end
+}
+
+_repro_facts "$@" </dev/null
+exit 0
+"""
+
+#: every section the script prints, in order; the parser ignores any other marker
+SECTIONS = (
+    "hostname", "clock", "cpuinfo", "nproc", "meminfo", "uname", "os-release", "glibc", "virt",
+    "dmi-vendor", "dmi-product", "df-work", "df-tmp", "guix-version", "guix-describe",
+    "guix-daemon", "end",
+)  # fmt: skip
+
+#: the flags that change what a compiler may emit, reported in this order
+ISA_FLAGS = (
+    "sse4_2", "avx", "avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+    "amx_tile", "amx_bf16", "amx_int8", "sha_ni", "vaes", "bmi2", "adx",
+)  # fmt: skip
+
+MAX_INPUT = 1 << 20  # the script's own caps keep honest output far below this
+MAX_STR = 200
+
+# --- CPU tables -------------------------------------------------------------------------------
+# Intel (family, model) -> name, from the kernel's arch/x86/include/asm/intel-family.h.
+# Model 85 is split by stepping in _intel().
+_INTEL: dict[tuple[int, int], str] = {
+    (6, 42): "Sandy Bridge", (6, 45): "Sandy Bridge-EP",
+    (6, 58): "Ivy Bridge", (6, 62): "Ivy Bridge-EP",
+    (6, 60): "Haswell", (6, 69): "Haswell", (6, 70): "Haswell", (6, 63): "Haswell-EP",
+    (6, 61): "Broadwell", (6, 71): "Broadwell", (6, 79): "Broadwell-EP", (6, 86): "Broadwell-DE",
+    (6, 78): "Skylake", (6, 94): "Skylake",
+    (6, 142): "Kaby Lake/Coffee Lake", (6, 158): "Kaby Lake/Coffee Lake",
+    (6, 165): "Comet Lake", (6, 166): "Comet Lake",
+    (6, 102): "Cannon Lake",
+    (6, 125): "Ice Lake", (6, 126): "Ice Lake",
+    (6, 106): "Ice Lake-SP", (6, 108): "Ice Lake-SP",
+    (6, 140): "Tiger Lake", (6, 141): "Tiger Lake",
+    (6, 167): "Rocket Lake",
+    (6, 143): "Sapphire Rapids",
+    (6, 207): "Emerald Rapids",
+    (6, 173): "Granite Rapids", (6, 174): "Granite Rapids",
+    (6, 151): "Alder Lake", (6, 154): "Alder Lake", (6, 190): "Alder Lake-N",
+    (6, 183): "Raptor Lake", (6, 186): "Raptor Lake", (6, 191): "Raptor Lake",
+    (6, 170): "Meteor Lake", (6, 172): "Meteor Lake",
+    (6, 181): "Arrow Lake", (6, 197): "Arrow Lake", (6, 198): "Arrow Lake",
+    (6, 189): "Lunar Lake",
+    (6, 95): "Denverton", (6, 134): "Snow Ridge",
+    (6, 175): "Sierra Forest", (6, 182): "Grand Ridge", (6, 221): "Clearwater Forest",
+    (6, 87): "Knights Landing", (6, 133): "Knights Mill",
+    (19, 1): "Diamond Rapids",
+}  # fmt: skip
+
+# AMD family -> (first model, last model, name), from the kernel's bsp_init_amd() Zen ranges.
+# The first match wins, so the Zen+ singletons sit before the Zen range that contains them.
+_AMD: dict[int, tuple[tuple[int, int, str], ...]] = {
+    0x17: (
+        (0x08, 0x08, "Zen+"), (0x18, 0x18, "Zen+"),
+        (0x00, 0x2F, "Zen"), (0x50, 0x5F, "Zen"),
+        (0x30, 0x4F, "Zen 2"), (0x60, 0x7F, "Zen 2"), (0x90, 0x91, "Zen 2"), (0xA0, 0xAF, "Zen 2"),
+    ),
+    0x19: (
+        (0x00, 0x0F, "Zen 3"), (0x20, 0x5F, "Zen 3"),
+        (0x10, 0x1F, "Zen 4"), (0x60, 0xAF, "Zen 4"),
+    ),
+    0x1A: (
+        (0x00, 0x2F, "Zen 5"), (0x40, 0x4F, "Zen 5"), (0x60, 0x7F, "Zen 5"),
+        (0x50, 0x5F, "Zen 6"), (0x80, 0xAF, "Zen 6"), (0xC0, 0xCF, "Zen 6"),
+    ),
+}  # fmt: skip
+
+_VENDORS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "HygonGenuine": "Hygon"}
+
+# systemd-detect-virt names -> how a person calls the hypervisor
+_HYPERVISORS = {
+    "kvm": "KVM", "google": "KVM", "qemu": "QEMU", "microsoft": "Hyper-V", "amazon": "Nitro",
+    "xen": "Xen", "vmware": "VMware", "oracle": "VirtualBox", "bhyve": "bhyve",
+    "parallels": "Parallels", "zvm": "z/VM", "powervm": "PowerVM", "acrn": "ACRN",
+    "bochs": "Bochs", "uml": "UML", "apple": "Apple", "qnx": "QNX", "sre": "SRE",
+}  # fmt: skip
+_CONTAINERS = frozenset(
+    {"docker", "podman", "lxc", "lxc-libvirt", "systemd-nspawn", "openvz", "rkt", "wsl",
+     "proot", "pouch", "container-other"}
+)  # fmt: skip
+_CLOUD_LABELS = {"AWS": "AWS", "GCP": "Google", "Azure": "Azure"}
+
+
+def classify_cpu(vendor: str, family: int | None, model: int | None, stepping: int | None) -> str:
+    """Name the microarchitecture ("Sapphire Rapids", "Zen 4"), or "" when unknown."""
+    if family is None or model is None:
+        return ""
+    vendor = _VENDORS.get(vendor, vendor)
+    if vendor == "Intel":
+        return _intel(family, model, stepping)
+    if vendor == "AMD":
+        for first, last, name in _AMD.get(family, ()):
+            if first <= model <= last:
+                return name
+    return ""
+
+
+def _intel(family: int, model: int, stepping: int | None) -> str:
+    if (family, model) == (6, 85):
+        # one model number, three generations; the kernel tells them apart by stepping
+        if stepping is None:
+            return "Skylake-SP/Cascade Lake"
+        if stepping >= 10:
+            return "Cooper Lake"
+        return "Cascade Lake" if stepping >= 5 else "Skylake-SP"
+    return _INTEL.get((family, model), "")
+
+
+# --- neutralising untrusted text --------------------------------------------------------------
+
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, screen clears
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS/SOS/PM/APC strings
+    r"|\x1b[@-Z\\-_]?"  # any other escape, and a lone ESC
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
+)
+
+
+def clean(value: object, limit: int = MAX_STR) -> str:
+    """Plain one-line text: escape sequences and control/format characters gone, capped."""
+    text = str(value)[: limit * 8]
+    text = _ESCAPES.sub("", text)
+    # categories C* (controls, bidi overrides, ...) and Z[lp] (line breaks) can rewrite a terminal
+    kept = "".join(
+        " " if ch in "\t\n\r" else ch
+        for ch in text
+        if ch in "\t\n\r" or not unicodedata.category(ch).startswith(("C", "Zl", "Zp"))
+    )
+    return " ".join(kept.split())[:limit]
+
+
+def _int(text: str, digits: int = 18) -> int | None:
+    m = re.fullmatch(rf"(?a)\s*(\d{{1,{digits}}})\s*", text)
+    return int(m.group(1)) if m else None
+
+
+def _sections(text: str) -> dict[str, str]:
+    """Split the script's output at marker lines; first occurrence of a known name wins."""
+    found: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text[:MAX_INPUT].split("\n"):
+        if line.startswith(MARKER):
+            name = line[len(MARKER) :].strip()
+            current = None
+            if name in SECTIONS and name not in found:
+                current = found[name] = []
+            continue
+        if current is not None:
+            current.append(line[:70000])
+    return {name: "\n".join(lines).strip() for name, lines in found.items()}
+
+
+def _cpuinfo(text: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for line in text.split("\n"):
+        if not line.strip():
+            if fields:
+                break  # later processors repeat the first
+            continue
+        key, sep, value = line.partition(":")
+        key = key.strip().lower()
+        if sep and key and key not in fields:
+            fields[key] = value.strip()
+    return fields
+
+
+def _os_release(text: str) -> str:
+    values: dict[str, str] = {}
+    for line in text.split("\n"):
+        key, sep, value = line.partition("=")
+        if not sep or not re.fullmatch(r"[A-Z_]{1,32}", key):
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values.setdefault(key, re.sub(r"\\(.)", r"\1", value))
+    name = values.get("PRETTY_NAME") or " ".join(
+        v for v in (values.get("NAME", ""), values.get("VERSION_ID", "")) if v
+    )
+    return clean(name)
+
+
+def _glibc(text: str) -> str:
+    line = text.split("\n")[0] if text else ""
+    if not re.search(r"glibc|gnu libc", line, re.IGNORECASE):
+        return ""  # musl and friends: no glibc to report
+    versions = re.findall(r"(?a)\b(\d{1,3}\.\d{1,3}(?:\.\d{1,3})?)\b", line)
+    return versions[-1] if versions else ""
+
+
+def _df_available(text: str) -> int | None:
+    # Available is the column before Capacity ("NN%"); mount points may contain spaces
+    for line in text.split("\n")[1:]:
+        m = re.search(r"(?a)\s(\d{1,20})\s+(\d{1,20})\s+(\d{1,20})\s+(?:\d{1,3}|-)%(?:\s|$)", line)
+        if m:
+            return int(m.group(3)) * 1024
+    return None
+
+
+def _guix_version(text: str) -> str:
+    m = re.search(r"\(GNU Guix\)\s+([0-9A-Za-z][0-9A-Za-z.+_-]{0,63})", text)
+    return m.group(1) if m else ""
+
+
+_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def _channels(text: str) -> list[dict[str, str]]:
+    try:
+        data = json.loads(text) if text else []
+    except (ValueError, RecursionError):
+        return []
+    if not isinstance(data, list):
+        return []
+    channels = []
+    for item in data[:50]:
+        if isinstance(item, dict):
+            name, url, commit = (item.get(k) for k in ("name", "url", "commit"))
+            channels.append(
+                {
+                    "name": clean(name, 64) if isinstance(name, str) else "",
+                    "url": clean(url) if isinstance(url, str) else "",
+                    "commit": commit
+                    if isinstance(commit, str) and _COMMIT.fullmatch(commit)
+                    else "",
+                }
+            )
+    return channels
+
+
+def _cloud(vendor: str, product: str) -> str:
+    if vendor.startswith("Amazon EC2"):
+        return "AWS"
+    if vendor == "Google" or product.startswith("Google Compute Engine"):
+        return "GCP"
+    # Azure's VMs say exactly this; so does a local Hyper-V guest, which is far rarer on a build farm
+    if vendor == "Microsoft Corporation" and product == "Virtual Machine":
+        return "Azure"
+    if vendor == "QEMU" or product.startswith("QEMU"):
+        return "QEMU"
+    return ""
+
+
+def parse_facts(text: str) -> dict[str, Any]:
+    """Turn FACTS_SCRIPT's output into plain facts. Never raises; unknown pieces come back empty."""
+    if not isinstance(text, str):
+        text = ""
+    s = _sections(text)
+    cpu = _cpuinfo(s.get("cpuinfo", ""))
+    flags = set(cpu.get("flags", "").split())
+    raw_vendor = clean(cpu.get("vendor_id", ""), 40)
+    family = _int(cpu.get("cpu family", ""), 6)
+    model = _int(cpu.get("model", ""), 6)
+    stepping = _int(cpu.get("stepping", ""), 6)
+    mem = re.search(r"(?a)MemTotal:\s*(\d{1,15})\s*kB", s.get("meminfo", ""))
+    cores = _int(s.get("nproc", "").split("\n")[0], 7)
+    virt = s.get("virt", "").split("\n")[0].strip().lower()
+    dmi_vendor = clean(s.get("dmi-vendor", ""))
+    dmi_product = clean(s.get("dmi-product", ""))
+    channels = _channels(s.get("guix-describe", ""))
+    clock = re.fullmatch(r"(?a)\s*(-?\d{1,12})\s*", s.get("clock", ""))
+    facts: dict[str, Any] = {
+        "hostname": clean(s.get("hostname", "").split("\n")[0], 253),
+        "cpu_vendor": _VENDORS.get(raw_vendor, raw_vendor),
+        "cpu_model_name": clean(cpu.get("model name", "")),
+        "cpu_family": family,
+        "cpu_model": model,
+        "cpu_stepping": stepping,
+        "microarch": classify_cpu(raw_vendor, family, model, stepping),
+        "microcode": clean(cpu.get("microcode", ""), 40),
+        "isa": [f for f in ISA_FLAGS if f in flags],
+        "cores": cores if cores else None,
+        "memory_bytes": int(mem.group(1)) * 1024 if mem else None,
+        "kernel": clean(s.get("uname", "").split("\n")[0]),
+        "distro": _os_release(s.get("os-release", "")),
+        "glibc": _glibc(s.get("glibc", "")),
+        "virtualization": virt if re.fullmatch(r"[a-z0-9_-]{1,40}", virt) else "",
+        "hypervisor": "hypervisor" in flags,
+        "dmi_vendor": dmi_vendor,
+        "dmi_product": dmi_product,
+        "cloud": _cloud(dmi_vendor, dmi_product),
+        "free_work_bytes": _df_available(s.get("df-work", "")),
+        "free_tmp_bytes": _df_available(s.get("df-tmp", "")),
+        "guix_version": _guix_version(s.get("guix-version", "")),
+        "guix_channels": channels,
+        "guix_channel_commit": next((c["commit"] for c in channels if c["name"] == "guix"), ""),
+        "guix_daemon": s.get("guix-daemon", "").split("\n")[0].strip() == "yes",
+        "clock": int(clock.group(1)) if clock else None,
+    }
+    facts["describe"] = describe(facts)
+    return facts
+
+
+def describe(facts: dict[str, Any]) -> str:
+    """The short "what it is": "Intel Sapphire Rapids, bare metal", "AMD Zen 3, KVM VM (Google)"."""
+    vendor = str(facts.get("cpu_vendor") or "")
+    arch = str(facts.get("microarch") or "")
+    cpu = f"{vendor} {arch}".strip() if arch else str(facts.get("cpu_model_name") or vendor)
+    virt = str(facts.get("virtualization") or "")
+    container = virt in _CONTAINERS
+    where = _where(facts, virt, container)
+    if container:
+        where = f"{where}, {virt} container" if where else f"{virt} container"
+    return clean(", ".join(p for p in (cpu or "unknown CPU", where) if p))
+
+
+def _where(facts: dict[str, Any], virt: str, container: bool) -> str:
+    cloud = str(facts.get("cloud") or "")
+    label = _CLOUD_LABELS.get(cloud, "")
+    hv = "" if container else _HYPERVISORS.get(virt, virt if virt != "none" else "")
+    if facts.get("hypervisor") or hv:
+        if cloud == "Azure":
+            return "Azure VM"  # always Hyper-V there; naming it twice is noise
+        if hv:
+            return f"{hv} VM ({label})" if label else f"{hv} VM"
+        if label:
+            return f"VM ({label})"
+        return "QEMU VM" if cloud == "QEMU" else "VM"
+    # without cpuinfo and systemd-detect-virt there is nothing to call it bare metal on
+    if virt != "none" and not facts.get("cpu_vendor"):
+        return ""
+    return f"bare metal ({label})" if label else "bare metal"
+
+
+async def gather_facts(
+    transport: Transport, work_dir: str | None = None, *, timeout: float = 120.0
+) -> dict[str, Any]:
+    """Run FACTS_SCRIPT on the host (script on stdin, work dir as a quoted argument) and parse it."""
+    command = "sh -s --" + (f" {shlex.quote(work_dir)}" if work_dir else "")
+    result = await transport.run(command, timeout=timeout, stdin=FACTS_SCRIPT.encode())
+    # the script always exits 0; anything else (no sh, killed) still parses to what came back
+    return parse_facts(result.stdout)
