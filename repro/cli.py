@@ -1,0 +1,116 @@
+"""The command line: parse arguments, call the library, map errors to exit codes, render.
+
+Exit codes (DESIGN.md): 0 reproducible, 1 an artifact differs, 2 bad input (nothing run),
+3 inconclusive (a host failed or was unreachable, or the quorum was not met).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence, TextIO
+
+from repro import __version__
+from repro.errors import InputError, ReproError, UsageError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit 2 like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="repro", description="Run a pinned build on many hosts and compare the bytes.")
+    p.add_argument("--version", action="version", version=f"repro {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common_hosts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("-i", "--inventory", default="inventory.yaml", help="Ansible YAML inventory")
+        sp.add_argument("-l", "--limit", help="Ansible host pattern (a:b, a:!b, a:&b, globs, ~regex)")
+        sp.add_argument("-e", "--extra-vars", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a variable (repeatable; @file.yaml for a file)")
+
+    r = sub.add_parser("run", help="run a playbook on every host and compare")
+    common_hosts(r)
+    r.add_argument("-p", "--playbook", help="playbook file (playbooks/NAME.yaml)")
+    r.add_argument("--ref", help="tag, branch or commit to build (resolved once, on this machine)")
+    r.add_argument("--forks", type=int, help="hosts worked on at once (default: all)")
+    r.add_argument("--rounds", type=int, help="builds per host, each in its own work dir")
+    r.add_argument("--transport", choices=["asyncssh", "fabric"], help="override the inventory's")
+    r.add_argument("--out", default="reports", help="where run directories go (default reports/)")
+    r.add_argument("--resume", metavar="RUN_ID", help="reattach to a run whose controller died")
+    r.add_argument("--format", choices=["table", "md", "json"], default="table",
+                   help="what to print at the end")
+    r.add_argument("-v", "--verbose", action="store_true", help="stream every host's build output")
+
+    d = sub.add_parser("demo", help="run the demo playbook on a local lab of SSH hosts")
+    d.add_argument("--hosts", type=int, default=3, help="how many lab hosts (default 3)")
+    d.add_argument("--vary", choices=["none", "build-path"], default="none",
+                   help="build-path: the last host builds without -ffile-prefix-map (a real mismatch)")
+    d.add_argument("--out", default="reports")
+    d.add_argument("--format", choices=["table", "md", "json"], default="table")
+    d.add_argument("-v", "--verbose", action="store_true")
+
+    rep = sub.add_parser("report", help="re-render a saved run")
+    rep.add_argument("run_dir", help="reports/<run-id>")
+    rep.add_argument("--format", choices=["table", "md", "json", "html"], default="table")
+    rep.add_argument("-o", "--output", default="-", help="file to write, or - (default)")
+
+    f = sub.add_parser("facts", help="show what each host is (CPU, microarchitecture, VM, Guix)")
+    common_hosts(f)
+    f.add_argument("--format", choices=["table", "json"], default="table")
+
+    c = sub.add_parser("check", help="preflight: can each host run this playbook?")
+    common_hosts(c)
+    c.add_argument("-p", "--playbook", required=True)
+
+    h = sub.add_parser("hosts", help="manage host keys")
+    hsub = h.add_subparsers(dest="hosts_command", required=True, parser_class=_Parser)
+    t = hsub.add_parser("trust", help="fetch host keys, show fingerprints, add them to known_hosts")
+    common_hosts(t)
+    t.add_argument("--yes", action="store_true", help="trust without asking")
+
+    x = sub.add_parser("cancel", help="kill a run's steps on every host")
+    x.add_argument("run_id")
+    x.add_argument("--out", default="reports")
+
+    lab = sub.add_parser("lab", help="real OpenSSH hosts in network namespaces (root)")
+    lsub = lab.add_subparsers(dest="lab_command", required=True, parser_class=_Parser)
+    up = lsub.add_parser("up", help="start N hosts and write an inventory")
+    up.add_argument("-n", type=int, default=3)
+    up.add_argument("--dir", default=".lab/netlab")
+    up.add_argument("--cpuinfo", action="append", default=[], metavar="HOST=FILE",
+                    help="bind-mount FILE over /proc/cpuinfo on HOST")
+    down = lsub.add_parser("down", help="stop the lab and remove its namespaces")
+    down.add_argument("--dir", default=".lab/netlab")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
+         stderr: TextIO | None = None) -> int:
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    try:
+        args = build_parser().parse_args(argv)
+        from repro import commands
+
+        return commands.dispatch(args, out, err)
+    except ReproError as exc:
+        err.write(f"repro: error: {exc}\n")
+        return exc.exit_code if isinstance(exc, InputError) else 3
+    except KeyboardInterrupt:
+        err.write("repro: interrupted\n")
+        return 130
+
+
+def main_entry() -> None:
+    """console_scripts entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    main_entry()

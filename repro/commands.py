@@ -1,0 +1,244 @@
+"""What each `repro` subcommand does, given parsed arguments: the glue between cli and library.
+
+Kept apart from cli.py so the parser stays readable; nothing here parses argv, and the library
+modules it calls never print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, TextIO
+
+from repro.compare import Comparison
+from repro.errors import ReproError, UsageError
+from repro.events import Listener
+from repro.inventory import load_inventory, parse_extra_vars, select
+from repro.results import RunResult
+
+
+def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    handler = {
+        "run": cmd_run,
+        "demo": cmd_demo,
+        "report": cmd_report,
+        "facts": cmd_facts,
+        "check": cmd_check,
+        "hosts": cmd_hosts,
+        "cancel": cmd_cancel,
+        "lab": cmd_lab,
+    }[args.command]
+    return handler(args, out, err)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty() and os.environ.get("TERM", "") not in ("", "dumb")
+    except (AttributeError, ValueError):
+        return False
+
+
+def term_width(stream: TextIO) -> int:
+    if is_tty(stream):
+        return max(60, shutil.get_terminal_size((100, 24)).columns)
+    return 100
+
+
+def make_listener(hosts: list[str], err: TextIO, verbose: bool) -> Listener:
+    from repro.render.progress import LineProgress, LiveProgress
+
+    if is_tty(err) and not verbose and os.environ.get("CI") is None:
+        return LiveProgress(hosts, err, width=term_width(err))
+    return LineProgress(err, verbose=verbose)
+
+
+def playbooks_dir() -> Path:
+    """The built-in playbooks: `playbooks/` beside the `repro` package in a checkout."""
+    here = Path(__file__).resolve().parent.parent / "playbooks"
+    if not here.is_dir():
+        raise UsageError(f"built-in playbooks not found at {here}; run from a repro checkout")
+    return here
+
+
+def finish(run: RunResult, comparison: Comparison, report_dir: Path, fmt: str,
+           out: TextIO, err: TextIO) -> int:
+    from repro.render import render
+
+    out.write(render(fmt, run, comparison, width=term_width(out), color=is_tty(out)))
+    err.write(f"report: {report_dir / 'report.md'} (and report.json)\n")
+    return comparison.exit_code
+
+
+# --- run, demo, report -----------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from repro.runner import RunOptions
+    from repro.session import execute, load_plan, prepare
+
+    if args.forks is not None and args.forks < 1:
+        raise UsageError(f"--forks {args.forks}: must be at least 1")
+    if args.rounds is not None and not 1 <= args.rounds <= 5:
+        raise UsageError(f"--rounds {args.rounds}: must be 1 to 5")
+    options = RunOptions(forks=args.forks, rounds=args.rounds)
+    if args.resume:
+        prep = load_plan(args.out, args.resume, options=options)
+    else:
+        if not args.playbook:
+            raise UsageError("run: -p/--playbook is required (or --resume RUN_ID)")
+        prep = prepare(
+            inventory=args.inventory, playbook=args.playbook,
+            extra_vars=parse_extra_vars(args.extra_vars), limit=args.limit, ref=args.ref,
+            out_dir=args.out, transport=args.transport, options=options,
+        )
+    names = [p.host.name for p in prep.plans]
+    err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")
+    run, comparison = execute(prep, listener=make_listener(names, err, args.verbose))
+    return finish(run, comparison, prep.report_dir, args.format, out, err)
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from repro.lab import LocalLab
+    from repro.session import execute_async, prepare
+
+    if not 2 <= args.hosts <= 20:
+        raise UsageError(f"--hosts {args.hosts}: the demo lab takes 2 to 20 hosts")
+    playbook = playbooks_dir() / "demo.yaml"
+    names = [f"lab{i}" for i in range(1, args.hosts + 1)]
+    host_vars: dict[str, dict[str, Any]] = {}
+    if args.vary == "build-path":
+        # The last host builds without -ffile-prefix-map: its (different) build path leaks
+        # into the binary's debug info and __FILE__, a real and classic reproducibility bug.
+        host_vars[names[-1]] = {"prefix_map": False}
+    base = Path(tempfile.mkdtemp(prefix="repro-lab-"))
+
+    async def go() -> tuple[Any, RunResult, Comparison]:
+        async with LocalLab(base, n=args.hosts, names=names, host_vars=host_vars) as lab:
+            prep = prepare(inventory=lab.inventory_path, playbook=playbook, extra_vars={},
+                           out_dir=args.out)
+            err.write(f"demo: {args.hosts} SSH hosts on 127.0.0.1 "
+                      f"(ports {', '.join(str(h.port) for h in lab.hosts)}), run {prep.run_id}\n")
+            run, comparison = await execute_async(
+                prep, listener=make_listener(names, err, args.verbose)
+            )
+            return prep, run, comparison
+
+    try:
+        prep, run, comparison = asyncio.run(go())
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return finish(run, comparison, prep.report_dir, args.format, out, err)
+
+
+def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from repro.render import render
+    from repro.report import load_report
+
+    run, comparison = load_report(Path(args.run_dir))
+    text = render(args.format, run, comparison, width=term_width(out),
+                  color=args.output == "-" and is_tty(out))
+    if args.output == "-":
+        out.write(text)
+    else:
+        from repro.report import atomic_write
+
+        dest = Path(args.output)
+        atomic_write(dest, text)
+        err.write(f"wrote {dest}\n")
+    return 0
+
+
+# --- facts, check ----------------------------------------------------------------------------
+
+
+def _hosts(args: argparse.Namespace) -> list[Any]:
+    inv = load_inventory(args.inventory, parse_extra_vars(args.extra_vars))
+    return select(inv, args.limit)
+
+
+def cmd_facts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from repro.hostops import gather_all
+    from repro.render.facts import facts_json, facts_table
+
+    hosts = _hosts(args)
+    results = asyncio.run(gather_all(hosts))
+    out.write(facts_json(results) if args.format == "json" else facts_table(results, width=term_width(out)))
+    return 0 if all(r.error is None for r in results) else 3
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from repro.hostops import preflight_all
+    from repro.playbook import load_playbook
+    from repro.render.facts import check_table
+
+    pb = load_playbook(args.playbook)
+    hosts = _hosts(args)
+    results = asyncio.run(preflight_all(hosts, pb))
+    out.write(check_table(results))
+    return 0 if all(r.error is None and not r.problems for r in results) else 3
+
+
+# --- hosts trust, cancel, lab ----------------------------------------------------------------
+
+
+def cmd_hosts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from repro.trust import trust_hosts
+
+    hosts = _hosts(args)
+
+    def confirm(question: str) -> bool:
+        if args.yes:
+            return True
+        if not sys.stdin.isatty():
+            raise UsageError("hosts trust: no terminal to confirm on; check the fingerprints and pass --yes")
+        err.write(question + " [y/N] ")
+        err.flush()
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+    return asyncio.run(trust_hosts(hosts, confirm=confirm, out=out))
+
+
+def cmd_cancel(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from repro.hostops import cancel_run
+    from repro.session import load_plan
+
+    prep = load_plan(args.out, args.run_id)
+    results = asyncio.run(cancel_run(prep))
+    bad = 0
+    for name, msg in results:
+        out.write(f"{name}: {msg}\n")
+        bad += msg.startswith("error")
+    return 3 if bad else 0
+
+
+def cmd_lab(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from repro import netlab
+
+    base = Path(args.dir)
+    if args.lab_command == "down":
+        netlab.lab_down(base)
+        out.write(f"lab in {base} stopped\n")
+        return 0
+    cpuinfo: dict[str, Path] = {}
+    for item in args.cpuinfo:
+        host, sep, path = item.partition("=")
+        if not sep or not Path(path).is_file():
+            raise UsageError(f"--cpuinfo {item!r}: expected HOST=FILE with an existing FILE")
+        cpuinfo[host] = Path(path)
+    try:
+        lab = netlab.lab_up(base, args.n, cpuinfo)
+    except ReproError:
+        raise
+    out.write(f"{len(lab.hosts)} OpenSSH hosts up; inventory: {lab.inventory_path}\n")
+    for h in lab.hosts:
+        out.write(f"  {h.name}  {h.address}\n")
+    out.write(f"stop with: repro lab down --dir {base}\n")
+    return 0

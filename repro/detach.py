@@ -1,0 +1,204 @@
+"""Steps that outlive the SSH connection: start detached on the host, then follow and reattach.
+
+Each step runs in its own session and process group (setsid) with output to a log file and its
+exit status written to a file, all under the run's directory on the host. The controller only
+ever sends short commands (start, poll, kill), so a dropped link, a restarted sshd or a dead
+controller never stops a build: whoever comes back reads the files and carries on.
+
+Host-side layout, per step `<key>` (e.g. `1-03` for round 1, step 3) in `<run_dir>/steps/`:
+  <key>.sh     the rendered step script (sent on stdin: never re-quoted)
+  <key>.lock   created atomically before launch: a step is never started twice
+  <key>.pid    the process group leader's pid (= the group id)
+  <key>.start  the host's clock (epoch seconds) when the step started, for timeouts on resume
+  <key>.log    stdout and stderr
+  <key>.rc     the exit status, written (atomically) when the step ends
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from repro.transport.base import Transport
+
+#: a poll waits on the host up to this long for the step to finish, so a quick step costs one
+#: round trip and a long one is looked at about once a second.
+POLL_WAIT_TENTHS = 10
+#: the most log bytes one poll brings back; a chattier step is simply followed over more polls.
+LOG_CHUNK = 256 * 1024
+
+# The launcher. $1 step dir, $2 key, $3 work dir. The script arrives on stdin.
+# `mkdir` of the lock is atomic: if it exists the step was already started (e.g. the reply to an
+# earlier start was lost with the connection), so we report that instead of starting it again.
+_START = r"""
+set -u
+d=$1; k=$2; w=$3
+mkdir -p -- "$d" "$w" || exit 90
+if ! mkdir -- "$d/$k.lock" 2>/dev/null; then cat >/dev/null; echo already; exit 0; fi
+cat > "$d/$k.sh" || exit 91
+date +%s > "$d/$k.start"
+cd -- "$w" || exit 92
+# setsid: own session and process group, so a lost connection sends it no SIGHUP and a
+# timeout or cancel can kill the whole group. The inner sh records the group id first.
+setsid sh -c 'echo $$ > "$1/$2.pid.tmp" && mv -f -- "$1/$2.pid.tmp" "$1/$2.pid"
+  sh -- "$1/$2.sh"; rc=$?
+  echo $rc > "$1/$2.rc.tmp" && mv -f -- "$1/$2.rc.tmp" "$1/$2.rc"' repro-step "$d" "$k" \
+  > "$d/$k.log" 2>&1 < /dev/null &
+i=0
+while [ ! -s "$d/$k.pid" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+echo started
+"""
+
+# The poll. $1 step dir, $2 key, $3 log offset, $4 wait (tenths of a second), $5 chunk size.
+# Liveness is read BEFORE the rc file: a step that ends in between is then seen as finished,
+# never as vanished.
+_POLL = r"""
+d=$1; k=$2; off=$3; n=0
+# A zombie answers kill -0 until its new parent reaps it; it counts as gone.
+alive() { kill -0 "$1" 2>/dev/null || return 1
+  [ -r "/proc/$1/status" ] || return 0
+  ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
+while [ ! -e "$d/$k.rc" ] && [ $n -lt $4 ]; do
+  if [ -s "$d/$k.pid" ] && ! alive "$(cat "$d/$k.pid")"; then break; fi
+  sleep 0.1; n=$((n+1))
+done
+alive=0
+if [ -s "$d/$k.pid" ] && alive "$(cat "$d/$k.pid")"; then alive=1; fi
+rc=-; [ -s "$d/$k.rc" ] && rc=$(cat "$d/$k.rc")
+started=0; [ -e "$d/$k.lock" ] && started=1
+killed=0; [ -e "$d/$k.killed" ] && killed=1
+t0=-; [ -s "$d/$k.start" ] && t0=$(cat "$d/$k.start")
+size=0; [ -e "$d/$k.log" ] && size=$(wc -c < "$d/$k.log")
+want=$((size - off)); [ $want -gt $5 ] && want=$5; [ $want -lt 0 ] && want=0
+echo "repro-poll rc=$rc alive=$alive started=$started killed=$killed size=$size take=$want t0=$t0 now=$(date +%s)"
+[ $want -gt 0 ] && tail -c +$((off + 1)) -- "$d/$k.log" | head -c $want
+exit 0
+"""
+
+# The kill. $1 step dir, $2 key, $3 grace seconds. TERM the group, then KILL what is left.
+_KILL = r"""
+d=$1; k=$2
+[ -s "$d/$k.pid" ] || { echo none; exit 0; }
+g=$(cat "$d/$k.pid")
+# dash's kill takes no `--`; "-$g" after the signal is read as a process group.
+kill -TERM "-$g" 2>/dev/null
+i=0
+while kill -0 "-$g" 2>/dev/null && [ $i -lt $(($3 * 10)) ]; do sleep 0.1; i=$((i+1)); done
+kill -KILL "-$g" 2>/dev/null
+echo done
+"""
+
+
+@dataclass(frozen=True)
+class Poll:
+    """One look at a detached step."""
+
+    exit_status: int | None  # None while it runs (or if it vanished)
+    alive: bool
+    started: bool
+    killed: bool  # killed on purpose (`repro cancel`, a timeout, Ctrl-C)
+    size: int  # the log's size on the host
+    chunk: str  # log text from the offset asked for
+    next_offset: int
+    elapsed: float | None  # host clock: seconds since the step started
+
+    @property
+    def vanished(self) -> bool:
+        """Started, not running, and no exit status: killed from outside or the host rebooted."""
+        return self.started and not self.alive and self.exit_status is None
+
+    def __repr__(self) -> str:
+        return f"Poll(rc={self.exit_status}, alive={self.alive}, size={self.size})"
+
+
+def _sh(script: str, *args: str | int) -> str:
+    return "sh -c " + shlex.quote(script) + " repro " + " ".join(shlex.quote(str(a)) for a in args)
+
+
+async def start(transport: Transport, step_dir: str, key: str, work_dir: str, script: str) -> bool:
+    """Start a step detached. Returns False if it had already been started (never starts twice)."""
+    cmd = _sh(_START, step_dir, key, work_dir)
+    res = await transport.run(cmd, stdin=script.encode(), timeout=60)
+    out = res.stdout.strip()
+    if res.exit_status != 0 or out not in ("started", "already"):
+        from repro.errors import HostError
+
+        raise HostError(
+            f"could not start step {key} in {work_dir}: {(res.stderr or res.stdout).strip()[-300:]}",
+            host=transport.host.name,
+            command=cmd,
+            exit_status=res.exit_status,
+            tail=res.stderr[-2000:],
+        )
+    return out == "started"
+
+
+async def poll(
+    transport: Transport, step_dir: str, key: str, offset: int, *, wait_tenths: int = POLL_WAIT_TENTHS
+) -> Poll:
+    """Look at a step: exit status if finished, and the log from `offset` on."""
+    cmd = _sh(_POLL, step_dir, key, offset, wait_tenths, LOG_CHUNK)
+    res = await transport.run(cmd, timeout=60 + wait_tenths / 10)
+    header, _, chunk = res.stdout.partition("\n")
+    fields = dict(kv.split("=", 1) for kv in header.split()[1:] if "=" in kv)
+    if not header.startswith("repro-poll ") or res.exit_status != 0:
+        from repro.errors import HostError
+
+        raise HostError(
+            f"could not read the state of step {key}: {res.stderr.strip()[-300:]}",
+            host=transport.host.name,
+            command=cmd,
+            exit_status=res.exit_status,
+        )
+    rc = fields.get("rc", "-")
+    take = _int(fields.get("take"), 0)
+    t0, now = _int(fields.get("t0"), -1), _int(fields.get("now"), -1)
+    return Poll(
+        exit_status=int(rc) if rc.lstrip("-").isdigit() and rc != "-" else None,
+        alive=fields.get("alive") == "1",
+        started=fields.get("started") == "1",
+        killed=fields.get("killed") == "1",
+        size=_int(fields.get("size"), 0),
+        chunk=chunk,
+        next_offset=offset + take,
+        elapsed=float(now - t0) if t0 >= 0 and now >= 0 else None,
+    )
+
+
+async def kill(transport: Transport, step_dir: str, key: str, *, grace: int = 5) -> None:
+    """Kill the step's whole process group on the host: TERM, then KILL after `grace` seconds."""
+    await transport.run(_sh(_KILL, step_dir, key, grace), timeout=grace + 30)
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+# Kill every step of a run that has a pid and no exit status. $1 steps dir, $2 grace seconds.
+_KILL_ALL = r"""
+d=$1
+[ -d "$d" ] || exit 0
+for p in "$d"/*.pid; do
+  [ -e "$p" ] || continue
+  k=${p##*/}; k=${k%.pid}
+  [ -e "$d/$k.rc" ] && continue
+  g=$(cat "$p")
+  kill -0 "-$g" 2>/dev/null || continue
+  echo cancelled > "$d/$k.killed"  # first: a poll that sees the step gone must see why
+  kill -TERM "-$g" 2>/dev/null
+  i=0
+  while kill -0 "-$g" 2>/dev/null && [ $i -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i+1)); done
+  kill -KILL "-$g" 2>/dev/null
+  echo "$k"
+done
+exit 0
+"""
+
+
+async def kill_all(transport: Transport, steps_dir: str, *, grace: int = 5) -> list[str]:
+    """Kill every still-running step of a run (`repro cancel`); returns the step keys killed."""
+    res = await transport.run(_sh(_KILL_ALL, steps_dir, grace), timeout=grace * 20 + 60)
+    return [ln for ln in res.stdout.split() if ln]

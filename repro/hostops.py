@@ -1,0 +1,113 @@
+"""Operations on many hosts that are not a build: facts, preflight, and cancelling a run.
+
+Each host is connected to in parallel (handshakes bounded), its outcome recorded; one host's
+failure never stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, TypeVar
+
+from repro.errors import ReproError
+from repro.inventory import Host
+from repro.playbook import Playbook
+from repro.runner import DEFAULT_WORK_BASE
+from repro.transport import make_transport
+from repro.transport.base import Transport
+
+T = TypeVar("T")
+HANDSHAKES = 10
+
+
+@dataclass
+class HostFacts:
+    name: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    error: str | None = None  # unreachable or failed
+
+    def __repr__(self) -> str:
+        return f"HostFacts({self.name!r}, error={self.error!r})"
+
+
+async def _each(hosts: list[Host], work: Callable[[Host, Transport], Awaitable[T]]) -> list[T | ReproError | Exception]:
+    sem = asyncio.Semaphore(HANDSHAKES)
+
+    async def one(h: Host) -> T | ReproError | Exception:
+        t = make_transport(h)
+        try:
+            async with sem:
+                await t.connect()
+            return await work(h, t)
+        except Exception as exc:  # recorded per host; never stops the others
+            return exc
+        finally:
+            try:
+                await t.close()
+            except Exception:
+                pass
+
+    return list(await asyncio.gather(*(one(h) for h in hosts)))
+
+
+def _error(exc: Exception) -> str:
+    if isinstance(exc, ReproError):
+        return " ".join(str(exc.args[0] if exc.args else exc).split())
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _home_path(t: Transport, host: Host) -> str:
+    base = str(host.vars.get("repro_work_dir") or DEFAULT_WORK_BASE)
+    if base == "~" or base.startswith("~/"):
+        res = await t.run('printf %s "$HOME"', timeout=30)
+        base = res.stdout.strip() + base[1:]
+    return base
+
+
+async def gather_all(hosts: list[Host]) -> list[HostFacts]:
+    from repro.facts import gather_facts
+
+    async def work(h: Host, t: Transport) -> HostFacts:
+        return HostFacts(h.name, await gather_facts(t, await _home_path(t, h)))
+
+    out = []
+    for h, r in zip(hosts, await _each(hosts, work)):
+        out.append(r if isinstance(r, HostFacts) else HostFacts(h.name, error=_error(r)))
+    return out
+
+
+async def preflight_all(hosts: list[Host], playbook: Playbook) -> list[HostFacts]:
+    from repro.facts import gather_facts
+    from repro.preflight import check
+
+    async def work(h: Host, t: Transport) -> HostFacts:
+        base = await _home_path(t, h)
+        q = shlex.quote(base)
+        res = await t.run(f"mkdir -p -- {q} && test -w {q}", timeout=30)
+        problems = [] if res.exit_status == 0 else [f"work dir {base} is not writable"]
+        facts = await gather_facts(t, base)
+        problems += await check(t, playbook.requires, facts, base)
+        return HostFacts(h.name, facts, problems)
+
+    out = []
+    for h, r in zip(hosts, await _each(hosts, work)):
+        out.append(r if isinstance(r, HostFacts) else HostFacts(h.name, error=_error(r)))
+    return out
+
+
+async def cancel_run(prep: Any) -> list[tuple[str, str]]:
+    """Kill every step of the run still running on its hosts (`repro cancel RUN_ID`)."""
+    from repro import detach
+
+    hosts = [p.host for p in prep.plans]
+
+    async def work(h: Host, t: Transport) -> str:
+        steps_dir = f"{await _home_path(t, h)}/{prep.run_id}/steps"
+        killed = await detach.kill_all(t, steps_dir)
+        return f"killed {len(killed)} running step(s)" if killed else "nothing running"
+
+    results = await _each(hosts, work)
+    return [(h.name, r if isinstance(r, str) else f"error: {_error(r)}") for h, r in zip(hosts, results)]

@@ -1,0 +1,436 @@
+"""The per-host state machine: connect, facts, preflight, upload, steps (detached), hash, close.
+
+All hosts run at once, bounded by `forks` and, separately, by how many SSH handshakes may be in
+flight. One host's failure is recorded in its HostResult and never stops the others. The runner
+never prints: it emits `repro.events.Event`s and returns a `RunResult`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shlex
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable, TypeVar
+
+from repro import artifacts, detach
+from repro.errors import (
+    Cancelled,
+    ConnectError,
+    HostError,
+    HostKeyError,
+    StepFailed,
+    StepTimeout,
+    UntrustedOutput,
+)
+from repro.hostenv import PRELUDE
+from repro.events import Event, EventKind, Listener, ignore
+from repro.inventory import Host
+from repro.playbook import Playbook, RenderedStep
+from repro.results import HostResult, RunResult, StepResult
+from repro.transport.base import Transport
+
+T = TypeVar("T")
+
+DEFAULT_WORK_BASE = "~/.cache/repro/runs"
+RUN_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
+_SAFE_REMOTE_PATH = re.compile(r"^/[A-Za-z0-9_./+@=,:-]*$")
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+#: how much of a step's log is kept in an error message and a report
+TAIL_LINES = 20
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class HostPlan:
+    """What one host will do: its record and its rendered steps (same for every round)."""
+
+    host: Host
+    steps: list[RenderedStep]
+
+    def __repr__(self) -> str:
+        return f"HostPlan({self.host.name!r}, {len(self.steps)} steps)"
+
+
+@dataclass
+class RunOptions:
+    forks: int | None = None  # hosts worked on at once; None = all
+    handshakes: int = 10  # SSH handshakes in flight at once (CPU-bound on the controller)
+    rounds: int | None = None  # overrides the playbook's rounds
+    reconnect_timeout: float = 300.0  # how long a host may stay away before it is unreachable
+    poll_wait_tenths: int = detach.POLL_WAIT_TENTHS
+    gather_facts: bool = True
+    preflight: bool = True
+
+
+@dataclass
+class _HostState:
+    plan: HostPlan
+    result: HostResult
+    transport: Transport
+    started: float = field(default_factory=time.monotonic)
+    run_dir: str = ""  # absolute, on the host
+    current_key: str | None = None  # the step running now, for cancel
+
+
+class Runner:
+    """Runs one playbook on many hosts. Construct, then `await run()`; `cancel()` from outside."""
+
+    def __init__(
+        self,
+        playbook: Playbook,
+        plans: list[HostPlan],
+        *,
+        run_id: str,
+        report_dir: Path,
+        transport_factory: Callable[[Host], Transport],
+        listener: Listener = ignore,
+        options: RunOptions | None = None,
+        variables: dict[str, Any] | None = None,
+        commit: str | None = None,
+    ) -> None:
+        self.playbook = playbook
+        self.plans = plans
+        self.run_id = run_id
+        self.report_dir = report_dir
+        self.transport_factory = transport_factory
+        self.listener = listener
+        self.options = options or RunOptions()
+        self.variables = dict(variables or {})
+        self.commit = commit
+        self._cancelled = asyncio.Event()
+        self.result = RunResult(
+            run_id=run_id,
+            playbook=playbook.name,
+            started_at=utcnow(),
+            vars=self.variables,
+            quorum=playbook.quorum,
+            playbook_path=str(playbook.path),
+            commit=commit,
+            hosts=[HostResult(name=p.host.name, address=p.host.address) for p in plans],
+        )
+
+    @property
+    def rounds(self) -> int:
+        return self.options.rounds or self.playbook.rounds
+
+    def cancel(self) -> None:
+        """Stop every host: running steps' process groups are killed on the hosts."""
+        self._cancelled.set()
+
+    async def run(self) -> RunResult:
+        forks = asyncio.Semaphore(self.options.forks or max(1, len(self.plans)))
+        handshakes = asyncio.Semaphore(max(1, self.options.handshakes))
+
+        async def one(plan: HostPlan, result: HostResult) -> None:
+            async with forks:
+                await self._host(plan, result, handshakes)
+
+        await asyncio.gather(*(one(p, r) for p, r in zip(self.plans, self.result.hosts)))
+        self.result.finished_at = utcnow()
+        return self.result
+
+    # --- one host ---------------------------------------------------------------------------
+
+    def _emit(self, st: _HostState, kind: EventKind, message: str = "", step: str | None = None) -> None:
+        self.listener(
+            Event(st.result.name, kind, message, step, time.monotonic() - st.started)
+        )
+
+    async def _host(self, plan: HostPlan, result: HostResult, handshakes: asyncio.Semaphore) -> None:
+        st = _HostState(plan, result, self.transport_factory(plan.host))
+        try:
+            self._emit(st, "connecting", f"{plan.host.address}:{plan.host.port}")
+            async with handshakes:
+                await st.transport.connect()
+            self._emit(st, "connected")
+            st.run_dir = await self._resolve_run_dir(st)
+            if self.options.gather_facts:
+                await self._facts(st)
+            if self.options.preflight:
+                await self._preflight(st)
+            for rnd in range(1, self.rounds + 1):
+                await self._round(st, rnd)
+            result.status = "ok"
+        except ConnectError as exc:
+            result.status = "unreachable"
+            result.error = _one_line(exc.args[0] if exc.args else str(exc))
+        except HostError as exc:
+            result.status = "failed"
+            result.error = _one_line(exc.args[0] if exc.args else str(exc))
+        except asyncio.CancelledError:
+            result.status = "failed"
+            result.error = "cancelled"
+            await asyncio.shield(self._kill_current(st))
+            raise
+        except Exception as exc:  # a bug or an unexpected library error: record, don't spread
+            result.status = "failed"
+            result.error = _one_line(f"{type(exc).__name__}: {exc}")
+        finally:
+            await _quietly(st.transport.close())
+            self._emit(st, "done", result.status if not result.error else f"{result.status}: {result.error}")
+
+    async def _resolve_run_dir(self, st: _HostState) -> str:
+        """The run's directory on the host, absolute: `~` is expanded by the host's shell."""
+        base = str(st.plan.host.vars.get("repro_work_dir") or DEFAULT_WORK_BASE)
+        if base == "~" or base.startswith("~/"):
+            res = await self._retrying(st, lambda: st.transport.run('printf %s "$HOME"', timeout=30))
+            home = res.stdout.strip()
+            base = home + base[1:]
+        if not _SAFE_REMOTE_PATH.match(base) or "/../" in base + "/":
+            raise UntrustedOutput(
+                f"work dir {base!r} is not a plain absolute path", host=st.result.name
+            )
+        run_dir = f"{base.rstrip('/')}/{self.run_id}"
+        q = shlex.quote(run_dir)
+        res = await self._retrying(
+            st, lambda: st.transport.run(f"mkdir -p -- {q} && test -w {q}", timeout=30)
+        )
+        if res.exit_status != 0:
+            raise HostError(
+                f"preflight-failed: work dir {run_dir} is not writable: {_one_line(res.stderr)[-200:]}",
+                host=st.result.name,
+            )
+        return run_dir
+
+    def _work_dir(self, st: _HostState, rnd: int) -> str:
+        return f"{st.run_dir}/work" if rnd == 1 else f"{st.run_dir}/work-r{rnd}"
+
+    async def _facts(self, st: _HostState) -> None:
+        from repro.facts import gather_facts
+
+        facts = await self._retrying(st, lambda: gather_facts(st.transport, st.run_dir))
+        st.result.facts.update(facts)
+        self._emit(st, "facts", str(facts.get("describe", "")))
+
+    async def _preflight(self, st: _HostState) -> None:
+        from repro.preflight import check
+
+        self._emit(st, "preflight")
+        problems = await self._retrying(
+            st, lambda: check(st.transport, self.playbook.requires, st.result.facts, st.run_dir)
+        )
+        if problems:
+            raise HostError("preflight-failed: " + "; ".join(problems), host=st.result.name)
+
+    async def _round(self, st: _HostState, rnd: int) -> None:
+        work = self._work_dir(st, rnd)
+        steps_dir = f"{st.run_dir}/steps"
+        first_key = _key(rnd, 1)
+        # On a resumed run the upload already happened; re-uploading under a running build
+        # could change its inputs, so uploads happen only before the first step ever started.
+        first = await self._retrying(st, lambda: detach.poll(st.transport, steps_dir, first_key, 0, wait_tenths=0))
+        if not first.started:
+            await self._upload(st, work)
+        for step in st.plan.steps:
+            await self._step(st, rnd, step, steps_dir, work)
+        self._emit(st, "hashing")
+        hashes = await self._hash(st, work)
+        if rnd == 1:
+            st.result.artifacts = hashes
+            await self._read_guix_describe(st, work)
+        else:
+            st.result.extra_rounds.append(hashes)
+
+    async def _upload(self, st: _HostState, work: str) -> None:
+        for spec in self.playbook.files:
+            dest = f"{work}/{spec.dest}"
+            parent = dest.rsplit("/", 1)[0]
+            data = spec.src.read_bytes()
+            await self._retrying(st, lambda: st.transport.run(f"mkdir -p -- {shlex.quote(parent)}", timeout=30))
+            await self._retrying(st, lambda: st.transport.put(data, dest, mode=spec.mode))
+
+    async def _step(self, st: _HostState, rnd: int, step: RenderedStep, steps_dir: str, work: str) -> None:
+        key = _key(rnd, step.index)
+        label = step.name if self.rounds == 1 else f"{step.name} (round {rnd})"
+        local_log = self._local_log(st, rnd, step)
+        sr = StepResult(index=step.index, name=label, started_at=utcnow(),
+                        log=str(local_log.relative_to(self.report_dir)))
+        st.result.steps.append(sr)
+        self._emit(st, "step-start", label, step=label)
+        await self._retrying(st, lambda: detach.start(st.transport, steps_dir, key, work, PRELUDE + step.command))
+        st.current_key = f"{steps_dir}\0{key}"
+        offset = 0
+        tail = _Tail()
+        local_log.parent.mkdir(parents=True, exist_ok=True)
+        with open(local_log, "wb") as fh:
+            while True:
+                if self._cancelled.is_set():
+                    await self._kill_current(st)
+                    raise Cancelled("cancelled", host=st.result.name)
+                p = await self._retrying(
+                    st,
+                    lambda: detach.poll(
+                        st.transport, steps_dir, key, offset, wait_tenths=self.options.poll_wait_tenths
+                    ),
+                )
+                if p.chunk:
+                    data = p.chunk.encode("utf-8", "replace")
+                    fh.write(data)
+                    fh.flush()
+                    tail.add(p.chunk)
+                    self._emit(st, "step-output", p.chunk, step=label)
+                offset = p.next_offset
+                if p.exit_status is not None and offset >= p.size:
+                    break
+                if p.vanished and offset >= p.size:
+                    sr.finished_at = utcnow()
+                    if p.killed:
+                        raise Cancelled(f"step '{label}' was cancelled", host=st.result.name)
+                    raise StepFailed(
+                        f"step '{label}' stopped without an exit status (killed on the host?)",
+                        host=st.result.name, command=step.command, tail=tail.text(),
+                    )
+                if p.exit_status is None and p.elapsed is not None and p.elapsed > step.timeout:
+                    await self._kill_current(st)
+                    sr.finished_at = utcnow()
+                    raise StepTimeout(
+                        f"step '{label}' timed out after {_duration(step.timeout)}; its processes were killed",
+                        host=st.result.name, command=step.command, tail=tail.text(),
+                    )
+        st.current_key = None
+        sr.exit_status = p.exit_status
+        sr.finished_at = utcnow()
+        self._emit(st, "step-done", f"exit {p.exit_status}", step=label)
+        if p.exit_status != 0:
+            last = tail.last_line()
+            raise StepFailed(
+                f"step '{label}' exited {p.exit_status}" + (f": {last}" if last else ""),
+                host=st.result.name, command=step.command, exit_status=p.exit_status, tail=tail.text(),
+            )
+
+    def _local_log(self, st: _HostState, rnd: int, step: RenderedStep) -> Path:
+        name = f"{step.index:02d}-{step.name}.log" if rnd == 1 else f"r{rnd}-{step.index:02d}-{step.name}.log"
+        return self.report_dir / "hosts" / st.result.name / name
+
+    async def _hash(self, st: _HostState, work: str) -> dict[str, Any]:
+        cmd = f"cd -- {shlex.quote(work)} && " + artifacts.hash_command(self.playbook)
+        res = await self._retrying(st, lambda: st.transport.run(cmd, timeout=3600))
+        if res.exit_status != 0:
+            raise HostError(
+                f"hashing the artifacts failed (exit {res.exit_status}): {_one_line(res.stderr)[-200:]}",
+                host=st.result.name, command=cmd, exit_status=res.exit_status,
+            )
+        return dict(artifacts.parse_hash_output(st.result.name, res.stdout))
+
+    async def _read_guix_describe(self, st: _HostState, work: str) -> None:
+        """Record the Guix channel commit the build really used (from its describe file)."""
+        rel = self.playbook.guix_describe
+        if not rel:
+            return
+        path = f"{work}/{rel}"
+        res = await self._retrying(
+            st, lambda: st.transport.run(f"head -c 65536 -- {shlex.quote(path)}", timeout=30)
+        )
+        commit = ""
+        if res.exit_status == 0:
+            commit = guix_commit_from_describe(res.stdout)
+        st.result.facts["guix_channel_commit"] = commit
+        if not commit:
+            raise UntrustedOutput(
+                f"{rel} does not name a 'guix' channel commit", host=st.result.name
+            )
+
+    async def _kill_current(self, st: _HostState) -> None:
+        if not st.current_key:
+            return
+        steps_dir, key = st.current_key.split("\0")
+        try:
+            await asyncio.wait_for(detach.kill(st.transport, steps_dir, key, grace=2), 30)
+        except Exception:  # the host may be gone; `repro cancel` can finish the job later
+            pass
+
+    async def _retrying(self, st: _HostState, op: Callable[[], Awaitable[T]]) -> T:
+        """Run `op`; on a lost connection reconnect with backoff and run it again.
+
+        Every `op` passed here is safe to repeat (starting a step is idempotent on the host).
+        A host that stays away past `reconnect_timeout` raises ConnectError (-> unreachable).
+        """
+        deadline = time.monotonic() + self.options.reconnect_timeout
+        delay = 0.5
+        while True:
+            try:
+                return await op()
+            except (ConnectError, TimeoutError, OSError) as exc:
+                if isinstance(exc, HostKeyError):
+                    raise  # a changed key never heals by retrying, and must not be waited out
+                if time.monotonic() >= deadline:
+                    if isinstance(exc, ConnectError):
+                        raise
+                    raise ConnectError(f"lost the connection: {exc or type(exc).__name__}", host=st.result.name) from exc
+                self._emit(st, "reconnecting", _one_line(str(exc) or type(exc).__name__))
+                await _quietly(st.transport.close())
+                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 10.0)
+                try:
+                    await st.transport.connect()
+                    self._emit(st, "connected", "reconnected")
+                except HostKeyError:
+                    raise
+                except ConnectError:
+                    if time.monotonic() >= deadline:
+                        raise
+
+
+def guix_commit_from_describe(text: str) -> str:
+    """The `guix` channel's commit from `guix describe --format=json`, or "" (validated hex)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return ""
+    if not isinstance(data, list):
+        return ""
+    for chan in data:
+        if isinstance(chan, dict) and chan.get("name") == "guix":
+            commit = chan.get("commit")
+            if isinstance(commit, str) and _COMMIT_RE.match(commit):
+                return commit
+    return ""
+
+
+def _key(rnd: int, index: int) -> str:
+    return f"{rnd}-{index:02d}"
+
+
+class _Tail:
+    """The last lines of a step's output, for error messages (bounded memory)."""
+
+    def __init__(self, keep: int = 64 * 1024) -> None:
+        self.buf = ""
+        self.keep = keep
+
+    def add(self, chunk: str) -> None:
+        self.buf = (self.buf + chunk)[-self.keep :]
+
+    def text(self) -> str:
+        return "\n".join(self.buf.splitlines()[-TAIL_LINES:])
+
+    def last_line(self) -> str:
+        lines = [ln for ln in self.buf.splitlines() if ln.strip()]
+        return _one_line(lines[-1])[:200] if lines else ""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+
+
+async def _quietly(aw: Awaitable[Any]) -> None:
+    try:
+        await aw
+    except Exception:
+        pass

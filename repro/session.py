@@ -1,0 +1,213 @@
+"""One `repro run` from start to finish: validate all input, plan, run, compare, write the report.
+
+Everything that can be wrong with the input is found in `prepare` before a directory is created
+or a host is contacted (exit 2, nothing written). The plan is saved as `run.json` in the run's
+report directory so `repro run --resume RUN_ID` and `repro cancel RUN_ID` can reattach later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import signal
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from repro.compare import Comparison, compare
+from repro.errors import ReportError, UsageError
+from repro.events import Listener, ignore
+from repro.inventory import Host, load_inventory, select
+from repro.playbook import Playbook, RenderedStep, load_playbook, render
+from repro.report import atomic_write, write_report
+from repro.results import RunResult
+from repro.runner import RUN_ID_RE, HostPlan, RunOptions, Runner
+from repro.source import resolve_ref
+from repro.transport import make_transport
+from repro.transport.base import Transport
+
+PLAN_SCHEMA = "repro-run/1"
+
+
+def new_run_id() -> str:
+    now = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{now}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class Prepared:
+    """A validated run, ready to start: nothing has been written or contacted yet."""
+
+    run_id: str
+    playbook: Playbook
+    plans: list[HostPlan]
+    out_dir: Path
+    variables: dict[str, Any]
+    commit: str | None
+    inventory_path: str
+    limit: str | None
+    transport: str | None = None
+    options: RunOptions = field(default_factory=RunOptions)
+
+    @property
+    def report_dir(self) -> Path:
+        return self.out_dir / self.run_id
+
+    def __repr__(self) -> str:
+        return f"Prepared({self.run_id!r}, {len(self.plans)} hosts)"
+
+
+def prepare(
+    *,
+    inventory: str | Path,
+    playbook: str | Path,
+    extra_vars: dict[str, Any],
+    limit: str | None = None,
+    ref: str | None = None,
+    out_dir: str | Path = "reports",
+    transport: str | None = None,
+    options: RunOptions | None = None,
+    run_id: str | None = None,
+) -> Prepared:
+    """Load and check everything; render every step for every host. Raises InputError (exit 2)."""
+    if transport not in (None, "asyncssh", "fabric"):
+        raise UsageError(f"--transport {transport!r}: choose asyncssh or fabric")
+    pb = load_playbook(playbook)
+    variables = dict(extra_vars)
+    commit = None
+    if ref is not None:
+        repo_url = variables.get("repo_url", pb.vars.get("repo_url"))
+        if not isinstance(repo_url, str) or not repo_url:
+            raise UsageError(f"--ref needs a repository: playbook {pb.path} has no repo_url (set -e repo_url=...)")
+        commit = resolve_ref(repo_url, ref)
+        variables["ref"] = ref
+        variables["commit"] = commit
+    elif isinstance(variables.get("commit"), str):
+        commit = resolve_ref(str(variables.get("repo_url", pb.vars.get("repo_url", ""))), variables["commit"])
+        variables["commit"] = commit
+    rid = run_id or new_run_id()
+    inv = load_inventory(inventory, variables)
+    hosts = select(inv, limit)
+    if transport:
+        hosts = [_with_transport(h, transport) for h in hosts]
+    plans = [HostPlan(h, _render_for(pb, h, rid)) for h in hosts]
+    return Prepared(
+        run_id=rid, playbook=pb, plans=plans, out_dir=Path(out_dir), variables=variables,
+        commit=commit, inventory_path=str(inventory), limit=limit, transport=transport,
+        options=options or RunOptions(),
+    )
+
+
+def _render_for(pb: Playbook, host: Host, run_id: str) -> list[RenderedStep]:
+    values = dict(host.vars)
+    values.setdefault("inventory_hostname", host.name)
+    values["repro_run_id"] = run_id
+    return render(pb, values, source=host.name)
+
+
+def _with_transport(host: Host, transport: str) -> Host:
+    from dataclasses import replace
+
+    return host if host.connection == "local" else replace(host, transport=transport)
+
+
+def save_plan(prep: Prepared) -> None:
+    """Write run.json atomically: what `--resume` and `cancel` need to find the run again."""
+    data = {
+        "schema": PLAN_SCHEMA,
+        "run_id": prep.run_id,
+        "playbook_path": str(Path(prep.playbook.path).resolve()),
+        "inventory_path": str(Path(prep.inventory_path).resolve()),
+        "limit": prep.limit,
+        "variables": prep.variables,
+        "commit": prep.commit,
+        "transport": prep.transport,
+        "rounds": prep.options.rounds,
+        "hosts": [asdict(p.host) | {"steps": [asdict(s) for s in p.steps]} for p in prep.plans],
+    }
+    atomic_write(prep.report_dir / "run.json", json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def load_plan(out_dir: str | Path, run_id: str, *, options: RunOptions | None = None) -> Prepared:
+    """Rebuild a Prepared run from its run.json (for --resume and cancel)."""
+    if not RUN_ID_RE.match(run_id):
+        raise UsageError(f"run id {run_id!r} is not of the form 20261125T194203Z-1a2b3c")
+    path = Path(out_dir) / run_id / "run.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ReportError(f"{path}: no such run (looked for its run.json)") from exc
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"{path}: cannot read: {exc}") from exc
+    if not isinstance(data, dict) or data.get("schema") != PLAN_SCHEMA:
+        raise ReportError(f"{path}: not a repro run plan ({PLAN_SCHEMA})")
+    pb = load_playbook(data["playbook_path"])
+    plans = []
+    for h in data["hosts"]:
+        steps = [RenderedStep(**s) for s in h.pop("steps")]
+        h["groups"] = tuple(h.get("groups", ()))
+        plans.append(HostPlan(Host(**h), steps))
+    opts = options or RunOptions()
+    if data.get("rounds"):
+        opts.rounds = int(data["rounds"])
+    return Prepared(
+        run_id=run_id, playbook=pb, plans=plans, out_dir=Path(out_dir),
+        variables=data.get("variables") or {}, commit=data.get("commit"),
+        inventory_path=data.get("inventory_path", ""), limit=data.get("limit"),
+        transport=data.get("transport"), options=opts,
+    )
+
+
+def execute(
+    prep: Prepared,
+    *,
+    listener: Listener = ignore,
+    transport_factory: Callable[[Host], Transport] = make_transport,
+    formats: tuple[str, ...] = ("json", "md"),
+    on_runner: Callable[[Runner], None] | None = None,
+) -> tuple[RunResult, Comparison]:
+    """Run a prepared plan (synchronously, in a fresh event loop) and write its report."""
+    return asyncio.run(
+        execute_async(prep, listener=listener, transport_factory=transport_factory,
+                      formats=formats, on_runner=on_runner)
+    )
+
+
+async def execute_async(
+    prep: Prepared,
+    *,
+    listener: Listener = ignore,
+    transport_factory: Callable[[Host], Transport] = make_transport,
+    formats: tuple[str, ...] = ("json", "md"),
+    on_runner: Callable[[Runner], None] | None = None,
+) -> tuple[RunResult, Comparison]:
+    prep.report_dir.mkdir(parents=True, exist_ok=True)
+    save_plan(prep)
+    runner = Runner(
+        prep.playbook, prep.plans, run_id=prep.run_id, report_dir=prep.report_dir,
+        transport_factory=transport_factory, listener=listener, options=prep.options,
+        variables=prep.variables, commit=prep.commit,
+    )
+    if on_runner:
+        on_runner(runner)
+    loop = asyncio.get_running_loop()
+    installed = []
+    # Ctrl-C and SIGTERM cancel cleanly: every host kills its running step's process group and
+    # the report is still written with what was gathered. Only in the main thread, where
+    # asyncio can install handlers.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, runner.cancel)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+    try:
+        result = await runner.run()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    comparison = compare(result)
+    write_report(prep.report_dir, result, comparison, formats=formats)
+    return result, comparison

@@ -1,0 +1,187 @@
+"""The in-process SSH tier: the CLI called as `main(argv)` against real asyncssh servers on
+loopback (tests/labthread.py), covering the outcomes DESIGN.md promises: reproducible (0),
+mismatch (1), bad input (2, nothing written), unreachable or failed host (3)."""
+
+from __future__ import annotations
+
+import io
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from repro.cli import main
+from tests.labthread import LabThread
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "playbooks" / "demo.yaml"
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def only_run_dir(out: Path) -> Path:
+    dirs = [d for d in out.iterdir() if d.is_dir()]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def report(out: Path) -> dict:
+    return json.loads((only_run_dir(out) / "report.json").read_text())
+
+
+def test_reproducible_run(tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    with LabThread(tmp_path / "lab") as lab:
+        code, stdout, err = run_cli(
+            "run", "-i", str(lab.inventory_path), "-p", str(DEMO), "--out", str(out)
+        )
+    assert code == 0, err
+    data = report(out)
+    assert data["schema"] == "repro-report/1"
+    assert data["verdict"] == "reproducible"
+    assert [h["status"] for h in data["hosts"]] == ["ok", "ok", "ok"]
+    assert {a["status"] for a in data["artifacts"]} == {"identical"}
+    # each artifact: one group holding all three hosts, a real sha256
+    for art in data["artifacts"]:
+        assert len(art["groups"]) == 1 and sorted(art["groups"][0]["hosts"]) == [
+            "lab1",
+            "lab2",
+            "lab3",
+        ]
+        assert len(art["groups"][0]["sha256"]) == 64
+    run_dir = only_run_dir(out)
+    logs = list((run_dir / "hosts" / "lab2").glob("*.log"))
+    assert logs, "each host's step logs are saved"
+    assert (run_dir / "report.md").read_text().count("lab3") >= 1
+    assert "reproducible" in stdout.lower()
+    # facts were gathered and are in the report
+    assert data["hosts"][0]["facts"].get("cores", 0) >= 1
+
+
+def test_mismatch_names_the_odd_host(tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    with LabThread(tmp_path / "lab", host_vars={"lab3": {"prefix_map": False}}) as lab:
+        code, stdout, err = run_cli(
+            "run", "-i", str(lab.inventory_path), "-p", str(DEMO), "--out", str(out)
+        )
+    assert code == 1, err
+    data = report(out)
+    assert data["verdict"] == "mismatch"
+    differs = [a for a in data["artifacts"] if a["status"] == "differs"]
+    assert differs
+    groups = differs[0]["groups"]
+    assert sorted(groups[0]["hosts"]) == ["lab1", "lab2"] and groups[1]["hosts"] == ["lab3"]
+    assert "lab3" in stdout
+
+
+def test_unreachable_host_is_inconclusive_and_others_finish(tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    lt = LabThread(tmp_path / "lab")
+    with lt as lab:
+        lt.stop_host("lab2")
+        code, _, err = run_cli(
+            "run", "-i", str(lab.inventory_path), "-p", str(DEMO), "--out", str(out)
+        )
+    assert code == 3, err
+    data = report(out)
+    status = {h["name"]: h["status"] for h in data["hosts"]}
+    assert status == {"lab1": "ok", "lab2": "unreachable", "lab3": "ok"}
+    assert data["verdict"] == "inconclusive"
+    assert any("lab2" in r for r in data["reasons"])
+
+
+def test_failing_step_is_inconclusive_and_others_finish(tmp_path: Path) -> None:
+    pb = tmp_path / "fail.yaml"
+    pb.write_text(
+        textwrap.dedent("""\
+        name: fail-on-one
+        vars: {fail: "no"}
+        steps:
+          - name: build
+            run: |
+              echo building
+              if [ {{ fail }} = yes ]; then echo "boom: compiler exploded" >&2; exit 7; fi
+              echo same > out.txt
+        artifacts:
+          - glob: out.txt
+        """)
+    )
+    out = tmp_path / "reports"
+    with LabThread(tmp_path / "lab", host_vars={"lab1": {"fail": "yes"}}) as lab:
+        code, _, err = run_cli(
+            "run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out)
+        )
+    assert code == 3, err
+    data = report(out)
+    hosts = {h["name"]: h for h in data["hosts"]}
+    assert hosts["lab1"]["status"] == "failed"
+    assert "exited 7" in hosts["lab1"]["error"] and "compiler exploded" in hosts["lab1"]["error"]
+    assert hosts["lab2"]["status"] == hosts["lab3"]["status"] == "ok"
+    assert data["artifacts"][0]["status"] == "identical"
+
+
+@pytest.mark.parametrize(
+    "argv_tail, needle",
+    [
+        (["-i", "{tmp}/missing.yaml"], "missing.yaml"),
+        (["-i", "{tmp}/bad.yaml"], "bad.yaml"),
+        (["-i", "{inv}", "-e", "novalue"], "novalue"),
+        (["-i", "{inv}", "--limit", "nosuchhost"], "nosuchhost"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(
+    tmp_path: Path, argv_tail: list[str], needle: str
+) -> None:
+    (tmp_path / "bad.yaml").write_text("all:\n  hosts: [oops\n")
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.1\n")
+    out = tmp_path / "reports"
+    argv = ["run", "-p", str(DEMO), "--out", str(out)] + [
+        a.format(tmp=tmp_path, inv=inv) for a in argv_tail
+    ]
+    code, _, err = run_cli(*argv)
+    assert code == 2
+    assert needle in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_required_variable_without_value_exits_2(tmp_path: Path) -> None:
+    pb = tmp_path / "needs.yaml"
+    pb.write_text(
+        "name: needs\nvars: {repo_url: ~}\nsteps:\n  - {name: s, run: 'echo {{ repo_url }}'}\n"
+    )
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("all:\n  hosts:\n    h1:\n      ansible_connection: local\n")
+    out = tmp_path / "reports"
+    code, _, err = run_cli("run", "-i", str(inv), "-p", str(pb), "--out", str(out))
+    assert code == 2 and "repo_url" in err
+    assert not out.exists()
+
+
+def test_report_rerenders_a_saved_run(tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    with LabThread(tmp_path / "lab") as lab:
+        code, _, _ = run_cli(
+            "run", "-i", str(lab.inventory_path), "-p", str(DEMO), "--out", str(out)
+        )
+    assert code == 0
+    run_dir = only_run_dir(out)
+    code, md, _ = run_cli("report", str(run_dir), "--format", "md")
+    assert code == 0 and md == (run_dir / "report.md").read_text()
+    code, js, _ = run_cli("report", str(run_dir), "--format", "json")
+    assert code == 0 and json.loads(js)["run_id"] == run_dir.name
+    code, _, err = run_cli("report", str(tmp_path / "nope"))
+    assert code == 2 and "nope" in err
+
+
+def test_demo_and_demo_mismatch(tmp_path: Path) -> None:
+    code, stdout, err = run_cli("demo", "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    code, stdout, err = run_cli("demo", "--vary", "build-path", "--out", str(tmp_path / "b"))
+    assert code == 1, err
+    assert "lab3" in stdout

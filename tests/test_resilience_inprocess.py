@@ -1,0 +1,198 @@
+"""Builds that outlive the connection, on the in-process SSH tier: a host's sshd dies mid-step and
+comes back, the controller is SIGKILLed and `--resume`d, a step times out, Ctrl-C, `repro cancel`.
+The same scenarios run against real OpenSSH in network namespaces in test_resilience_netns.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from tests.labthread import LabThread
+from tests.test_cli_inprocess import only_run_dir, report, run_cli
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def slow_playbook(tmp: Path, seconds: float = 3, timeout: str = "1m") -> Path:
+    """A step that counts its own starts (so a test can see it ran once) and takes a while."""
+    pb = tmp / "slow.yaml"
+    pb.write_text(
+        textwrap.dedent(f"""\
+        name: slow
+        steps:
+          - name: build
+            timeout: {timeout}
+            run: |
+              echo start >> "$HOME/starts"
+              echo "pid $$"
+              sleep {seconds}
+              echo same-bytes > out.txt
+              echo finished
+        artifacts:
+          - glob: out.txt
+        """)
+    )
+    return pb
+
+
+def starts(lab_root: Path) -> int:
+    f = lab_root / "starts"
+    return len(f.read_text().splitlines()) if f.exists() else 0
+
+
+def wait_for(pred, timeout: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def step_pids(lab_root: Path) -> list[int]:
+    return [
+        int(p.read_text())
+        for p in lab_root.glob(".cache/repro/runs/*/steps/*.pid")
+        if p.read_text().strip()
+    ]
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie leader still answers; look at its state
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pgid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
+def controller(*argv: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen(
+        [sys.executable, "-m", "repro.cli", *argv],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_sshd_dies_mid_step_and_returns(tmp_path: Path) -> None:
+    pb = slow_playbook(tmp_path, seconds=3)
+    out = tmp_path / "reports"
+    lt = LabThread(tmp_path / "lab", n=2)
+    with lt as lab:
+        roots = {h.name: h.root for h in lab.hosts}
+        proc = controller("run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out))
+        wait_for(lambda: starts(roots["lab1"]) == 1, what="step start on lab1")
+        lt.stop_host("lab1")  # drops the open connection, refuses new ones
+        time.sleep(1.5)
+        lt.start_host("lab1")
+        stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "reconnecting" in stderr
+    assert starts(roots["lab1"]) == 1, "the step was not started again"
+    data = report(out)
+    assert [h["status"] for h in data["hosts"]] == ["ok", "ok"]
+    assert data["verdict"] == "reproducible"
+    log = (only_run_dir(out) / "hosts" / "lab1" / "01-build.log").read_text()
+    assert log.startswith("pid ") and log.rstrip().endswith("finished")
+
+
+def test_killed_controller_resumes_without_redoing(tmp_path: Path) -> None:
+    pb = slow_playbook(tmp_path, seconds=2)
+    out = tmp_path / "reports"
+    with LabThread(tmp_path / "lab", n=2) as lab:
+        roots = {h.name: h.root for h in lab.hosts}
+        proc = controller("run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out))
+        wait_for(lambda: all(starts(r) == 1 for r in roots.values()), what="steps started")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        run_id = only_run_dir(out).name
+        assert not (out / run_id / "report.json").exists()
+        code, stdout, err = run_cli("run", "--resume", run_id, "--out", str(out))
+    assert code == 0, err
+    assert all(starts(r) == 1 for r in roots.values()), "resume must not start a step again"
+    data = report(out)
+    assert data["run_id"] == run_id and data["verdict"] == "reproducible"
+
+
+def test_resume_of_unknown_run_is_bad_input(tmp_path: Path) -> None:
+    code, _, err = run_cli("run", "--resume", "20260101T000000Z-abcdef", "--out", str(tmp_path))
+    assert code == 2 and "20260101T000000Z-abcdef" in err
+    code, _, err = run_cli("run", "--resume", "../../etc", "--out", str(tmp_path))
+    assert code == 2
+
+
+def test_step_timeout_kills_the_process_group(tmp_path: Path) -> None:
+    pb = tmp_path / "t.yaml"
+    pb.write_text(
+        textwrap.dedent("""\
+        name: hang
+        steps:
+          - name: hang
+            timeout: 2s
+            run: |
+              sleep 300 &
+              sleep 300
+        artifacts: [{glob: nothing}]
+        """)
+    )
+    out = tmp_path / "reports"
+    with LabThread(tmp_path / "lab", n=2) as lab:
+        roots = [h.root for h in lab.hosts]
+        code, _, err = run_cli(
+            "run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out)
+        )
+        pids = [p for r in roots for p in step_pids(r)]
+        assert len(pids) == 2
+        assert not any(group_alive(p) for p in pids), "a timed-out step left processes behind"
+    assert code == 3
+    data = report(out)
+    assert all("timed out" in h["error"] for h in data["hosts"])
+
+
+def test_ctrl_c_kills_steps_and_keeps_what_was_gathered(tmp_path: Path) -> None:
+    pb = slow_playbook(tmp_path, seconds=60)
+    out = tmp_path / "reports"
+    with LabThread(tmp_path / "lab", n=2) as lab:
+        roots = [h.root for h in lab.hosts]
+        proc = controller("run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out))
+        wait_for(lambda: all(step_pids(r) for r in roots), what="steps started")
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        pids = [p for r in roots for p in step_pids(r)]
+        assert not any(group_alive(p) for p in pids)
+    assert proc.returncode == 3, stderr
+    data = report(out)
+    assert {h["error"] for h in data["hosts"]} == {"cancelled"}
+    assert data["hosts"][0]["facts"], "facts gathered before the cancel are kept"
+
+
+def test_repro_cancel_kills_a_running_run(tmp_path: Path) -> None:
+    pb = slow_playbook(tmp_path, seconds=60)
+    out = tmp_path / "reports"
+    with LabThread(tmp_path / "lab", n=2) as lab:
+        roots = [h.root for h in lab.hosts]
+        proc = controller("run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out))
+        wait_for(lambda: all(step_pids(r) for r in roots), what="steps started")
+        run_id = only_run_dir(out).name
+        code, stdout, err = run_cli("cancel", run_id, "--out", str(out))
+        assert code == 0, err
+        assert stdout.count("killed 1 running step") == 2
+        _, stderr = proc.communicate(timeout=60)
+        pids = [p for r in roots for p in step_pids(r)]
+        assert not any(group_alive(p) for p in pids)
+    assert proc.returncode == 3, stderr
+    data = json.loads((out / run_id / "report.json").read_text())
+    assert all("cancelled" in h["error"] for h in data["hosts"]), data["hosts"]
