@@ -66,17 +66,24 @@ def compare(run: RunResult) -> Comparison:
     ok = [h for h in run.hosts if h.status == "ok"]
     names = sorted({name for h in ok for name in h.artifacts})
     artifacts = tuple(_compare_artifact(name, ok) for name in names)
+    channels = _channel_reasons(ok)
     reasons = [
         *_host_reasons(run.hosts),
         *(_round_reason(a, ok) for a in artifacts if a.unstable),
         *(_artifact_reason(a) for a in artifacts if len(a.groups) > 1 or a.missing),
         *_quorum_reasons(artifacts, run.quorum, bool(ok)),
-        *_channel_reasons(ok),
+        *channels,
     ]
-    return Comparison(_verdict(artifacts, reasons), artifacts, tuple(reasons))
+    return Comparison(_verdict(artifacts, reasons, bool(channels)), artifacts, tuple(reasons))
 
 
-def _verdict(artifacts: tuple[ArtifactComparison, ...], reasons: list[str]) -> Verdict:
+def _verdict(
+    artifacts: tuple[ArtifactComparison, ...], reasons: list[str], toolchains_differ: bool
+) -> Verdict:
+    # Hosts that built with different Guix channel commits did not run the same build: their
+    # bytes prove nothing either way, whatever the hashes say.
+    if toolchains_differ:
+        return "inconclusive"
     # A difference wins over a failure: bytes that differ are evidence, a failure is only doubt.
     if any(a.status == "differs" for a in artifacts):
         return "mismatch"

@@ -54,10 +54,10 @@ _rf_df() {
 }
 
 _rf_guix_daemon() {
-  _rf_sock=${GUIX_DAEMON_SOCKET:-/var/guix/daemon-socket/socket}
-  case $_rf_sock in
-    /*) if [ ! -S "$_rf_sock" ]; then echo no-socket; return 0; fi ;;
-  esac
+  # Asking the daemon is the check: `guix gc --list-roots` fails at once when no daemon
+  # listens (on the default socket, GUIX_DAEMON_SOCKET, or guix://), and a socket file alone
+  # proves nothing about a daemon behind it.
+  command -v guix >/dev/null 2>&1 || { echo no-guix; return 0; }
   if _rf_bounded 20 guix gc --list-roots >/dev/null 2>&1; then echo yes; else echo no-answer; fi
 }
 

@@ -503,12 +503,14 @@ def test_script_finds_a_guix_and_its_daemon(tmp_path: Path, shell: str) -> None:
     bin_dir.mkdir()
     double = bin_dir / "guix"
     double.write_text(
-        "#!/bin/sh\n# test double for guix: just the three calls the facts script makes\n"
+        "#!/bin/sh\n# test double for guix: just the three calls the facts script makes;\n"
+        "# like the real one, `guix gc` fails when nothing listens on the daemon socket\n"
         'case "$1" in\n'
         "  --version) cat >/dev/null; echo 'guix (GNU Guix) 1.4.0'; echo 'Copyright (C) 2022' ;;\n"
         '  describe) printf \'%s\\n\' \'[{"name":"guix","url":"https://example.org/guix.git",'
         f'"commit":"{commit}"}}]\' ;;\n'
-        '  gc) [ "$2" = --list-roots ] && cat >/dev/null && echo /gnu/store/x-profile ;;\n'
+        '  gc) [ -S "$GUIX_DAEMON_SOCKET" ] && [ "$2" = --list-roots ] && cat >/dev/null'
+        " && echo /gnu/store/x-profile ;;\n"
         "  *) exit 1 ;;\n"
         "esac\n"
     )
@@ -526,7 +528,7 @@ def test_script_finds_a_guix_and_its_daemon(tmp_path: Path, shell: str) -> None:
     facts = parse_facts(proc.stdout)
     assert facts["guix_version"] == "1.4.0"
     assert facts["guix_channel_commit"] == commit
-    assert facts["guix_daemon"] is False  # no socket yet
+    assert facts["guix_daemon"] is False  # nothing listens yet: `guix gc` fails
 
     with socket.socket(socket.AF_UNIX) as server:
         server.bind(str(sock_path))

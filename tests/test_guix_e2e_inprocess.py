@@ -1,0 +1,113 @@
+"""cuprated-guix.yaml end to end over real SSH (in-process tier), through the guix test double:
+reproducible, a host-specific leak (mismatch), the native-flag guard, a Guix channel
+disagreement, a preflight failure, and the smoke playbook's two rounds per host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.guix_scenarios import ARTIFACT, SMOKE, fixture_repo, install_double, run_args
+from tests.labthread import LabThread
+from tests.test_cli_inprocess import report, run_cli
+
+
+def lab_with_double(tmp_path: Path, knobs: dict[str, dict[str, str]] | None = None, n: int = 3) -> LabThread:
+    lt = LabThread(tmp_path / "lab", n=n)
+    return lt
+
+
+def setup_hosts(lab, knobs: dict[str, dict[str, str]]) -> None:
+    for h in lab.hosts:
+        install_double(h.root, **knobs.get(h.name, {}))
+
+
+def test_reproducible_build_names_the_commit(tmp_path: Path) -> None:
+    repo, commit = fixture_repo(tmp_path / "src")
+    out = tmp_path / "reports"
+    with LabThread(tmp_path / "lab") as lab:
+        setup_hosts(lab, {})
+        code, stdout, err = run_cli(*run_args(lab.inventory_path, repo, out))
+    assert code == 0, err + stdout
+    data = report(out)
+    assert data["commit"] == commit and data["vars"]["ref"] == "main"
+    names = {a["name"]: a for a in data["artifacts"]}
+    assert names[ARTIFACT]["status"] == "identical"
+    assert {"build-metadata.json", "rustc-version.txt", "cargo-version.txt", "guix-describe.json"} <= set(names)
+    assert not any("ldd" in n or n.endswith(".log") for n in names)
+    assert all(h["facts"]["guix_channel_commit"] for h in data["hosts"])
+
+
+def test_host_specific_leak_is_a_mismatch_naming_the_host(tmp_path: Path) -> None:
+    repo, _ = fixture_repo(tmp_path / "src")
+    out = tmp_path / "reports"
+    with LabThread(tmp_path / "lab") as lab:
+        setup_hosts(lab, {"lab2": {"GUIX_DOUBLE_LEAK_HOSTNAME": "1"}})
+        code, stdout, err = run_cli(*run_args(lab.inventory_path, repo, out))
+    assert code == 1, err
+    data = report(out)
+    art = next(a for a in data["artifacts"] if a["name"] == ARTIFACT)
+    assert art["status"] == "differs" and art["groups"][1]["hosts"] == ["lab2"]
+    assert "lab2" in stdout
+
+
+def test_native_flag_in_a_build_log_fails_that_host(tmp_path: Path) -> None:
+    repo, _ = fixture_repo(tmp_path / "src")
+    out = tmp_path / "reports"
+    with LabThread(tmp_path / "lab") as lab:
+        setup_hosts(lab, {"lab3": {"GUIX_DOUBLE_NATIVE": "1"}})
+        code, _, err = run_cli(*run_args(lab.inventory_path, repo, out))
+    assert code == 3, err
+    hosts = {h["name"]: h for h in report(out)["hosts"]}
+    assert hosts["lab3"]["status"] == "failed"
+    assert "native-guard" in hosts["lab3"]["error"] and "-march=native" in hosts["lab3"]["error"]
+    assert hosts["lab1"]["status"] == hosts["lab2"]["status"] == "ok"
+
+
+def test_channel_commit_disagreement_is_inconclusive(tmp_path: Path) -> None:
+    repo, _ = fixture_repo(tmp_path / "src")
+    out = tmp_path / "reports"
+    other = "1" * 40
+    with LabThread(tmp_path / "lab") as lab:
+        setup_hosts(lab, {"lab1": {"GUIX_DOUBLE_CHANNEL_COMMIT": other}})
+        code, _, err = run_cli(*run_args(lab.inventory_path, repo, out))
+    assert code == 3, err
+    data = report(out)
+    assert any("Guix channel commit" in r and "lab1" in r for r in data["reasons"])
+
+
+def test_preflight_failure_is_reported_and_not_built_on(tmp_path: Path) -> None:
+    repo, _ = fixture_repo(tmp_path / "src")
+    out = tmp_path / "reports"
+    with LabThread(tmp_path / "lab") as lab:
+        setup_hosts(lab, {"lab2": {"GUIX_DOUBLE_NO_DAEMON": "1"}})
+        code, _, err = run_cli(*run_args(lab.inventory_path, repo, out))
+        lab2_root = next(h.root for h in lab.hosts if h.name == "lab2")
+        assert not list(lab2_root.glob(".cache/repro/runs/*/steps/*.pid")), "nothing ran on lab2"
+    assert code == 3, err
+    hosts = {h["name"]: h for h in report(out)["hosts"]}
+    assert hosts["lab2"]["error"].startswith("preflight-failed:") and "guix-daemon" in hosts["lab2"]["error"]
+
+
+def test_ref_that_does_not_resolve_is_bad_input(tmp_path: Path) -> None:
+    repo, _ = fixture_repo(tmp_path / "src")
+    out = tmp_path / "reports"
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("all:\n  hosts:\n    h1: {ansible_connection: local}\n")
+    args = run_args(inv, repo, out)
+    args[args.index("main")] = "no-such-branch"
+    code, _, err = run_cli(*args)
+    assert code == 2 and "no-such-branch" in err
+    assert not out.exists()
+
+
+def test_smoke_builds_twice_per_host(tmp_path: Path) -> None:
+    repo, _ = fixture_repo(tmp_path / "src")
+    out = tmp_path / "reports"
+    with LabThread(tmp_path / "lab", n=2) as lab:
+        setup_hosts(lab, {})
+        code, _, err = run_cli(*run_args(lab.inventory_path, repo, out, playbook=SMOKE))
+    assert code == 0, err
+    data = report(out)
+    assert all(len(h["rounds"]) == 1 and h["rounds"][0] == h["artifacts"] for h in data["hosts"])
+    steps = [s["name"] for s in data["hosts"][0]["steps"]]
+    assert "build (round 2)" in steps
