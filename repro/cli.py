@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rounds", type=int, help="builds per host, each in its own work dir")
     r.add_argument("--transport", choices=["asyncssh", "fabric"], help="override the inventory's")
     r.add_argument("--out", default="reports", help="where run directories go (default reports/)")
+    r.add_argument("--reconnect-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="how long a host may stay away before it is unreachable (default 300)")
     r.add_argument("--resume", metavar="RUN_ID", help="reattach to a run whose controller died")
     r.add_argument("--format", choices=["table", "md", "json"], default="table",
                    help="what to print at the end")

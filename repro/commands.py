@@ -88,7 +88,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"--forks {args.forks}: must be at least 1")
     if args.rounds is not None and not 1 <= args.rounds <= 5:
         raise UsageError(f"--rounds {args.rounds}: must be 1 to 5")
-    options = RunOptions(forks=args.forks, rounds=args.rounds)
+    if args.reconnect_timeout <= 0:
+        raise UsageError(f"--reconnect-timeout {args.reconnect_timeout}: must be positive")
+    options = RunOptions(forks=args.forks, rounds=args.rounds, reconnect_timeout=args.reconnect_timeout)
     if args.resume:
         prep = load_plan(args.out, args.resume, options=options)
     else:

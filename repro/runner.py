@@ -353,7 +353,7 @@ class Runner:
         Every `op` passed here is safe to repeat (starting a step is idempotent on the host).
         A host that stays away past `reconnect_timeout` raises ConnectError (-> unreachable).
         """
-        deadline = time.monotonic() + self.options.reconnect_timeout
+        deadline = time.monotonic() + _host_reconnect_timeout(st.plan.host, self.options.reconnect_timeout)
         delay = 0.5
         while True:
             try:
@@ -393,6 +393,15 @@ def guix_commit_from_describe(text: str) -> str:
             if isinstance(commit, str) and _COMMIT_RE.match(commit):
                 return commit
     return ""
+
+
+def _host_reconnect_timeout(host: Host, default: float) -> float:
+    """`repro_reconnect_timeout` (seconds) from the inventory, else the run's setting."""
+    value = host.vars.get("repro_reconnect_timeout")
+    try:
+        return float(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
 
 
 def _key(rnd: int, index: int) -> str:
