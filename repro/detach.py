@@ -19,67 +19,83 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from repro.transport.base import Transport
+from repro.transport.base import Completed, Transport
 
-#: a poll waits on the host up to this long for the step to finish, so a quick step costs one
-#: round trip and a long one is looked at about once a second.
-POLL_WAIT_TENTHS = 10
+#: a poll waits on the host up to this long (hundredths of a second) for the step to finish, so
+#: a quick step costs one round trip and a long one is looked at about once a second.
+POLL_WAIT = 100
 #: the most log bytes one poll brings back; a chattier step is simply followed over more polls.
 LOG_CHUNK = 256 * 1024
 
-# The launcher. $1 step dir, $2 key, $3 work dir. The script arrives on stdin.
-# `mkdir` of the lock is atomic: if it exists the step was already started (e.g. the reply to an
-# earlier start was lost with the connection), so we report that instead of starting it again.
-_START = r"""
-set -u
-d=$1; k=$2; w=$3
-mkdir -p -- "$d" "$w" || exit 90
-if ! mkdir -- "$d/$k.lock" 2>/dev/null; then cat >/dev/null; echo already; exit 0; fi
-cat > "$d/$k.sh" || exit 91
-date +%s > "$d/$k.start"
-cd -- "$w" || exit 92
-# setsid: own session and process group, so a lost connection sends it no SIGHUP and a
-# timeout or cancel can kill the whole group. The inner sh records the group id first.
-setsid sh -c 'echo $$ > "$1/$2.pid.tmp" && mv -f -- "$1/$2.pid.tmp" "$1/$2.pid"
-  sh -- "$1/$2.sh"; rc=$?
-  echo $rc > "$1/$2.rc.tmp" && mv -f -- "$1/$2.rc.tmp" "$1/$2.rc"' repro-step "$d" "$k" \
-  > "$d/$k.log" 2>&1 < /dev/null &
-i=0
-while [ ! -s "$d/$k.pid" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
-echo started
-"""
-
-# The poll. $1 step dir, $2 key, $3 log offset, $4 wait (tenths of a second), $5 chunk size.
-# Liveness is read BEFORE the rc file: a step that ends in between is then seen as finished,
-# never as vanished.
-_POLL = r"""
-d=$1; k=$2; off=$3; n=0
+# What every look at a step ends with: wait (bounded) for it to finish, then one header line
+# and the log from the offset. Shared by the launcher and the poll. Expects d, k, off, wt (wait,
+# in hundredths of a second), chunk. Waiting starts with short naps, so a step that takes a few
+# milliseconds costs one round trip and ~20 ms, and a long one is looked at about once a second.
+# Liveness is read BEFORE the rc file: a step that ends in between is seen as finished, never
+# as vanished.
+_STATE = r"""
 # A zombie answers kill -0 until its new parent reaps it; it counts as gone.
 alive() { kill -0 "$1" 2>/dev/null || return 1
   [ -r "/proc/$1/status" ] || return 0
   ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
-while [ ! -e "$d/$k.rc" ] && [ $n -lt $4 ]; do
-  if [ -s "$d/$k.pid" ] && ! alive "$(cat "$d/$k.pid")"; then break; fi
-  sleep 0.1; n=$((n+1))
+# Running = the pid is alive, or the launcher has not written it yet (the first 30 s).
+running() {
+  if [ -s "$d/$k.pid" ]; then alive "$(cat "$d/$k.pid")"; return; fi
+  [ -e "$d/$k.lock" ] || return 1
+  s0=$(cat "$d/$k.start" 2>/dev/null); [ -n "$s0" ] || return 0
+  [ $(($(date +%s) - s0)) -lt 30 ]
+}
+n=0
+while [ ! -e "$d/$k.rc" ] && [ $n -lt "$wt" ] && running; do
+  if [ $n -lt 20 ]; then sleep 0.02; n=$((n + 2)); else sleep 0.1; n=$((n + 10)); fi
 done
-alive=0
-if [ -s "$d/$k.pid" ] && alive "$(cat "$d/$k.pid")"; then alive=1; fi
+alive=0; running && alive=1
 rc=-; [ -s "$d/$k.rc" ] && rc=$(cat "$d/$k.rc")
 started=0; [ -e "$d/$k.lock" ] && started=1
 killed=0; [ -e "$d/$k.killed" ] && killed=1
 t0=-; [ -s "$d/$k.start" ] && t0=$(cat "$d/$k.start")
 size=0; [ -e "$d/$k.log" ] && size=$(wc -c < "$d/$k.log")
-want=$((size - off)); [ $want -gt $5 ] && want=$5; [ $want -lt 0 ] && want=0
-echo "repro-poll rc=$rc alive=$alive started=$started killed=$killed size=$size take=$want t0=$t0 now=$(date +%s)"
+want=$((size - off)); [ $want -gt "$chunk" ] && want=$chunk; [ $want -lt 0 ] && want=0
+echo "repro-poll rc=$rc alive=$alive started=$started killed=$killed size=$size take=$want t0=$t0 now=$(date +%s) fresh=${fresh:-0}"
 [ $want -gt 0 ] && tail -c +$((off + 1)) -- "$d/$k.log" | head -c $want
 exit 0
 """
+
+# The launcher. $1 step dir, $2 key, $3 work dir, $4 wait (hundredths), $5 chunk. The script
+# arrives on stdin. `mkdir` of the lock is atomic: if it exists the step was already started
+# (e.g. the reply to an earlier start was lost with the connection): it is never started twice,
+# and this simply reports its state.
+_START = r"""
+set -u
+d=$1; k=$2; w=$3; wt=$4; chunk=$5; off=0; fresh=0
+mkdir -p -- "$d" "$w" || exit 90
+if mkdir -- "$d/$k.lock" 2>/dev/null; then
+  fresh=1
+  cat > "$d/$k.sh" || exit 91
+  date +%s > "$d/$k.start"
+  # setsid: own session and process group, so a lost connection sends it no SIGHUP and a
+  # timeout or cancel can kill the whole group. The inner sh records the group id first.
+  (cd -- "$w" && exec setsid sh -c 'echo $$ > "$1/$2.pid.tmp" && mv -f -- "$1/$2.pid.tmp" "$1/$2.pid"
+    sh -- "$1/$2.sh"; rc=$?
+    echo $rc > "$1/$2.rc.tmp" && mv -f -- "$1/$2.rc.tmp" "$1/$2.rc"' repro-step "$d" "$k" \
+    > "$d/$k.log" 2>&1 < /dev/null) &
+else
+  cat > /dev/null
+fi
+""" + _STATE
+
+# The poll. $1 step dir, $2 key, $3 log offset, $4 wait (hundredths), $5 chunk size.
+_POLL = r"""
+d=$1; k=$2; off=$3; wt=$4; chunk=$5
+""" + _STATE
 
 # The kill. $1 step dir, $2 key, $3 grace seconds. TERM the group, then KILL what is left.
 _KILL = r"""
 d=$1; k=$2
 [ -s "$d/$k.pid" ] || { echo none; exit 0; }
 g=$(cat "$d/$k.pid")
+# The marker goes first: a poll that sees the step gone must also see why.
+[ -e "$d/$k.rc" ] || echo killed > "$d/$k.killed"
 # dash's kill takes no `--`; "-$g" after the signal is read as a process group.
 kill -TERM "-$g" 2>/dev/null
 i=0
@@ -101,6 +117,7 @@ class Poll:
     chunk: str  # log text from the offset asked for
     next_offset: int
     elapsed: float | None  # host clock: seconds since the step started
+    fresh: bool = False  # this call started the step (False: it was already started)
 
     @property
     def vanished(self) -> bool:
@@ -115,46 +132,41 @@ def _sh(script: str, *args: str | int) -> str:
     return "sh -c " + shlex.quote(script) + " repro " + " ".join(shlex.quote(str(a)) for a in args)
 
 
-async def start(transport: Transport, step_dir: str, key: str, work_dir: str, script: str) -> bool:
-    """Start a step detached. Returns False if it had already been started (never starts twice)."""
-    cmd = _sh(_START, step_dir, key, work_dir)
-    res = await transport.run(cmd, stdin=script.encode(), timeout=60)
-    out = res.stdout.strip()
-    if res.exit_status != 0 or out not in ("started", "already"):
-        from repro.errors import HostError
-
-        raise HostError(
-            f"could not start step {key} in {work_dir}: {(res.stderr or res.stdout).strip()[-300:]}",
-            host=transport.host.name,
-            command=cmd,
-            exit_status=res.exit_status,
-            tail=res.stderr[-2000:],
-        )
-    return out == "started"
+async def start(
+    transport: Transport, step_dir: str, key: str, work_dir: str, script: str, *, wait: int = POLL_WAIT
+) -> Poll:
+    """Start a step detached (never twice) and return its state after waiting up to `wait`."""
+    cmd = _sh(_START, step_dir, key, work_dir, wait, LOG_CHUNK)
+    res = await transport.run(cmd, stdin=script.encode(), timeout=60 + wait / 100)
+    return _parse(transport, res, cmd, key, 0, f"could not start step {key} in {work_dir}")
 
 
 async def poll(
-    transport: Transport, step_dir: str, key: str, offset: int, *, wait_tenths: int = POLL_WAIT_TENTHS
+    transport: Transport, step_dir: str, key: str, offset: int, *, wait: int = POLL_WAIT
 ) -> Poll:
     """Look at a step: exit status if finished, and the log from `offset` on."""
-    cmd = _sh(_POLL, step_dir, key, offset, wait_tenths, LOG_CHUNK)
-    res = await transport.run(cmd, timeout=60 + wait_tenths / 10)
+    cmd = _sh(_POLL, step_dir, key, offset, wait, LOG_CHUNK)
+    res = await transport.run(cmd, timeout=60 + wait / 100)
+    return _parse(transport, res, cmd, key, offset, f"could not read the state of step {key}")
+
+
+def _parse(transport: Transport, res: Completed, cmd: str, key: str, offset: int, what: str) -> Poll:
     header, _, chunk = res.stdout.partition("\n")
-    fields = dict(kv.split("=", 1) for kv in header.split()[1:] if "=" in kv)
     if not header.startswith("repro-poll ") or res.exit_status != 0:
         from repro.errors import HostError
 
+        detail = (res.stderr or res.stdout).strip()[-300:]
         raise HostError(
-            f"could not read the state of step {key}: {res.stderr.strip()[-300:]}",
-            host=transport.host.name,
-            command=cmd,
-            exit_status=res.exit_status,
+            f"{what}: exit {res.exit_status}: {detail}",
+            host=transport.host.name, command=cmd, exit_status=res.exit_status,
+            tail=res.stderr[-2000:],
         )
+    fields = dict(kv.split("=", 1) for kv in header.split()[1:] if "=" in kv)
     rc = fields.get("rc", "-")
     take = _int(fields.get("take"), 0)
     t0, now = _int(fields.get("t0"), -1), _int(fields.get("now"), -1)
     return Poll(
-        exit_status=int(rc) if rc.lstrip("-").isdigit() and rc != "-" else None,
+        exit_status=int(rc) if rc != "-" and rc.lstrip("-").isdigit() else None,
         alive=fields.get("alive") == "1",
         started=fields.get("started") == "1",
         killed=fields.get("killed") == "1",
@@ -162,6 +174,7 @@ async def poll(
         chunk=chunk,
         next_offset=offset + take,
         elapsed=float(now - t0) if t0 >= 0 and now >= 0 else None,
+        fresh=fields.get("fresh") == "1",
     )
 
 

@@ -65,7 +65,7 @@ class RunOptions:
     handshakes: int = 10  # SSH handshakes in flight at once (CPU-bound on the controller)
     rounds: int | None = None  # overrides the playbook's rounds
     reconnect_timeout: float = 300.0  # how long a host may stay away before it is unreachable
-    poll_wait_tenths: int = detach.POLL_WAIT_TENTHS
+    poll_wait: int = detach.POLL_WAIT  # hundredths of a second a poll may wait on the host
     gather_facts: bool = True
     preflight: bool = True
 
@@ -178,25 +178,25 @@ class Runner:
             self._emit(st, "done", result.status if not result.error else f"{result.status}: {result.error}")
 
     async def _resolve_run_dir(self, st: _HostState) -> str:
-        """The run's directory on the host, absolute: `~` is expanded by the host's shell."""
-        base = str(st.plan.host.vars.get("repro_work_dir") or DEFAULT_WORK_BASE)
-        if base == "~" or base.startswith("~/"):
-            res = await self._retrying(st, lambda: st.transport.run('printf %s "$HOME"', timeout=30))
-            home = res.stdout.strip()
-            base = home + base[1:]
-        if not _SAFE_REMOTE_PATH.match(base) or "/../" in base + "/":
-            raise UntrustedOutput(
-                f"work dir {base!r} is not a plain absolute path", host=st.result.name
-            )
-        run_dir = f"{base.rstrip('/')}/{self.run_id}"
-        q = shlex.quote(run_dir)
-        res = await self._retrying(
-            st, lambda: st.transport.run(f"mkdir -p -- {q} && test -w {q}", timeout=30)
-        )
+        """Create the run's directory on the host and return it, absolute; one round trip.
+
+        A leading `~` is the host's $HOME, expanded by the host's shell; the rest is quoted.
+        """
+        base = str(st.plan.host.vars.get("repro_work_dir") or DEFAULT_WORK_BASE).rstrip("/")
+        rest = f"{base[1:]}/{self.run_id}" if base == "~" or base.startswith("~/") else None
+        target = f'"$HOME"{shlex.quote(rest)}' if rest is not None else shlex.quote(f"{base}/{self.run_id}")
+        cmd = f'd={target}; mkdir -p -- "$d" && test -w "$d" && printf "%s\\n" "$d"'
+        res = await self._retrying(st, lambda: st.transport.run(cmd, timeout=30))
+        run_dir = res.stdout.strip()
         if res.exit_status != 0:
             raise HostError(
-                f"preflight-failed: work dir {run_dir} is not writable: {_one_line(res.stderr)[-200:]}",
+                f"preflight-failed: work dir {base}/{self.run_id} is not writable: "
+                f"{_one_line(res.stderr)[-200:]}",
                 host=st.result.name,
+            )
+        if not _SAFE_REMOTE_PATH.match(run_dir) or "/../" in run_dir + "/":
+            raise UntrustedOutput(
+                f"work dir {run_dir[:100]!r} is not a plain absolute path", host=st.result.name
             )
         return run_dir
 
@@ -223,12 +223,8 @@ class Runner:
     async def _round(self, st: _HostState, rnd: int) -> None:
         work = self._work_dir(st, rnd)
         steps_dir = f"{st.run_dir}/steps"
-        first_key = _key(rnd, 1)
-        # On a resumed run the upload already happened; re-uploading under a running build
-        # could change its inputs, so uploads happen only before the first step ever started.
-        first = await self._retrying(st, lambda: detach.poll(st.transport, steps_dir, first_key, 0, wait_tenths=0))
-        if not first.started:
-            await self._upload(st, work)
+        if self.playbook.files:
+            await self._upload(st, work, f"{steps_dir}/{_key(rnd, 1)}.lock")
         for step in st.plan.steps:
             await self._step(st, rnd, step, steps_dir, work)
         self._emit(st, "hashing")
@@ -239,15 +235,28 @@ class Runner:
         else:
             st.result.extra_rounds.append(hashes)
 
-    async def _upload(self, st: _HostState, work: str) -> None:
+    async def _upload(self, st: _HostState, work: str, first_lock: str) -> None:
+        # On a resumed run the upload already happened; re-uploading under a running build
+        # could change its inputs, so a file is written only if step 1 never started.
         for spec in self.playbook.files:
             dest = f"{work}/{spec.dest}"
-            parent = dest.rsplit("/", 1)[0]
+            q, tmp = shlex.quote(dest), shlex.quote(dest + ".repro-tmp")
+            cmd = (
+                f"if [ -e {shlex.quote(first_lock)} ]; then cat >/dev/null; else "
+                f"mkdir -p -- {shlex.quote(dest.rsplit('/', 1)[0])} && cat > {tmp} && "
+                f"chmod {spec.mode:o} {tmp} && mv -f -- {tmp} {q}; fi"
+            )
             data = spec.src.read_bytes()
-            await self._retrying(st, lambda: st.transport.run(f"mkdir -p -- {shlex.quote(parent)}", timeout=30))
-            await self._retrying(st, lambda: st.transport.put(data, dest, mode=spec.mode))
+            res = await self._retrying(st, lambda: st.transport.run(cmd, stdin=data, timeout=600))
+            if res.exit_status != 0:
+                raise HostError(
+                    f"could not upload {spec.dest}: {_one_line(res.stderr)[-200:]}",
+                    host=st.result.name, command=cmd, exit_status=res.exit_status,
+                )
 
     async def _step(self, st: _HostState, rnd: int, step: RenderedStep, steps_dir: str, work: str) -> None:
+        if self._cancelled.is_set():
+            raise Cancelled("cancelled", host=st.result.name)
         key = _key(rnd, step.index)
         label = step.name if self.rounds == 1 else f"{step.name} (round {rnd})"
         local_log = self._local_log(st, rnd, step)
@@ -255,22 +264,17 @@ class Runner:
                         log=str(local_log.relative_to(self.report_dir)))
         st.result.steps.append(sr)
         self._emit(st, "step-start", label, step=label)
-        await self._retrying(st, lambda: detach.start(st.transport, steps_dir, key, work, PRELUDE + step.command))
         st.current_key = f"{steps_dir}\0{key}"
+        # The start reports the step's state like a poll does: a quick step is done in one trip.
+        p = await self._retrying(
+            st, lambda: detach.start(st.transport, steps_dir, key, work, PRELUDE + step.command,
+                                     wait=self.options.poll_wait),
+        )
         offset = 0
         tail = _Tail()
         local_log.parent.mkdir(parents=True, exist_ok=True)
         with open(local_log, "wb") as fh:
             while True:
-                if self._cancelled.is_set():
-                    await self._kill_current(st)
-                    raise Cancelled("cancelled", host=st.result.name)
-                p = await self._retrying(
-                    st,
-                    lambda: detach.poll(
-                        st.transport, steps_dir, key, offset, wait_tenths=self.options.poll_wait_tenths
-                    ),
-                )
                 if p.chunk:
                     data = p.chunk.encode("utf-8", "replace")
                     fh.write(data)
@@ -295,6 +299,16 @@ class Runner:
                         f"step '{label}' timed out after {_duration(step.timeout)}; its processes were killed",
                         host=st.result.name, command=step.command, tail=tail.text(),
                     )
+                if self._cancelled.is_set():
+                    await self._kill_current(st)
+                    raise Cancelled("cancelled", host=st.result.name)
+                p = await self._retrying(
+                    st,
+                    lambda: detach.poll(
+                        st.transport, steps_dir, key, offset,
+                        wait=0 if offset < p.size else self.options.poll_wait,
+                    ),
+                )
         st.current_key = None
         sr.exit_status = p.exit_status
         sr.finished_at = utcnow()
