@@ -111,3 +111,26 @@ def test_smoke_builds_twice_per_host(tmp_path: Path) -> None:
     assert all(len(h["rounds"]) == 1 and h["rounds"][0] == h["artifacts"] for h in data["hosts"])
     steps = [s["name"] for s in data["hosts"][0]["steps"]]
     assert "build (round 2)" in steps
+
+
+def test_guix_generic_compares_every_file_of_the_manifests(tmp_path: Path) -> None:
+    from tests.fixtures.guix_repos import make_bitcoin_repo
+
+    repo, commit = make_bitcoin_repo(tmp_path / "src")
+    out = tmp_path / "reports"
+    generic = Path(__file__).resolve().parent.parent / "playbooks" / "guix-generic.yaml"
+    with LabThread(tmp_path / "lab", n=2) as lab:
+        setup_hosts(lab, {})
+        code, stdout, err = run_cli(
+            "run", "-i", str(lab.inventory_path), "-p", str(generic), "-e", f"repo_url={repo}",
+            "-e", "mirror_name=bitcoin", "-e", "hosts=x86_64-linux-gnu aarch64-linux-gnu",
+            "--ref", "v0.1.0", "--out", str(out),
+        )
+    assert code == 0, err + stdout
+    data = report(out)
+    assert data["commit"] == commit
+    names = [a["name"] for a in data["artifacts"]]
+    # one tarball per platform triple, named as SHA256SUMS.part lists them
+    assert any(n.startswith("x86_64-linux-gnu/") for n in names)
+    assert any(n.startswith("aarch64-linux-gnu/") for n in names)
+    assert all(a["status"] == "identical" for a in data["artifacts"])

@@ -56,6 +56,9 @@ def headline(run: RunResult, comparison: Comparison, name: Callable[[str], str])
     if comparison.verdict == "reproducible":
         built = _listed([a.name for a in comparison.artifacts], name)
         return f"{_count(ok, 'host')} built {built} with identical bytes"
+    if any(a.status == "differs" for a in comparison.artifacts):
+        # only when the hosts did not run the same pinned toolchain (compare decides that)
+        return "artifacts differ, but the hosts did not build with the same toolchain; see the reasons"
     return f"no difference seen among {_count(ok, 'host')} that finished, but see the reasons"
 
 
