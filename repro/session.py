@@ -203,9 +203,14 @@ async def execute_async(
             installed.append(sig)
         except (NotImplementedError, RuntimeError, ValueError):
             pass
+    # A listener that wants to redraw on its own (the live terminal view) gets a ticker.
+    tick = getattr(listener, "tick", None)
+    ticker = asyncio.ensure_future(tick()) if callable(tick) else None
     try:
         result = await runner.run()
     finally:
+        if ticker:
+            ticker.cancel()
         for sig in installed:
             loop.remove_signal_handler(sig)
     comparison = compare(result)

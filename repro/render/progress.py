@@ -6,6 +6,7 @@ Both are listeners for `repro.events.Event`. Everything that came from a host is
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from typing import TextIO
@@ -61,6 +62,7 @@ class LiveProgress:
         self.hosts = hosts
         self.width = width
         self.state: dict[str, tuple[str, float, str]] = {h: ("waiting", 0.0, "") for h in hosts}
+        self.frozen: dict[str, float] = {}
         self.t0 = time.monotonic()
         self.drawn = 0
         self.last_draw = 0.0
@@ -78,9 +80,19 @@ class LiveProgress:
             phase, last = ev.message, ""
         else:
             phase = _PHASE.get(ev.kind, ev.kind)
-        self.state[ev.host] = (phase, ev.elapsed, last)
+        # remember when the host started, so a redraw shows time that passed without events;
+        # a finished host's time stops
+        self.state[ev.host] = (phase, time.monotonic() - ev.elapsed, last)
+        if ev.kind == "done":
+            self.frozen[ev.host] = ev.elapsed
         now = time.monotonic()
         if ev.kind in ("done", "step-start", "connecting") or now - self.last_draw > 0.1:
+            self.draw()
+
+    async def tick(self, every: float = 0.5) -> None:
+        """Redraw now and then, so elapsed times move while hosts are quiet; cancel to stop."""
+        while True:
+            await asyncio.sleep(every)
             self.draw()
 
     def draw(self) -> None:
@@ -88,7 +100,13 @@ class LiveProgress:
         if self.drawn:
             out.append(f"\x1b[{self.drawn}F")  # back to the first line of the block
         for h in self.hosts:
-            phase, elapsed, last = self.state[h]
+            phase, start, last = self.state[h]
+            if h in self.frozen:
+                elapsed = self.frozen[h]
+            elif phase == "waiting":
+                elapsed = 0.0
+            else:
+                elapsed = time.monotonic() - start
             line = f"{h:<{self.namew}}  {elapsed:6.1f}s  {phase}"
             if last:
                 line += f"  | {last}"
