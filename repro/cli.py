@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--format", choices=["table", "md", "json", "html"], default="table")
     rep.add_argument("-o", "--output", default="-", help="file to write, or - (default)")
 
+    g = sub.add_parser("sigs", help="compare the builders of a guix.sigs tree (<version>/<signer>/*.SHA256SUMS)")
+    g.add_argument("root", help="a guix.sigs checkout")
+    g.add_argument("version", help="the release directory, e.g. 28.0")
+    g.add_argument("--quorum", type=int, default=2, help="signers that must agree (default 2)")
+    g.add_argument("--format", choices=["table", "md", "json"], default="table")
+
     f = sub.add_parser("facts", help="show what each host is (CPU, microarchitecture, VM, Guix)")
     common_hosts(f)
     f.add_argument("--format", choices=["table", "json"], default="table")

@@ -31,6 +31,7 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "check": cmd_check,
         "hosts": cmd_hosts,
         "cancel": cmd_cancel,
+        "sigs": cmd_sigs,
         "lab": cmd_lab,
     }[args.command]
     return handler(args, out, err)
@@ -156,6 +157,20 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         atomic_write(dest, text)
         err.write(f"wrote {dest}\n")
     return 0
+
+
+def cmd_sigs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from repro.compare import compare
+    from repro.render import render
+    from repro.sigs import read_sigs
+
+    if args.quorum < 1:
+        raise UsageError(f"--quorum {args.quorum}: must be at least 1")
+    run = read_sigs(args.root, args.version, quorum=args.quorum)
+    comparison = compare(run)
+    out.write(render(args.format, run, comparison, width=term_width(out), color=is_tty(out)))
+    err.write("note: signatures (.asc) are not verified by repro; check them with gpg or guix-verify\n")
+    return comparison.exit_code
 
 
 # --- facts, check ----------------------------------------------------------------------------

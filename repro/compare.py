@@ -21,7 +21,7 @@ class HashGroup:
     """Hosts that produced the same bytes for one artifact."""
 
     sha256: str
-    size: int
+    size: int | None
     hosts: tuple[str, ...]
 
     def __repr__(self) -> str:
@@ -91,7 +91,7 @@ def _verdict(
 
 
 def _compare_artifact(name: str, ok: list[HostResult]) -> ArtifactComparison:
-    by_hash: dict[tuple[str, int], list[str]] = {}
+    by_hash: dict[tuple[str, int | None], list[str]] = {}
     missing: list[str] = []
     for host in ok:
         art = host.artifacts.get(name)

@@ -249,10 +249,10 @@ def _sha256(f: _Fields) -> str:
     return value
 
 
-def _size(f: _Fields) -> int:
-    value = f.integer("size")
-    if value < 0:
-        f.fail("size", "a size in bytes (>= 0)")
+def _size(f: _Fields) -> int | None:
+    value = f.maybe_integer("size")  # null: a hash read from a SHA256SUMS file has no size
+    if value is not None and value < 0:
+        f.fail("size", "a size in bytes (>= 0) or null")
     return value
 
 

@@ -14,7 +14,7 @@ class ArtifactHash:
 
     name: str
     sha256: str
-    size: int
+    size: int | None  # None: only the hash is known (read from a builder's SHA256SUMS file)
 
     def __repr__(self) -> str:
         return f"ArtifactHash({self.name!r}, {self.sha256[:12]})"
