@@ -97,6 +97,8 @@ _repro_facts() {
   head -n 1 /sys/class/dmi/id/product_name 2>/dev/null | cut -c1-256
   _rf_sec df-work
   _rf_df "$_rf_w"
+  _rf_sec tmp-dir
+  printf '%s\n' "${TMPDIR:-/tmp}" | head -n 1 | cut -c1-256
   _rf_sec df-tmp
   _rf_df "${TMPDIR:-/tmp}"
   _rf_sec guix-version
@@ -115,7 +117,7 @@ exit 0
 #: every section the script prints, in order; the parser ignores any other marker
 SECTIONS = (
     "hostname", "clock", "cpuinfo", "nproc", "meminfo", "uname", "os-release", "glibc", "virt",
-    "dmi-vendor", "dmi-product", "df-work", "df-tmp", "guix-version", "guix-describe",
+    "dmi-vendor", "dmi-product", "df-work", "tmp-dir", "df-tmp", "guix-version", "guix-describe",
     "guix-daemon", "end",
 )  # fmt: skip
 
@@ -393,6 +395,7 @@ def parse_facts(text: str) -> dict[str, Any]:
         "cloud": _cloud(dmi_vendor, dmi_product),
         "free_work_bytes": _df_available(s.get("df-work", "")),
         "free_tmp_bytes": _df_available(s.get("df-tmp", "")),
+        "tmp_dir": clean(s.get("tmp-dir", "").strip()),  # where the build's temporary files go
         "guix_version": _guix_version(s.get("guix-version", "")),
         "guix_channels": channels,
         "guix_channel_commit": next((c["commit"] for c in channels if c["name"] == "guix"), ""),
@@ -412,7 +415,9 @@ def describe(facts: dict[str, Any]) -> str:
     container = virt in _CONTAINERS
     where = _where(facts, virt, container)
     if container:
-        where = f"{where}, {virt} container" if where else f"{virt} container"
+        # systemd-detect-virt's catch-all must not read "container-other container"
+        kind = "container" if virt == "container-other" else f"{virt} container"
+        where = f"{where}, {kind}" if where else kind
     return clean(", ".join(p for p in (cpu or "unknown CPU", where) if p))
 
 

@@ -39,7 +39,7 @@ KEYS = {
     "hostname", "cpu_vendor", "cpu_model_name", "cpu_family", "cpu_model", "cpu_stepping",
     "microarch", "microcode", "isa", "cores", "memory_bytes", "kernel", "distro", "glibc",
     "virtualization", "hypervisor", "dmi_vendor", "dmi_product", "cloud", "free_work_bytes",
-    "free_tmp_bytes", "guix_version", "guix_channels", "guix_channel_commit", "guix_daemon",
+    "free_tmp_bytes", "tmp_dir", "guix_version", "guix_channels", "guix_channel_commit", "guix_daemon",
     "clock", "describe",
 }  # fmt: skip
 
@@ -535,3 +535,10 @@ def test_script_finds_a_guix_and_its_daemon(tmp_path: Path, shell: str) -> None:
         server.listen(1)
         facts = parse_facts(run_script(env=env, shell=shell).stdout)
     assert facts["guix_daemon"] is True
+
+
+def test_script_reports_the_temporary_directory_builds_use(tmp_path: Path) -> None:
+    # preflight names this directory when it is too small (the seed's ENOSPC lesson)
+    facts = parse_facts(run_script(env={**os.environ, "TMPDIR": str(tmp_path)}).stdout)
+    assert facts["tmp_dir"] == str(tmp_path)
+    assert isinstance(facts["free_tmp_bytes"], int) and facts["free_tmp_bytes"] > 0
