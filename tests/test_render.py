@@ -253,3 +253,28 @@ def test_a_run_without_hosts_still_renders(fmt: str) -> None:
     run = RunResult("r0", "demo", "2026-05-17T21:00:00Z")
     out = render(fmt, run, compare(run))
     assert "no host finished ok" in out
+
+
+def test_many_artifacts_get_rows_of_their_own() -> None:
+    # A Guix release compares six files: as columns the "what it is" column would be cut away.
+    import hashlib
+
+    from repro.compare import compare as compare_run
+    from repro.results import ArtifactHash, HostResult, RunResult
+
+    def digest(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    names = ["cuprated-0.0.9-x86_64-unknown-linux-gnu.tar.gz", "cuprate-0.0.9-dec0bbee5c18-src.tar.gz",
+             "build-metadata.json", "rustc-version.txt", "cargo-version.txt", "guix-describe.json"]
+    hosts = []
+    for name, what in [("spr", "Intel Sapphire Rapids, bare metal"), ("genoa", "AMD Zen 4, bare metal")]:
+        arts = {a: ArtifactHash(a, digest(a + ("!" if name == "genoa" and a.startswith("cuprated") else "")), 1)
+                for a in names}
+        hosts.append(HostResult(name, "ok", arts, facts={"describe": what}))
+    run = RunResult("r", "cuprated-guix", "t", hosts=hosts)
+    text = render("table", run, compare_run(run), width=100)
+    assert all(len(line) <= 100 for line in text.splitlines())
+    assert "Intel Sapphire Rapids, bare metal" in text
+    assert "cuprated-0.0.9-x86_64-unknown-linux-gnu.tar.gz  differs" in text
+    assert "spr, genoa" in text  # an identical artifact names every host in its one group

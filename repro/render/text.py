@@ -38,7 +38,13 @@ _STATUS_COLOURS = {"ok": "32", "failed": "31", "unreachable": "33"}
 _VERDICT_COLOURS = {"reproducible": "1;32", "mismatch": "1;31", "inconclusive": "1;33"}
 
 
+#: more artifacts than this do not fit side by side as columns: they get rows of their own
+_MAX_ARTIFACT_COLUMNS = 3
+
+
 def render(run: RunResult, comparison: Comparison, *, width: int = 100, color: bool = False) -> str:
+    if len(comparison.artifacts) > _MAX_ARTIFACT_COLUMNS:
+        return _render_stacked(run, comparison, width=width, color=color)
     hosts = ordered_hosts(run, comparison)
     names = [term_safe(a.name) for a in comparison.artifacts]
     rows = [_row(h, comparison.artifacts) for h in hosts]
@@ -52,6 +58,40 @@ def render(run: RunResult, comparison: Comparison, *, width: int = 100, color: b
         rows = [_colour_row(r, h, comparison.artifacts) for r, h in zip(rows, hosts)]
     table = tabulate(rows, headers, tablefmt="simple", disable_numparse=True)
     lines = [_title(run, width), "", table, "", *_verdict(run, comparison, width, color)]
+    return "\n".join(lines) + "\n"
+
+
+def _render_stacked(run: RunResult, comparison: Comparison, *, width: int, color: bool) -> str:
+    """Many artifacts (a Guix release has six or more): a host table, then one row per hash group
+    of each artifact naming the hosts in it."""
+    hosts = ordered_hosts(run, comparison)
+    host_rows = [[term_safe(h.name), term_safe(describe(h)), term_safe(status_text(h))] for h in hosts]
+    widths = _fit(["host", "what it is", "status"], host_rows, width)
+    host_rows = [[_cell(c, w, i) for i, (c, w) in enumerate(zip(r, widths))] for r in host_rows]
+    if color:
+        host_rows = [r[:2] + [_ansi(r[2], _STATUS_COLOURS.get(h.status, "0"))] for r, h in zip(host_rows, hosts)]
+    art_rows: list[list[str]] = []
+    for artifact in comparison.artifacts:
+        name, status = term_safe(artifact.name), str(artifact.status)
+        for i, group in enumerate(artifact.groups):
+            sha = group.sha256[:SHORT_HASH]
+            if color and len(artifact.groups) > 1:
+                sha = _ansi(sha, _GROUP_COLOURS[i % len(_GROUP_COLOURS)])
+            art_rows.append([name, status, sha, term_safe(", ".join(group.hosts))])
+            name, status = "", ""
+        if artifact.missing:
+            art_rows.append([name, status, "missing", term_safe(", ".join(artifact.missing))])
+    # the name gets what the other columns leave (status 9, hash, hosts, two-space gaps)
+    hosts_w = max((len(r[3]) for r in art_rows), default=5)
+    name_w = max(20, width - 9 - SHORT_HASH - min(hosts_w, 40) - 3 * _GAP)
+    art_rows = [[_shorten(r[0], name_w, middle=True), *r[1:]] for r in art_rows]
+    lines = [
+        _title(run, width), "",
+        tabulate(host_rows, ["host", "what it is", "status"], tablefmt="simple", disable_numparse=True),
+        "",
+        tabulate(art_rows, ["artifact", "status", "sha256", "hosts"], tablefmt="simple", disable_numparse=True),
+        "", *_verdict(run, comparison, width, color),
+    ]
     return "\n".join(lines) + "\n"
 
 
