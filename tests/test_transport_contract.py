@@ -24,6 +24,7 @@ from repro.lab import LocalLab
 from repro.transport import make_transport
 from repro.transport.asyncssh import AsyncsshTransport
 from repro.transport.base import Transport
+from repro.transport.fabric import FabricTransport
 from repro.transport.local import LocalTransport
 
 #: the whole body of one contract test must finish within this many seconds
@@ -58,6 +59,15 @@ async def asyncssh_rig(tmp: Path) -> AsyncIterator[Rig]:
 
 
 @asynccontextmanager
+async def fabric_rig(tmp: Path) -> AsyncIterator[Rig]:
+    async with LocalLab(tmp / "lab", n=1) as lab:
+        host = lab.host("lab1")
+        work = lab.hosts[0].root / "work"
+        work.mkdir()
+        yield Rig(lambda: FabricTransport(host), str(work))
+
+
+@asynccontextmanager
 async def local_rig(tmp: Path) -> AsyncIterator[Rig]:
     work = tmp / "local-work"
     work.mkdir()
@@ -67,6 +77,7 @@ async def local_rig(tmp: Path) -> AsyncIterator[Rig]:
 
 RIGS: dict[str, RigFactory] = {
     "asyncssh": asyncssh_rig,
+    "fabric": fabric_rig,
     "local": local_rig,
 }
 

@@ -1,0 +1,614 @@
+"""The Fabric transport (`repro_transport: fabric`): Fabric 3 / paramiko underneath, host keys
+always checked against the same known_hosts as asyncssh, every blocking call in a thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import fabric
+import paramiko
+from paramiko.common import MSG_CHANNEL_REQUEST, cMSG_CHANNEL_REQUEST, cMSG_CHANNEL_SUCCESS
+from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
+
+from repro.errors import ConnectError, HostKeyError, UsageError
+from repro.inventory import Host
+from repro.transport.asyncssh import (
+    CONNECT_TIMEOUT,
+    KEEPALIVE_COUNT_MAX,
+    KEEPALIVE_INTERVAL,
+    _exit_status,
+    _known_hosts_path,
+    _number_var,
+    _one_line,
+)
+from repro.transport.base import Completed, Transport
+
+T = TypeVar("T")
+
+#: environment variable sizing the one thread pool every FabricTransport shares
+POOL_SIZE_VAR = "REPRO_FABRIC_THREADS"
+DEFAULT_POOL_SIZE = 32
+
+_SEND_CHUNK = 32768  # paramiko's largest packet payload
+_RECV_CHUNK = 65536
+_TICK = 0.2  # how often a worker blocked on a quiet command checks its stop flag and deadline
+_WINDOW_TICK = 0.01  # how often a worker with stdin left checks for send window
+_CLOSE_SECONDS = 5.0
+_NO_AUTH_METHODS = "No authentication methods available"
+#: the attribute our exit-signal handler leaves on a paramiko Channel (paramiko drops it)
+_SIGNAL_ATTR = "_repro_exit_signal"
+
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def pool_size() -> int:
+    """The shared pool's size: $REPRO_FABRIC_THREADS, else 32."""
+    raw = os.environ.get(POOL_SIZE_VAR, "").strip()
+    if not raw:
+        return DEFAULT_POOL_SIZE
+    if not raw.isdigit() or int(raw) < 1:
+        raise UsageError(f"{POOL_SIZE_VAR} must be a positive whole number, got {raw!r}")
+    return int(raw)
+
+
+def executor() -> ThreadPoolExecutor:
+    """The thread pool every FabricTransport runs its blocking calls in (made on first use)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(pool_size(), thread_name_prefix="repro-fabric")
+        return _pool
+
+
+async def _in_thread(fn: Callable[[], T], cleanup: Callable[[T], None] | None = None) -> T:
+    """`fn()` in the shared pool, never on the event loop thread.
+
+    A cancelled caller cannot stop a thread already running; `cleanup` gets its result
+    when it finishes, so a connection opened for nobody is closed.
+    """
+    cfut = executor().submit(fn)
+    try:
+        return await asyncio.wrap_future(cfut)
+    except asyncio.CancelledError:
+        if cleanup is not None and not cfut.cancel():
+            cfut.add_done_callback(partial(_cleanup_result, cleanup))
+        raise
+
+
+def _cleanup_result(cleanup: Callable[[T], None], fut: Future[T]) -> None:
+    if not fut.cancelled() and fut.exception() is None:
+        cleanup(fut.result())
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """The validated connection variables of one host."""
+
+    timeout: float
+    keepalive: float
+    keepalive_count: int
+
+    def __repr__(self) -> str:
+        return f"_Settings(timeout={self.timeout:g}, keepalive={self.keepalive:g})"
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one command sent back, before its status is interpreted."""
+
+    status: int | None
+    signal_name: str | None
+    stdout: bytes
+    stderr: bytes
+
+    def __repr__(self) -> str:
+        return f"_Outcome(status={self.status}, signal={self.signal_name})"
+
+
+class _Deadline(Exception):
+    """The command ran past its timeout (private: TimeoutError is an OSError)."""
+
+
+class _Stopped(Exception):
+    """The caller went away (cancelled) while the command ran."""
+
+
+class FabricTransport(Transport):
+    """Reach a host with Fabric/paramiko; same behaviour as AsyncsshTransport."""
+
+    name = "fabric"
+
+    def __init__(self, host: Host) -> None:
+        super().__init__(host)
+        self._conn: Any = None  # fabric.Connection, opened
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected else "closed"
+        return f"FabricTransport({self.host.name!r}, {state})"
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and bool(self._conn.is_connected)
+
+    async def connect(self) -> None:
+        if self.connected:
+            return
+        await self.close()  # drop a dead connection before opening a new one
+        settings = _settings(self.host)  # bad vars are an InventoryError, before any thread
+        known_hosts = _known_hosts_path(self.host)
+        if not known_hosts.is_file():
+            raise HostKeyError(
+                f"no known_hosts file at {known_hosts}; run `repro hosts trust {self.host.name}` "
+                "to check and record its host key",
+                host=self.host.name,
+            )
+        self._conn = await _in_thread(
+            partial(_open, self.host, known_hosts, settings), cleanup=_close_quietly
+        )
+
+    async def run(
+        self, command: str, *, timeout: float | None = None, stdin: bytes | None = None
+    ) -> Completed:
+        conn = self._require_connection(command)
+        stop = threading.Event()
+        exchange = partial(
+            _exchange, conn.transport, command, stdin or b"", timeout, stop, _open_timeout(conn)
+        )
+        try:
+            outcome = await _in_thread(exchange)
+        except _Deadline:
+            raise TimeoutError(
+                f"{self.host.name}: command timed out after {timeout:g}s: {command[:80]}"
+            ) from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise self._lost(command, exc, conn) from None
+        except asyncio.CancelledError:
+            stop.set()  # the worker kills the command and drops the channel within a tick
+            raise
+        sig = (outcome.signal_name, False, "", "") if outcome.signal_name is not None else None
+        status = _exit_status(outcome.status, sig)
+        if status is None:
+            # Neither a status nor a signal: the channel closed under us (sshd died).
+            raise self._lost(command, None, conn)
+        return Completed(command, status, _text(outcome.stdout), _text(outcome.stderr))
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            await asyncio.wait_for(_in_thread(partial(_close_quietly, conn)), _CLOSE_SECONDS)
+        except TimeoutError:
+            pass  # the socket is closed first, so the reader thread ends on its own
+
+    def _require_connection(self, command: str) -> Any:
+        if self._conn is None:
+            raise ConnectError(
+                "not connected (call connect() first)", host=self.host.name, command=command
+            )
+        if not self._conn.is_connected:
+            raise self._lost(command, None, self._conn)
+        return self._conn
+
+    def _lost(self, command: str, exc: BaseException | None, conn: Any) -> ConnectError:
+        transport = conn.transport
+        if exc is None and transport is not None:
+            exc = transport.get_exception()  # why paramiko's reader thread stopped, if it knows
+        reason = _one_line(str(exc)) if exc is not None and str(exc) else "connection closed"
+        return ConnectError(f"connection lost: {reason}", host=self.host.name, command=command)
+
+
+# --- connecting (worker threads) --------------------------------------------------------------
+
+
+def _settings(host: Host) -> _Settings:
+    return _Settings(
+        timeout=_number_var(host, CONNECT_TIMEOUT),
+        keepalive=_number_var(host, KEEPALIVE_INTERVAL),
+        keepalive_count=int(_number_var(host, KEEPALIVE_COUNT_MAX)),
+    )
+
+
+class _UnknownHostKey(paramiko.SSHException):
+    """Raised by _RejectUnknown; carries the key the server offered."""
+
+    def __init__(self, hostname: str, key: paramiko.PKey) -> None:
+        super().__init__(f"{hostname} not found in known_hosts")
+        self.key = key
+
+
+class _RejectUnknown(paramiko.RejectPolicy):
+    """RejectPolicy, raising an exception we can tell apart from every other SSHException."""
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> NoReturn:
+        raise _UnknownHostKey(hostname, key)
+
+
+def _connection(host: Host, settings: _Settings) -> Any:
+    """A fabric.Connection for `host`, not yet open, that trusts nothing by itself."""
+    connect_kwargs: dict[str, Any] = {
+        "timeout": settings.timeout,
+        "banner_timeout": settings.timeout,
+        "auth_timeout": settings.timeout,
+        "channel_timeout": settings.timeout,
+        # Only the inventory's key when it names one; otherwise the agent and ~/.ssh/id_*.
+        "look_for_keys": not host.key_file,
+        "allow_agent": not host.key_file,
+    }
+    conn = fabric.Connection(
+        host.address, port=host.port, user=host.user or None, connect_kwargs=connect_kwargs
+    )
+    # Fabric int()s connect_timeout (0.5 would mean none at all), and refuses it next to
+    # connect_kwargs["timeout"]: the float above is the one, over any ssh_config ConnectTimeout.
+    conn.connect_timeout = None
+    if host.key_file:
+        # Fabric appends ssh_config IdentityFiles; asyncssh uses only the inventory's key.
+        conn.connect_kwargs["key_filename"] = [host.key_file]
+    return conn
+
+
+def _open(host: Host, known_hosts: Path, settings: _Settings) -> Any:
+    conn = _connection(host, settings)
+    client = conn.client
+    # Fabric sets AutoAddPolicy; never here. Only this known_hosts, not the system's.
+    client.set_missing_host_key_policy(_RejectUnknown())
+    trusted = _read_known_hosts(host, known_hosts)
+    for entry in trusted.entries:
+        for name in entry.hostnames:
+            client.get_host_keys().add(name, entry.key.get_name(), entry.key)
+    try:
+        conn.open()
+    except BaseException as exc:
+        error = _connect_failure(host, conn, trusted, settings, exc)
+        _close_quietly(conn)
+        if error is None:
+            raise
+        raise error from None
+    _tune(conn.transport, settings)
+    return conn
+
+
+@dataclass(frozen=True)
+class _KnownHosts:
+    """The usable lines of one known_hosts file."""
+
+    path: Path
+    entries: list[HostKeyEntry]  # revoked keys already taken out
+    revoked: frozenset[bytes]  # public key blobs marked @revoked
+
+    def __repr__(self) -> str:
+        return f"_KnownHosts({str(self.path)!r}, {len(self.entries)} keys)"
+
+
+def _read_known_hosts(host: Host, path: Path) -> _KnownHosts:
+    """Parse known_hosts as OpenSSH and asyncssh do, not as paramiko's load() does.
+
+    paramiko's loader stops at the first line it cannot parse (an `@cert-authority` line
+    is enough), while the file is shared with asyncssh and OpenSSH, which skip such lines.
+    `@revoked` keys are never trusted; `@cert-authority` lines add nothing, since paramiko
+    cannot check host certificates: fewer trusted keys, never more.
+    """
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise HostKeyError(
+            f"cannot read known_hosts file {path}: {exc.strerror or exc}", host=host.name
+        ) from None
+    trusted: list[HostKeyEntry] = []
+    revoked: set[bytes] = set()
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        marker = ""
+        if line.startswith("@"):
+            marker, _, line = line.partition(" ")
+            line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        entry = _entry(line, lineno)
+        if entry is None:
+            continue
+        if marker == "@revoked":
+            revoked.add(entry.key.asbytes())
+        elif not marker:
+            trusted.append(entry)
+    usable = [e for e in trusted if e.key.asbytes() not in revoked]
+    return _KnownHosts(path, usable, frozenset(revoked))
+
+
+def _entry(line: str, lineno: int) -> HostKeyEntry | None:
+    try:
+        entry: HostKeyEntry | None = HostKeyEntry.from_line(line, lineno)
+    except (InvalidHostKey, paramiko.SSHException, ValueError, TypeError, IndexError):
+        return None  # a malformed or unsupported key: skipped, as OpenSSH and asyncssh do
+    if entry is None or entry.key is None:
+        return None
+    return entry
+
+
+def _tune(transport: paramiko.Transport, settings: _Settings) -> None:
+    transport.set_keepalive(settings.keepalive)
+    sock = transport.sock
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        _tune_socket(sock, settings)
+    _record_exit_signals(transport)
+
+
+def _tune_socket(sock: socket.socket, settings: _Settings) -> None:
+    # Without NODELAY every short command waits ~40ms on Nagle + delayed ACK (asyncssh and
+    # OpenSSH set it too).
+    options = [(socket.TCP_NODELAY, 1)]
+    # paramiko's keepalive never waits for an answer; make the kernel give up on a peer
+    # that acknowledges nothing for interval x count, as asyncssh's keepalive_count_max does.
+    user_timeout = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if user_timeout is not None:
+        options.append((user_timeout, int(settings.keepalive * settings.keepalive_count * 1000)))
+    for option, value in options:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+        except OSError:
+            pass  # a platform without it: slower, or a dead peer noticed later, still correct
+
+
+def _connect_failure(
+    host: Host, conn: Any, known: _KnownHosts, settings: _Settings, exc: BaseException
+) -> ConnectError | None:
+    """The ConnectError (or HostKeyError) for a failed open; None means re-raise as is."""
+    where = f"{host.address}:{host.port}"
+    known_hosts = known.path
+    offered = getattr(exc, "key", None)
+    if isinstance(offered, paramiko.PKey) and offered.asbytes() in known.revoked:
+        return HostKeyError(
+            f"host key for {where} ({offered.fingerprint}) is marked @revoked in "
+            f"{known_hosts}; it is never trusted",
+            host=host.name,
+        )
+    if isinstance(exc, _UnknownHostKey):
+        return HostKeyError(
+            f"host key for {where} is unknown (not in {known_hosts}; it offers "
+            f"{exc.key.get_name()} {exc.key.fingerprint}); run `repro hosts trust {host.name}` "
+            "to check and record it",
+            host=host.name,
+        )
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return HostKeyError(
+            f"host key for {where} has CHANGED since it was trusted in {known_hosts} "
+            f"(known_hosts has {exc.expected_key.fingerprint}, the host offers "
+            f"{exc.key.fingerprint}: a reinstalled host, or someone in the middle); "
+            "verify it before trusting again",
+            host=host.name,
+        )
+    reason = _failure_reason(conn, settings, exc)
+    if reason is None:
+        return None
+    return ConnectError(f"cannot connect to {where}: {reason}", host=host.name)
+
+
+def _failure_reason(conn: Any, settings: _Settings, exc: BaseException) -> str | None:
+    """The same short reasons asyncssh.py gives, for paramiko's exceptions."""
+    if isinstance(exc, paramiko.AuthenticationException) or str(exc) == _NO_AUTH_METHODS:
+        # (the second: paramiko had no key at all to offer, not even from the agent)
+        return f"authentication failed for user {conn.user}"
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        kinds = {type(e) for e in exc.errors.values()}
+        if kinds == {ConnectionRefusedError}:
+            return "connection refused"
+        return _one_line(str(exc))
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve host name {conn.host!r}"
+    if isinstance(exc, TimeoutError) or _negotiation_timed_out(conn, exc):
+        return f"timed out after {settings.timeout:g}s"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, paramiko.PasswordRequiredException):
+        return f"cannot use key {_key_names(conn)}: it is encrypted and no passphrase was given"
+    if isinstance(exc, OSError):
+        if exc.filename:  # a key or config file, not the network
+            return f"cannot read {exc.filename}: {exc.strerror}"
+        return _one_line(exc.strerror or str(exc))
+    if isinstance(exc, (paramiko.SSHException, EOFError, ValueError)):
+        return _one_line(str(exc)) or "disconnected"
+    return None
+
+
+def _negotiation_timed_out(conn: Any, exc: BaseException) -> bool:
+    """Whether the handshake ran out of time (paramiko says "No existing session" or
+    "Error reading SSH protocol banner" with a socket timeout behind it)."""
+    if not isinstance(exc, paramiko.SSHException):
+        return False
+    if isinstance(exc.__context__, TimeoutError):
+        return True
+    transport = conn.client.get_transport()
+    if transport is None or transport.initial_kex_done:
+        return False
+    # start_client gave up first; the banner read may or may not have timed out by now too.
+    pending = transport.get_exception()
+    return pending is None or isinstance(pending.__context__, TimeoutError)
+
+
+def _key_names(conn: Any) -> str:
+    names = conn.connect_kwargs.get("key_filename") or []
+    return ", ".join(str(n) for n in names) or "(from ~/.ssh)"
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except (OSError, EOFError, paramiko.SSHException):
+        pass  # already gone: nothing left to release
+    client = getattr(conn, "client", None)
+    if client is not None:
+        # Fabric closes only a connected client; a half-open one (failed handshake) too.
+        client.close()
+
+
+def _open_timeout(conn: Any) -> float:
+    timeout = conn.connect_kwargs.get("timeout")
+    return float(timeout) if timeout else float(CONNECT_TIMEOUT[1])
+
+
+# --- exit signals -------------------------------------------------------------------------------
+
+
+def _record_exit_signals(transport: Any) -> None:
+    """Keep the "exit-signal" request paramiko ignores, so `kill -9` reads as 137 not "lost".
+
+    The handler table is a class attribute read per message; a copy on this one transport
+    leaves every other paramiko user alone.
+    """
+    table = dict(type(transport)._channel_handler_table)
+    table[MSG_CHANNEL_REQUEST] = partial(_handle_request, table[MSG_CHANNEL_REQUEST])
+    transport._channel_handler_table = table
+
+
+def _handle_request(default: Callable[[Any, Any], None], chan: Any, m: paramiko.Message) -> None:
+    start = m.packet.tell()
+    if m.get_string() != b"exit-signal":
+        m.packet.seek(start)
+        default(chan, m)
+        return
+    want_reply = m.get_boolean()
+    # Not trusted: only a name signal.Signals knows turns into a number (see _exit_status).
+    name = m.get_string().decode("ascii", errors="replace")[:32]
+    setattr(chan, _SIGNAL_ATTR, name)
+    chan.status_event.set()
+    if want_reply:  # RFC 4254 says it never does; answer anyway rather than leave it waiting
+        reply = paramiko.Message()
+        reply.add_byte(cMSG_CHANNEL_SUCCESS)
+        reply.add_int(chan.remote_chanid)
+        chan.transport._send_user_message(reply)
+
+
+def _send_signal(chan: Any, name: str) -> None:
+    """Ask the server to signal the command (paramiko has no call for the "signal" request)."""
+    m = paramiko.Message()
+    m.add_byte(cMSG_CHANNEL_REQUEST)
+    m.add_int(chan.remote_chanid)
+    m.add_string("signal")
+    m.add_boolean(False)
+    m.add_string(name)
+    chan.transport._send_user_message(m)
+
+
+# --- running (worker threads) -------------------------------------------------------------------
+
+
+def _exchange(
+    transport: Any,
+    command: str,
+    stdin: bytes,
+    timeout: float | None,
+    stop: threading.Event,
+    open_timeout: float,
+) -> _Outcome:
+    """Run one command on a new channel; stdout and stderr are drained before the status."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    if transport is None or not transport.active:
+        raise EOFError("connection closed")
+    chan = transport.open_session(timeout=open_timeout)
+    try:
+        chan.exec_command(command)
+        out, err = _pump(chan, stdin, deadline, stop)
+        _wait_status(chan, deadline, stop)
+    except BaseException:
+        _abandon(chan)
+        raise
+    chan.close()
+    status = chan.exit_status if chan.exit_status >= 0 else None
+    return _Outcome(status, getattr(chan, _SIGNAL_ATTR, None), bytes(out), bytes(err))
+
+
+def _pump(
+    chan: paramiko.Channel, stdin: bytes, deadline: float | None, stop: threading.Event
+) -> tuple[bytearray, bytearray]:
+    """Feed stdin and read stdout/stderr together until both reach end of file."""
+    out, err = bytearray(), bytearray()
+    sent = 0
+    writing = bool(stdin)
+    if not writing:
+        chan.shutdown_write()  # end of file at once: a command reading stdin must not hang
+    wake = chan.fileno()  # readable when either stream has data, or at EOF/close
+    while True:
+        _check(deadline, stop)
+        if writing and chan.send_ready():
+            sent, writing = _feed(chan, stdin, sent)
+        # EOF first: data that raced in after it is still read below, before we stop.
+        at_eof = chan.eof_received or chan.closed
+        while chan.recv_ready():
+            out += chan.recv(_RECV_CHUNK)
+        while chan.recv_stderr_ready():
+            err += chan.recv_stderr(_RECV_CHUNK)
+        if at_eof and not writing:
+            return out, err
+        if writing and not at_eof:
+            select.select([wake], [], [], _WINDOW_TICK)
+        elif writing:
+            time.sleep(_WINDOW_TICK)  # the wake pipe stays readable after EOF
+        else:
+            select.select([wake], [], [], _wait(deadline))
+
+
+def _feed(chan: paramiko.Channel, stdin: bytes, sent: int) -> tuple[int, bool]:
+    """Send the next piece of stdin; (bytes sent so far, whether any is left to send)."""
+    try:
+        n = chan.send(stdin[sent : sent + _SEND_CHUNK])
+    except OSError:
+        n = 0  # the channel closed: the command is gone and wants no more input
+    if n == 0:
+        return sent, False
+    sent += n
+    if sent >= len(stdin):
+        chan.shutdown_write()
+        return sent, False
+    return sent, True
+
+
+def _wait_status(chan: paramiko.Channel, deadline: float | None, stop: threading.Event) -> None:
+    # Output can end before the command does (it closed stdout and runs on).
+    while not chan.status_event.wait(_wait(deadline)):
+        _check(deadline, stop)
+
+
+def _check(deadline: float | None, stop: threading.Event) -> None:
+    if stop.is_set():
+        raise _Stopped()
+    if deadline is not None and time.monotonic() >= deadline:
+        raise _Deadline()
+
+
+def _wait(deadline: float | None) -> float:
+    if deadline is None:
+        return _TICK
+    return max(0.0, min(_TICK, deadline - time.monotonic()))
+
+
+def _abandon(chan: paramiko.Channel) -> None:
+    # Ask the server to kill the command (OpenSSH >= 7.9 honours it), then drop the channel
+    # so nothing more is read; the connection itself stays usable.
+    try:
+        if chan.active and not chan.closed:
+            _send_signal(chan, "KILL")
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
+    try:
+        chan.close()
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")

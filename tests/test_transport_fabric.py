@@ -1,0 +1,523 @@
+"""The Fabric transport against the in-process lab: host keys, connection faults, the thread
+pool, and `repro run` end to end with fabric. Every handshake is real SSH over loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import json
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import paramiko
+import pytest
+
+from repro.cli import main
+from repro.errors import ConnectError, HostKeyError, InventoryError, UsageError
+from repro.inventory import Host, load_inventory
+from repro.lab import LocalLab
+from repro.netlab import NetnsLab
+from repro.transport import fabric as fabric_mod
+from repro.transport import make_transport
+from repro.transport.asyncssh import AsyncsshTransport, fingerprint, known_hosts_entry
+from repro.transport.fabric import FabricTransport
+from tests.labthread import LabThread
+
+TEST_TIMEOUT = 30.0
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "playbooks" / "demo.yaml"
+
+
+def in_lab(lab: LocalLab, body: Callable[[LocalLab], Awaitable[None]]) -> None:
+    async def run() -> None:
+        async with lab:
+            await asyncio.wait_for(body(lab), TEST_TIMEOUT)
+
+    asyncio.run(run())
+
+
+async def connect_error(host: Host) -> ConnectError:
+    t = FabricTransport(host)
+    try:
+        with pytest.raises(ConnectError) as info:
+            await t.connect()
+        assert not t.connected
+        return info.value
+    finally:
+        await t.close()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts TCP connections and never says a word (a hung sshd)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield int(s.getsockname()[1])
+
+
+def lab_fingerprint(lab: LocalLab, name: str) -> str:
+    return str(lab.host_key(name).get_fingerprint("sha256"))
+
+
+# --- host keys --------------------------------------------------------------------------------
+
+
+def test_known_host_connects(local_lab: LocalLab) -> None:
+    async def body(lab: LocalLab) -> None:
+        async with FabricTransport(lab.host("lab2")) as t:
+            assert t.connected and t.name == "fabric"
+            r = await t.run("echo $HOME")
+            assert r.stdout.strip() == str(lab.hosts[1].root)
+            assert "connected" in repr(t)
+
+    in_lab(local_lab, body)
+
+
+def test_unknown_host_key_is_refused(local_lab: LocalLab, tmp_path: Path) -> None:
+    async def body(lab: LocalLab) -> None:
+        empty = tmp_path / "empty_known_hosts"
+        empty.write_text("")
+        host = dataclasses.replace(lab.host("lab1"), known_hosts=str(empty))
+        err = await connect_error(host)
+        assert isinstance(err, HostKeyError)
+        assert "unknown" in str(err) and str(err).startswith("lab1: ")
+        assert "repro hosts trust lab1" in str(err)
+        # the fingerprint the host offered, so the user can compare before trusting it
+        assert lab_fingerprint(lab, "lab1") in str(err)
+        # RejectPolicy, not Fabric's AutoAddPolicy: nothing was written to known_hosts
+        assert empty.read_text() == ""
+
+    in_lab(local_lab, body)
+
+
+def test_system_known_hosts_is_not_consulted(
+    local_lab: LocalLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """~/.ssh/known_hosts trusting the host does not help when the inventory names another file."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+
+    async def body(lab: LocalLab) -> None:
+        (home / ".ssh" / "known_hosts").write_text(lab.known_hosts_path.read_text())
+        empty = tmp_path / "empty_known_hosts"
+        empty.write_text("")
+        host = dataclasses.replace(lab.host("lab1"), known_hosts=str(empty))
+        assert isinstance(await connect_error(host), HostKeyError)
+        # ...while the same file, named by default (no repro_known_hosts), is the one used
+        async with FabricTransport(dataclasses.replace(host, known_hosts=None)) as t:
+            assert (await t.run("echo ok")).stdout == "ok\n"
+
+    in_lab(local_lab, body)
+
+
+def test_missing_known_hosts_file_says_how_to_trust(local_lab: LocalLab, tmp_path: Path) -> None:
+    async def body(lab: LocalLab) -> None:
+        host = dataclasses.replace(lab.host("lab1"), known_hosts=str(tmp_path / "nope"))
+        err = await connect_error(host)
+        assert isinstance(err, HostKeyError)
+        assert "no known_hosts file" in str(err) and "repro hosts trust lab1" in str(err)
+        assert not (tmp_path / "nope").exists()
+
+    in_lab(local_lab, body)
+
+
+def test_changed_host_key_is_refused(local_lab: LocalLab, tmp_path: Path) -> None:
+    async def body(lab: LocalLab) -> None:
+        port = lab.hosts[0].port
+        impostor_key = asyncssh.generate_private_key("ssh-ed25519")
+        impostor = impostor_key.export_public_key().decode()
+        known = tmp_path / "known_hosts"
+        known.write_text(known_hosts_entry("127.0.0.1", port, impostor) + "\n")
+        host = dataclasses.replace(lab.host("lab1"), known_hosts=str(known))
+        err = await connect_error(host)
+        assert isinstance(err, HostKeyError)
+        assert "CHANGED" in str(err) and f"127.0.0.1:{port}" in str(err)
+        assert str(err).startswith("lab1: ")
+        # both fingerprints: the trusted one and the one the host now offers
+        assert impostor_key.get_fingerprint("sha256") in str(err)
+        assert lab_fingerprint(lab, "lab1") in str(err)
+
+        # another lab host's (valid) key for this address is just as wrong
+        other = lab.host_key("lab2").export_public_key().decode()
+        known.write_text(known_hosts_entry("127.0.0.1", port, other) + "\n")
+        err = await connect_error(host)
+        assert isinstance(err, HostKeyError) and lab_fingerprint(lab, "lab2") in str(err)
+
+    in_lab(local_lab, body)
+
+
+def test_changed_key_type_is_refused(local_lab: LocalLab, tmp_path: Path) -> None:
+    async def body(lab: LocalLab) -> None:
+        # known_hosts pins an ECDSA key; the server only has ed25519 now
+        port = lab.hosts[0].port
+        ecdsa = asyncssh.generate_private_key("ecdsa-sha2-nistp256").export_public_key().decode()
+        known = tmp_path / "known_hosts"
+        known.write_text(known_hosts_entry("127.0.0.1", port, ecdsa) + "\n")
+        host = dataclasses.replace(lab.host("lab1"), known_hosts=str(known))
+        err = await connect_error(host)
+        assert isinstance(err, HostKeyError) and "CHANGED" in str(err)
+        assert fingerprint(ecdsa) in str(err)
+
+    in_lab(local_lab, body)
+
+
+def test_key_for_port_22_form_does_not_match_another_port(
+    local_lab: LocalLab, tmp_path: Path
+) -> None:
+    """`127.0.0.1 key` (no [addr]:port) vouches for port 22 only, as with OpenSSH."""
+
+    async def body(lab: LocalLab) -> None:
+        line = lab.host_key("lab1").export_public_key().decode()
+        known = tmp_path / "known_hosts"
+        known.write_text(known_hosts_entry("127.0.0.1", 22, line) + "\n")
+        host = dataclasses.replace(lab.host("lab1"), known_hosts=str(known))
+        err = await connect_error(host)
+        assert isinstance(err, HostKeyError) and "unknown" in str(err)
+
+    in_lab(local_lab, body)
+
+
+def test_known_hosts_lines_paramiko_cannot_parse_are_skipped(
+    local_lab: LocalLab, tmp_path: Path
+) -> None:
+    """Garbage and `@cert-authority` lines are skipped (as OpenSSH and asyncssh do), not fatal."""
+
+    async def body(lab: LocalLab) -> None:
+        ca = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
+        known = tmp_path / "known_hosts"
+        known.write_text(
+            "127.0.0.1 ssh-ed25519 !!!not-base64!!!\n"
+            f"@cert-authority *.example.com {ca}\n"
+            "[127.0.0.1]:1 ssh-unknown-type AAAA\n" + lab.known_hosts_path.read_text()
+        )
+        host = dataclasses.replace(lab.host("lab1"), known_hosts=str(known))
+        async with FabricTransport(host) as t:
+            assert (await t.run("echo ok")).stdout == "ok\n"
+        # garbage alone trusts nothing
+        known.write_text("127.0.0.1 ssh-ed25519 !!!not-base64!!!\n")
+        err = await connect_error(host)
+        assert isinstance(err, HostKeyError) and "unknown" in str(err)
+
+    in_lab(local_lab, body)
+
+
+def test_revoked_key_is_never_trusted(local_lab: LocalLab, tmp_path: Path) -> None:
+    async def body(lab: LocalLab) -> None:
+        port = lab.hosts[0].port
+        line = lab.host_key("lab1").export_public_key().decode()
+        known = tmp_path / "known_hosts"
+        entry = known_hosts_entry("127.0.0.1", port, line)
+        known.write_text(f"{entry}\n@revoked {entry}\n")
+        host = dataclasses.replace(lab.host("lab1"), known_hosts=str(known))
+        err = await connect_error(host)
+        assert isinstance(err, HostKeyError) and "@revoked" in str(err)
+        assert lab_fingerprint(lab, "lab1") in str(err)
+
+    in_lab(local_lab, body)
+
+
+# --- connection faults ------------------------------------------------------------------------
+
+
+def test_refused_port(local_lab: LocalLab) -> None:
+    async def body(lab: LocalLab) -> None:
+        port = free_port()
+        host = dataclasses.replace(lab.host("lab1"), port=port)
+        err = await connect_error(host)
+        assert not isinstance(err, HostKeyError)
+        assert str(err) == f"lab1: cannot connect to 127.0.0.1:{port}: connection refused"
+
+    in_lab(local_lab, body)
+
+
+def test_connect_timeout_from_host_vars(local_lab: LocalLab, silent_port: int) -> None:
+    async def body(lab: LocalLab) -> None:
+        base = lab.host("lab1")
+        host = dataclasses.replace(
+            base, port=silent_port, vars={**base.vars, "repro_connect_timeout": 0.5}
+        )
+        start = time.monotonic()
+        err = await connect_error(host)
+        assert time.monotonic() - start < 5
+        assert str(err).endswith("timed out after 0.5s")
+
+    in_lab(local_lab, body)
+
+
+def test_unresolvable_name(local_lab: LocalLab) -> None:
+    async def body(lab: LocalLab) -> None:
+        host = dataclasses.replace(lab.host("lab1"), address="no-such-host.invalid")
+        err = await connect_error(host)
+        assert "cannot resolve host name 'no-such-host.invalid'" in str(err)
+
+    in_lab(local_lab, body)
+
+
+def test_wrong_client_key_is_an_auth_failure(local_lab: LocalLab, tmp_path: Path) -> None:
+    async def body(lab: LocalLab) -> None:
+        other = tmp_path / "other_key"
+        other.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key())
+        other.chmod(0o600)
+        host = dataclasses.replace(lab.host("lab1"), key_file=str(other), user="builder")
+        err = await connect_error(host)
+        assert not isinstance(err, HostKeyError)
+        assert str(err).endswith("authentication failed for user builder")
+
+    in_lab(local_lab, body)
+
+
+def test_unreadable_key_file(local_lab: LocalLab, tmp_path: Path) -> None:
+    async def body(lab: LocalLab) -> None:
+        host = dataclasses.replace(lab.host("lab1"), key_file=str(tmp_path / "missing_key"))
+        err = await connect_error(host)
+        assert "missing_key" in str(err)
+
+    in_lab(local_lab, body)
+
+
+def test_bad_connection_var_is_an_inventory_error(local_lab: LocalLab) -> None:
+    async def body(lab: LocalLab) -> None:
+        base = lab.host("lab1")
+        host = dataclasses.replace(base, vars={**base.vars, "repro_keepalive_interval": "often"})
+        with pytest.raises(InventoryError, match="lab1: repro_keepalive_interval .* 'often'"):
+            await FabricTransport(host).connect()
+
+    in_lab(local_lab, body)
+
+
+def test_ssh_config_is_honoured(
+    local_lab: LocalLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+
+    async def body(lab: LocalLab) -> None:
+        # no key in the inventory, no agent, no ~/.ssh/id_*: only the config's IdentityFile
+        host = dataclasses.replace(lab.host("lab1"), key_file=None)
+        assert "authentication failed" in str(await connect_error(host))
+        (home / ".ssh" / "config").write_text(
+            f"Host 127.0.0.1\n  IdentityFile {lab.client_key_path}\n"
+        )
+        async with FabricTransport(host) as t:
+            assert (await t.run("echo via config")).stdout == "via config\n"
+
+    in_lab(local_lab, body)
+
+
+def test_stop_and_start_host_drop_and_restore(local_lab: LocalLab) -> None:
+    async def body(lab: LocalLab) -> None:
+        t = FabricTransport(lab.host("lab1"))
+        await t.connect()
+        try:
+            running = asyncio.create_task(t.run("sleep 20"))
+            await asyncio.sleep(0.3)
+            start = time.monotonic()
+            await lab.stop_host("lab1")
+            with pytest.raises(ConnectError, match="connection lost"):
+                await running
+            assert time.monotonic() - start < 5
+            await asyncio.sleep(0.1)
+            assert not t.connected
+            with pytest.raises(ConnectError):
+                await t.run("true")
+            with pytest.raises(ConnectError, match="connection refused"):
+                await t.connect()
+
+            await lab.start_host("lab1")
+            await t.connect()  # same port, same key: known_hosts still matches
+            assert (await t.run("echo back")).stdout == "back\n"
+        finally:
+            await t.close()
+
+    in_lab(local_lab, body)
+
+
+def test_dead_link_is_noticed_by_keepalive(netlab_factory: Callable[..., NetnsLab]) -> None:
+    """Real OpenSSH, link taken down mid-command: lost within interval x count, not TCP's minutes.
+
+    paramiko's keepalive never waits for an answer; TCP_USER_TIMEOUT makes it count.
+    """
+    lab = netlab_factory(1)
+    base = next(iter(load_inventory(lab.inventory_path).hosts.values()))
+    tuned = {"repro_keepalive_interval": 0.5, "repro_keepalive_count_max": 2}
+    host = dataclasses.replace(base, vars={**base.vars, **tuned})
+
+    async def body() -> float:
+        async with FabricTransport(host) as t:
+            running = asyncio.create_task(t.run("sleep 30"))
+            await asyncio.sleep(0.3)
+            lab.link_down(host.name)
+            start = time.monotonic()
+            with pytest.raises(ConnectError, match="connection lost"):
+                await asyncio.wait_for(running, 15)
+            return time.monotonic() - start
+
+    assert asyncio.run(asyncio.wait_for(body(), TEST_TIMEOUT)) < 5
+
+
+# --- threads, cancellation, signals -----------------------------------------------------------
+
+
+def test_event_loop_keeps_running_during_commands(
+    local_lab: LocalLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocking paramiko calls happen in worker threads, never on the loop's thread."""
+    threads: set[int] = set()
+    original = fabric_mod._exchange
+
+    def spy(*args: Any) -> Any:
+        threads.add(threading.get_ident())
+        return original(*args)
+
+    monkeypatch.setattr(fabric_mod, "_exchange", spy)
+
+    async def body(lab: LocalLab) -> None:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.05)
+                ticks += 1
+
+        async with (
+            FabricTransport(lab.host("lab1")) as a,
+            FabricTransport(lab.host("lab2")) as b,
+        ):
+            ticker = asyncio.create_task(tick())
+            start = time.monotonic()
+            ra, rb = await asyncio.gather(a.run("sleep 1; echo a"), b.run("sleep 1; echo b"))
+            elapsed = time.monotonic() - start
+            ticker.cancel()
+        assert (ra.stdout, rb.stdout) == ("a\n", "b\n")
+        assert elapsed < 1.8, "the two hosts ran one after the other"
+        assert ticks >= 10, "the event loop was blocked while commands ran"
+        assert len(threads) == 2 and threading.get_ident() not in threads
+
+    in_lab(local_lab, body)
+
+
+def test_cancelled_run_kills_the_command(local_lab: LocalLab) -> None:
+    async def body(lab: LocalLab) -> None:
+        pidfile = shlex.quote(f"{lab.hosts[0].root}/pid")
+        async with FabricTransport(lab.host("lab1")) as t:
+            running = asyncio.create_task(t.run(f"echo $$ > {pidfile}; exec sleep 20"))
+            await asyncio.sleep(0.5)
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                r = await t.run(f"kill -0 $(cat {pidfile}) 2>/dev/null")
+                if r.exit_status != 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert r.exit_status != 0, "the cancelled command is still running"
+            assert (await t.run("echo usable")).stdout == "usable\n"
+
+    in_lab(local_lab, body)
+
+
+def test_exit_signal_handling_stays_on_our_transports(local_lab: LocalLab) -> None:
+    """The exit-signal hook is per connection: paramiko's own class table is untouched."""
+    before = dict(paramiko.Transport._channel_handler_table)  # type: ignore[attr-defined]
+
+    async def body(lab: LocalLab) -> None:
+        async with FabricTransport(lab.host("lab1")) as t:
+            assert (await t.run("kill -INT $$")).exit_status == 130
+
+    in_lab(local_lab, body)
+    assert paramiko.Transport._channel_handler_table == before  # type: ignore[attr-defined]
+
+
+def test_pool_size_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fabric_mod, "_pool", None)
+    monkeypatch.setenv("REPRO_FABRIC_THREADS", "3")
+    pool = fabric_mod.executor()
+    try:
+        assert pool._max_workers == 3
+        assert fabric_mod.executor() is pool, "one pool, shared"
+    finally:
+        pool.shutdown(wait=True)
+    monkeypatch.delenv("REPRO_FABRIC_THREADS")
+    assert fabric_mod.pool_size() == fabric_mod.DEFAULT_POOL_SIZE
+    for bad in ("0", "-2", "many"):
+        monkeypatch.setenv("REPRO_FABRIC_THREADS", bad)
+        with pytest.raises(UsageError, match=f"REPRO_FABRIC_THREADS .*{bad!r}"):
+            fabric_mod.pool_size()
+
+
+def test_make_transport_picks_fabric() -> None:
+    t = make_transport(Host("f", "127.0.0.1", transport="fabric"))
+    assert isinstance(t, FabricTransport) and t.name == "fabric"
+    assert isinstance(make_transport(Host("a", "127.0.0.1")), AsyncsshTransport)
+
+
+# --- `repro run` end to end -------------------------------------------------------------------
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def fabric_hosts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the hosts FabricTransport connected to (the real connect still runs)."""
+    names: list[str] = []
+    original = FabricTransport.connect
+
+    async def connect(self: FabricTransport) -> None:
+        names.append(self.host.name)
+        await original(self)
+
+    monkeypatch.setattr(FabricTransport, "connect", connect)
+    return names
+
+
+def run_demo(lab: LocalLab, out: Path, *extra: str) -> tuple[int, dict, str]:
+    code, _, err = run_cli(
+        "run", "-i", str(lab.inventory_path), "-p", str(DEMO), "--out", str(out), *extra
+    )
+    (run_dir,) = [d for d in out.iterdir() if d.is_dir()]
+    return code, json.loads((run_dir / "report.json").read_text()), err
+
+
+def test_repro_run_with_transport_fabric(tmp_path: Path, fabric_hosts: list[str]) -> None:
+    with LabThread(tmp_path / "lab") as lab:
+        code, data, err = run_demo(lab, tmp_path / "reports", "--transport", "fabric")
+    assert code == 0, err
+    assert data["verdict"] == "reproducible"
+    assert [h["status"] for h in data["hosts"]] == ["ok", "ok", "ok"]
+    assert {a["status"] for a in data["artifacts"]} == {"identical"}
+    assert sorted(set(fabric_hosts)) == ["lab1", "lab2", "lab3"]
+
+
+def test_repro_run_with_one_fabric_host(tmp_path: Path, fabric_hosts: list[str]) -> None:
+    host_vars = {"lab2": {"repro_transport": "fabric"}}
+    with LabThread(tmp_path / "lab", host_vars=host_vars) as lab:
+        code, data, err = run_demo(lab, tmp_path / "reports")
+    assert code == 0, err
+    assert data["verdict"] == "reproducible"
+    assert [h["status"] for h in data["hosts"]] == ["ok", "ok", "ok"]
+    assert set(fabric_hosts) == {"lab2"}
