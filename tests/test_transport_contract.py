@@ -75,16 +75,54 @@ async def local_rig(tmp: Path) -> AsyncIterator[Rig]:
     yield Rig(lambda: LocalTransport(host), str(work))
 
 
+@asynccontextmanager
+async def _openssh_rig(tmp: Path, kind: type[Transport]) -> AsyncIterator[Rig]:
+    """A real OpenSSH sshd in its own network namespace (tests/conftest.py's netns tier).
+
+    It logs in as root, so a timed-out command is not killed by a signal request (see Rig).
+    A machine that cannot host the lab skips, unless REPRO_REQUIRE_NETNS=1 (CI), where it fails.
+    """
+    from repro.inventory import load_inventory
+    from repro.netlab import NetnsLab
+    from tests.conftest import _started_netlab
+
+    lab = _started_netlab(NetnsLab(tmp / "netlab", 1))
+    try:
+        host = load_inventory(lab.inventory_path).hosts["h1"]
+        workdir = "/root/contract-work"  # the host's private HOME, as its sshd sees it
+        done = lab.exec("h1", ["mkdir", "-p", workdir])
+        assert done.returncode == 0, done.stderr
+        yield Rig(lambda: kind(host), workdir, kills_on_timeout=False)
+    finally:
+        lab.close()
+
+
+def asyncssh_openssh_rig(tmp: Path) -> AbstractAsyncContextManager[Rig]:
+    return _openssh_rig(tmp, AsyncsshTransport)
+
+
+def fabric_openssh_rig(tmp: Path) -> AbstractAsyncContextManager[Rig]:
+    return _openssh_rig(tmp, FabricTransport)
+
+
 RIGS: dict[str, RigFactory] = {
     "asyncssh": asyncssh_rig,
     "fabric": fabric_rig,
     "local": local_rig,
+    # the same contract on real OpenSSH hosts (root and network namespaces needed)
+    "asyncssh-openssh": asyncssh_openssh_rig,
+    "fabric-openssh": fabric_openssh_rig,
 }
 
 Body = Callable[[Transport, Rig], Awaitable[None]]
 
 
-@pytest.fixture(params=sorted(RIGS))
+@pytest.fixture(
+    params=[
+        pytest.param(name, marks=pytest.mark.netns) if name.endswith("-openssh") else name
+        for name in sorted(RIGS)
+    ]
+)
 def contract(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Body], None]:
     """Run an async test body against a connected transport of the parametrized kind."""
     factory = RIGS[request.param]
