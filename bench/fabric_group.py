@@ -1,0 +1,78 @@
+"""Fabric's ThreadingGroup over every host, four commands each, host keys checked (RejectPolicy).
+
+Usage: fabric_group.py --hosts hosts.json --key KEY --known-hosts FILE --out out.json
+Each command runs as one `group.run` across all hosts, the way Fabric's own docs use a group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import paramiko
+from fabric import Config, Connection, ThreadingGroup
+from fabric.exceptions import GroupException
+from workload import COMMANDS, LabHost, load_hosts, write_outputs
+
+
+def make_group(hosts: list[LabHost], key: str, known_hosts: str, timeout: float) -> ThreadingGroup:
+    # Fabric defaults to AutoAddPolicy (trust whatever answers); the lab's known_hosts and
+    # RejectPolicy make it check keys like the other controllers. No ssh_config, no agent.
+    config = Config(overrides={"load_ssh_configs": False})
+    conns = []
+    for h in hosts:
+        conn = Connection(
+            h.address,
+            user="root",
+            port=22,
+            config=config,
+            connect_timeout=timeout,
+            connect_kwargs={"key_filename": [key], "look_for_keys": False, "allow_agent": False},
+        )
+        conn.client.load_host_keys(known_hosts)
+        conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        conns.append(conn)
+    return ThreadingGroup.from_connections(conns)
+
+
+def run_all(hosts: list[LabHost], key: str, known_hosts: str, timeout: float
+            ) -> tuple[dict[str, list[str]], dict[str, str]]:
+    names = {h.address: h.name for h in hosts}
+    group = make_group(hosts, key, known_hosts, timeout)
+    outputs: dict[str, list[str]] = {h.name: [] for h in hosts}
+    errors: dict[str, str] = {}
+    try:
+        for cmd in COMMANDS:
+            try:
+                results = group.run(cmd, hide=True, warn=False, in_stream=False, timeout=timeout)
+            except GroupException as exc:
+                results = exc.result
+            for conn, res in results.items():
+                name = names[conn.host]
+                if isinstance(res, BaseException):
+                    errors.setdefault(name, f"{type(res).__name__}: {res}")
+                else:
+                    outputs[name].append(res.stdout)
+    finally:
+        group.close()
+    return {n: o for n, o in outputs.items() if n not in errors}, errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--hosts", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--known-hosts", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--timeout", type=float, default=60.0, help="per connect and per command")
+    args = p.parse_args(argv)
+    hosts = load_hosts(args.hosts)
+    outputs, errors = run_all(hosts, args.key, args.known_hosts, args.timeout)
+    write_outputs(args.out, outputs, errors)
+    for name, err in sorted(errors.items())[:5]:
+        print(f"fabric_group: {name}: {err}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
