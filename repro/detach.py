@@ -12,6 +12,8 @@ Host-side layout, per step `<key>` (e.g. `1-03` for round 1, step 3) in `<run_di
   <key>.start  the host's clock (epoch seconds) when the step started, for timeouts on resume
   <key>.log    stdout and stderr
   <key>.rc     the exit status, written (atomically) when the step ends
+  <key>.killed the step was killed (or refused) on purpose: a timeout, Ctrl-C, `repro cancel`
+  cancelled    left by `repro cancel`: no step of this run starts on this host any more
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ alive() { kill -0 "$1" 2>/dev/null || return 1
 running() {
   if [ -s "$d/$k.pid" ]; then alive "$(cat "$d/$k.pid")"; return; fi
   [ -e "$d/$k.lock" ] || return 1
+  [ ! -e "$d/$k.killed" ] || return 1  # refused by a cancelled run: never launched
   s0=$(cat "$d/$k.start" 2>/dev/null); [ -n "$s0" ] || return 0
   [ $(($(date +%s) - s0)) -lt 30 ]
 }
@@ -61,17 +64,31 @@ echo "repro-poll rc=$rc alive=$alive started=$started killed=$killed size=$size 
 exit 0
 """
 
-# The launcher. $1 step dir, $2 key, $3 work dir, $4 wait (hundredths), $5 chunk. The script
-# arrives on stdin. `mkdir` of the lock is atomic: if it exists the step was already started
-# (e.g. the reply to an earlier start was lost with the connection): it is never started twice,
-# and this simply reports its state.
+# The launcher. $1 step dir, $2 key, $3 work dir, $4 wait (hundredths), $5 chunk, $6 the
+# script's size in bytes. The script arrives on stdin and is read whole BEFORE the lock is
+# taken: a connection lost mid-upload ends stdin early, and a truncated script must never run
+# (nor hold the lock, so the controller's retry starts the step afresh). `mkdir` of the lock
+# is atomic: if it exists the step was already started (e.g. the reply to an earlier start
+# was lost with the connection): it is never started twice, and this simply reports its
+# state. Once `repro cancel` has left `cancelled` in the step dir, no step of the run starts
+# any more, whichever controller asks (a host still waiting for its turn, the next step, a
+# --resume).
 _START = r"""
 set -u
-d=$1; k=$2; w=$3; wt=$4; chunk=$5; off=0; fresh=0
+d=$1; k=$2; w=$3; wt=$4; chunk=$5; n=$6; off=0; fresh=0
 mkdir -p -- "$d" "$w" || exit 90
-if mkdir -- "$d/$k.lock" 2>/dev/null; then
+t="$d/.$k.sh.$$"
+cat > "$t" || { rm -f -- "$t"; exit 91; }
+if [ $(($(wc -c < "$t"))) -ne "$n" ]; then
+  rm -f -- "$t"; echo "repro: step script arrived truncated; not started" >&2; exit 93
+fi
+if [ -e "$d/cancelled" ] && mkdir -- "$d/$k.lock" 2>/dev/null; then
+  # `repro cancel` came first: the step is marked started and killed, and never launched.
+  rm -f -- "$t"
+  echo cancelled > "$d/$k.killed"
+elif mkdir -- "$d/$k.lock" 2>/dev/null; then
   fresh=1
-  cat > "$d/$k.sh" || exit 91
+  mv -f -- "$t" "$d/$k.sh" || exit 91
   date +%s > "$d/$k.start"
   # setsid: own session and process group, so a lost connection sends it no SIGHUP and a
   # timeout or cancel can kill the whole group. The inner sh records the group id first.
@@ -80,7 +97,7 @@ if mkdir -- "$d/$k.lock" 2>/dev/null; then
     echo $rc > "$1/$2.rc.tmp" && mv -f -- "$1/$2.rc.tmp" "$1/$2.rc"' repro-step "$d" "$k" \
     > "$d/$k.log" 2>&1 < /dev/null) &
 else
-  cat > /dev/null
+  rm -f -- "$t"
 fi
 """ + _STATE
 
@@ -136,8 +153,9 @@ async def start(
     transport: Transport, step_dir: str, key: str, work_dir: str, script: str, *, wait: int = POLL_WAIT
 ) -> Poll:
     """Start a step detached (never twice) and return its state after waiting up to `wait`."""
-    cmd = _sh(_START, step_dir, key, work_dir, wait, LOG_CHUNK)
-    res = await transport.run(cmd, stdin=script.encode(), timeout=60 + wait / 100)
+    data = script.encode()
+    cmd = _sh(_START, step_dir, key, work_dir, wait, LOG_CHUNK, len(data))
+    res = await transport.run(cmd, stdin=data, timeout=60 + wait / 100)
     return _parse(transport, res, cmd, key, 0, f"could not start step {key} in {work_dir}")
 
 
@@ -190,15 +208,23 @@ def _int(value: str | None, default: int) -> int:
         return default
 
 
-# Kill every step of a run that has a pid and no exit status. $1 steps dir, $2 grace seconds.
+# Cancel a run on one host: first mark it cancelled, so no step starts from now on (the
+# launcher checks), then kill every step that has no exit status. A step launched a moment
+# before the mark may not have written its pid yet: wait for it (bounded) rather than miss it.
+# $1 steps dir, $2 grace seconds.
 _KILL_ALL = r"""
 d=$1
-[ -d "$d" ] || exit 0
-for p in "$d"/*.pid; do
-  [ -e "$p" ] || continue
-  k=${p##*/}; k=${k%.pid}
+mkdir -p -- "$d" && : > "$d/cancelled" || exit 1
+for l in "$d"/*.lock; do
+  [ -e "$l" ] || continue
+  k=${l##*/}; k=${k%.lock}
+  i=0
+  while [ ! -s "$d/$k.pid" ] && [ ! -e "$d/$k.rc" ] && [ ! -e "$d/$k.killed" ] && [ $i -lt 50 ]; do
+    sleep 0.1; i=$((i+1))
+  done
   [ -e "$d/$k.rc" ] && continue
-  g=$(cat "$p")
+  [ -s "$d/$k.pid" ] || continue
+  g=$(cat "$d/$k.pid")
   kill -0 "-$g" 2>/dev/null || continue
   echo cancelled > "$d/$k.killed"  # first: a poll that sees the step gone must see why
   kill -TERM "-$g" 2>/dev/null
@@ -212,6 +238,14 @@ exit 0
 
 
 async def kill_all(transport: Transport, steps_dir: str, *, grace: int = 5) -> list[str]:
-    """Kill every still-running step of a run (`repro cancel`); returns the step keys killed."""
+    """Cancel a run on one host (`repro cancel`): no step starts any more, every running one is
+    killed. Returns the keys of the steps killed."""
     res = await transport.run(_sh(_KILL_ALL, steps_dir, grace), timeout=grace * 20 + 60)
+    if res.exit_status != 0:
+        from repro.errors import HostError
+
+        raise HostError(
+            f"could not mark {steps_dir} cancelled: {res.stderr.strip()[-300:]}",
+            host=transport.host.name, exit_status=res.exit_status,
+        )
     return [ln for ln in res.stdout.split() if ln]

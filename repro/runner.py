@@ -147,9 +147,11 @@ class Runner:
     async def _host(self, plan: HostPlan, result: HostResult, handshakes: asyncio.Semaphore) -> None:
         st = _HostState(plan, result, self.transport_factory(plan.host))
         try:
+            if self._cancelled.is_set():  # cancelled while this host waited for a fork
+                raise Cancelled("cancelled", host=st.result.name)
             self._emit(st, "connecting", f"{plan.host.address}:{plan.host.port}")
             async with handshakes:
-                await st.transport.connect()
+                await self._unless_cancelled(st, st.transport.connect())
             self._emit(st, "connected")
             st.run_dir = await self._resolve_run_dir(st)
             if self.options.gather_facts:
@@ -159,6 +161,10 @@ class Runner:
             for rnd in range(1, self.rounds + 1):
                 await self._round(st, rnd)
             result.status = "ok"
+        except Cancelled as exc:
+            result.status = "failed"
+            result.error = _one_line(exc.args[0] if exc.args else str(exc))
+            await self._kill_current(st)  # cancelled mid-command: the step may still run
         except ConnectError as exc:
             result.status = "unreachable"
             result.error = _one_line(exc.args[0] if exc.args else str(exc))
@@ -357,40 +363,75 @@ class Runner:
             return
         steps_dir, key = st.current_key.split("\0")
         try:
-            await asyncio.wait_for(detach.kill(st.transport, steps_dir, key, grace=2), 30)
-        except Exception:  # the host may be gone; `repro cancel` can finish the job later
+            # Bounded: TERM, 2 s grace, KILL. A host that is away is not waited for (Ctrl-C
+            # must stay prompt); `repro cancel RUN_ID` can finish the job once it is back.
+            await asyncio.wait_for(detach.kill(st.transport, steps_dir, key, grace=2), 5)
+            st.current_key = None
+        except Exception:
             pass
 
     async def _retrying(self, st: _HostState, op: Callable[[], Awaitable[T]]) -> T:
         """Run `op`; on a lost connection reconnect with backoff and run it again.
 
         Every `op` passed here is safe to repeat (starting a step is idempotent on the host).
-        A host that stays away past `reconnect_timeout` raises ConnectError (-> unreachable).
+        A host that stays away past `reconnect_timeout`, counted from when the connection was
+        found lost (not from when `op` began: a long hash must not use up that time), raises
+        ConnectError (-> unreachable) naming the last reason. A cancel interrupts at once.
         """
-        deadline = time.monotonic() + _host_reconnect_timeout(st.plan.host, self.options.reconnect_timeout)
+        away = _host_reconnect_timeout(st.plan.host, self.options.reconnect_timeout)
+        deadline: float | None = None
         delay = 0.5
         while True:
             try:
-                return await op()
+                return await self._unless_cancelled(st, op())
+            except HostKeyError:
+                raise  # a changed key never heals by retrying, and must not be waited out
             except (ConnectError, TimeoutError, OSError) as exc:
-                if isinstance(exc, HostKeyError):
-                    raise  # a changed key never heals by retrying, and must not be waited out
+                lost: BaseException = exc
+            deadline = deadline or time.monotonic() + away
+            while True:
                 if time.monotonic() >= deadline:
-                    if isinstance(exc, ConnectError):
-                        raise
-                    raise ConnectError(f"lost the connection: {exc or type(exc).__name__}", host=st.result.name) from exc
-                self._emit(st, "reconnecting", _one_line(str(exc) or type(exc).__name__))
+                    raise _gone(st.result.name, lost)
+                self._emit(st, "reconnecting", _one_line(str(lost) or type(lost).__name__))
                 await _quietly(st.transport.close())
-                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                pause = min(delay, max(0.0, deadline - time.monotonic()))
+                await self._unless_cancelled(st, asyncio.sleep(pause))
                 delay = min(delay * 2, 10.0)
                 try:
-                    await st.transport.connect()
-                    self._emit(st, "connected", "reconnected")
+                    await self._unless_cancelled(st, st.transport.connect())
                 except HostKeyError:
                     raise
-                except ConnectError:
-                    if time.monotonic() >= deadline:
-                        raise
+                except (ConnectError, TimeoutError, OSError) as exc:
+                    lost = exc  # report why the host is still away, not "not connected"
+                    continue
+                self._emit(st, "connected", "reconnected")
+                break
+
+    async def _unless_cancelled(self, st: _HostState, aw: Awaitable[T]) -> T:
+        """Await `aw`, but drop it and raise Cancelled as soon as the run is cancelled.
+
+        A command hung on a silent link, or a reconnect backoff, must not make Ctrl-C wait
+        for keepalives and the reconnect timeout (minutes).
+        """
+        work = asyncio.ensure_future(aw)
+        stop = asyncio.ensure_future(self._cancelled.wait())
+        try:
+            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not work.done():
+                work.cancel()
+                await asyncio.wait({work})  # let it drop its channel before going on
+        if work.cancelled():
+            raise Cancelled("cancelled", host=st.result.name)
+        return work.result()
+
+
+def _gone(host: str, lost: BaseException) -> ConnectError:
+    if isinstance(lost, ConnectError):
+        return lost
+    reason = _one_line(str(lost)) or type(lost).__name__
+    return ConnectError(f"lost the connection: {reason}", host=host)
 
 
 def guix_commit_from_describe(text: str) -> str:

@@ -84,7 +84,7 @@ def test_unknown_host_key_is_refused(local_lab: LocalLab, tmp_path: Path) -> Non
         err = await connect_error(host)
         assert isinstance(err, HostKeyError)
         assert "unknown" in str(err) and str(err).startswith("lab1: ")
-        assert "repro hosts trust lab1" in str(err)
+        assert "`repro hosts trust --limit lab1`" in str(err)
 
     in_lab(local_lab, body)
 
@@ -94,7 +94,7 @@ def test_missing_known_hosts_file_says_how_to_trust(local_lab: LocalLab, tmp_pat
         host = dataclasses.replace(lab.host("lab1"), known_hosts=str(tmp_path / "nope"))
         err = await connect_error(host)
         assert isinstance(err, HostKeyError)
-        assert "no known_hosts file" in str(err) and "repro hosts trust lab1" in str(err)
+        assert "no known_hosts file" in str(err) and "repro hosts trust --limit lab1" in str(err)
 
     in_lab(local_lab, body)
 
@@ -109,6 +109,11 @@ def test_changed_host_key_is_refused(local_lab: LocalLab, tmp_path: Path) -> Non
         err = await connect_error(host)
         assert isinstance(err, HostKeyError)
         assert "CHANGED" in str(err) and f"127.0.0.1:{port}" in str(err)
+        # both fingerprints, and the real commands that would accept the new key
+        real = lab.host_key("lab1").get_fingerprint("sha256")
+        assert f"known {fingerprint(impostor)}, offered {real}" in str(err)
+        assert f"ssh-keygen -R '[127.0.0.1]:{port}' -f {known}" in str(err)
+        assert "`repro hosts trust --limit lab1`" in str(err)
 
         # another lab host's (valid) key for this address is just as wrong
         other = lab.host_key("lab2").export_public_key().decode()

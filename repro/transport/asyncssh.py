@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import ipaddress
+import shlex
 import signal
 import socket
 from pathlib import Path
@@ -154,7 +155,7 @@ async def _open(host: Host) -> asyncssh.SSHClientConnection:
     known_hosts = _known_hosts_path(host)
     if not known_hosts.is_file():
         raise HostKeyError(
-            f"no known_hosts file at {known_hosts}; run `repro hosts trust {host.name}` "
+            f"no known_hosts file at {known_hosts}; run `{trust_command(host)}` "
             "to check and record its host key",
             host=host.name,
         )
@@ -162,11 +163,11 @@ async def _open(host: Host) -> asyncssh.SSHClientConnection:
     try:
         return await asyncssh.connect(host.address, **kwargs)
     except asyncssh.HostKeyNotVerifiable:
-        raise _host_key_error(host, known_hosts) from None
+        raise await _host_key_error(host, known_hosts) from None
     except asyncssh.KeyExchangeFailed as exc:
         # known_hosts pins the host to key types the server no longer offers: a changed key.
         if _trusted_keys(host, known_hosts):
-            raise _host_key_error(host, known_hosts) from None
+            raise await _host_key_error(host, known_hosts) from None
         raise _connect_error(host, f"key exchange failed: {_one_line(exc.reason)}") from None
     except asyncssh.PermissionDenied:
         user = _effective_user(host)
@@ -203,19 +204,50 @@ def _trusted_keys(host: Host, known_hosts: Path) -> list[asyncssh.SSHKey]:
     return list(entries.match(host.address, addr, host.port)[0])
 
 
-def _host_key_error(host: Host, known_hosts: Path) -> HostKeyError:
+def trust_command(host: Host) -> str:
+    """The command that records this host's key (the transport does not know the inventory
+    path, so `-i` is left to the user)."""
+    return f"repro hosts trust --limit {host.name}"
+
+
+async def _host_key_error(host: Host, known_hosts: Path) -> HostKeyError:
     where = f"{host.address}:{host.port}"
-    if _trusted_keys(host, known_hosts):
-        msg = (
-            f"host key for {where} has CHANGED since it was trusted in {known_hosts} "
-            "(a reinstalled host, or someone in the middle); verify it before trusting again"
-        )
-    else:
-        msg = (
+    trusted = _trusted_keys(host, known_hosts)
+    if not trusted:
+        return HostKeyError(
             f"host key for {where} is unknown (not in {known_hosts}); "
-            f"run `repro hosts trust {host.name}` to check and record it"
+            f"run `{trust_command(host)}` to check and record it",
+            host=host.name,
         )
-    return HostKeyError(msg, host=host.name)
+    # The name and the address of a host match the same entry: show each key once.
+    known = ", ".join(dict.fromkeys(str(k.get_fingerprint("sha256")) for k in trusted))
+    offered = await _offered_fingerprints(host)
+    forget = f"ssh-keygen -R {_known_hosts_name(host)} -f {shlex.quote(str(known_hosts))}"
+    return HostKeyError(
+        f"host key for {where} has CHANGED since it was trusted in {known_hosts}: known "
+        f"{known}, offered {offered} (a reinstalled host, or someone in the middle). Verify the "
+        f"new key out of band; only if it is right, run `{forget}` and `{trust_command(host)}`",
+        host=host.name,
+    )
+
+
+async def _offered_fingerprints(host: Host) -> str:
+    """What the server presents now, fetched afresh: the handshake that failed does not say."""
+    seconds = _number_var(host, CONNECT_TIMEOUT)
+    try:
+        # One handshake per key type; the whole look is bounded like one connect.
+        keys = await asyncio.wait_for(fetch_host_keys(host.address, host.port, seconds), seconds)
+    except TimeoutError:
+        return f"(could not fetch it again: timed out after {seconds:g}s)"
+    except ConnectError as exc:
+        return f"(could not fetch it again: {exc.args[0] if exc.args else exc})"
+    return ", ".join(fingerprint(line) for _, line in keys)
+
+
+def _known_hosts_name(host: Host) -> str:
+    """How known_hosts names the host, quoted for a shell (`[addr]:port` off port 22)."""
+    name = host.address if host.port == 22 else f"[{host.address}]:{host.port}"
+    return shlex.quote(name)
 
 
 def _effective_user(host: Host) -> str:

@@ -1,0 +1,354 @@
+"""Security on real OpenSSH hosts in network namespaces: host keys (changed, trusted on purpose),
+hostile values that must reach the host's shell as data, hostile output that must not reach the
+terminal, the report or the controller's file system. The in-process tier is
+test_security_inprocess.py; here sshd, its shell and the terminal (a real pty) are the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import shlex
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from repro.netlab import NetnsLab
+from repro.transport.asyncssh import fingerprint
+from tests.test_cli_inprocess import only_run_dir, report, run_cli
+from tests.test_resilience_netns import (
+    REPO,
+    controller,
+    counting_playbook,
+    finish,
+    host_run_dir,
+    inventory_with,
+    starts,
+    wait_for,
+)
+
+pytestmark = pytest.mark.netns
+
+QUICK = textwrap.dedent("""\
+    name: quick
+    steps:
+      - name: build
+        run: echo same-bytes > out.txt
+    artifacts: [{glob: out.txt}]
+    """)
+
+
+def known_fingerprint(lab: NetnsLab, name: str) -> str:
+    """The fingerprint the lab's known_hosts holds for `name`."""
+    address = lab.host(name).address
+    for line in lab.known_hosts_path.read_text().splitlines():
+        fields = line.split()
+        if fields and fields[0] == address:
+            return fingerprint(" ".join(fields[1:3]))
+    raise AssertionError(f"{name} ({address}) is not in {lab.known_hosts_path}")
+
+
+def keyscan(address: str) -> str:
+    """The ed25519 key the host really serves, as `type base64`, read by OpenSSH's own tool."""
+    done = subprocess.run(
+        ["ssh-keyscan", "-T", "5", "-t", "ed25519", address],
+        capture_output=True, text=True, timeout=20, check=False,
+    )  # fmt: skip
+    lines = [ln.split() for ln in done.stdout.splitlines() if ln and not ln.startswith("#")]
+    assert len(lines) == 1 and lines[0][0] == address, done.stdout + done.stderr
+    return " ".join(lines[0][1:3])
+
+
+# --- 5. a changed host key ------------------------------------------------------------------------
+
+
+def test_changed_host_key_mid_run_stops_that_host_only(netlab: NetnsLab, tmp_path: Path) -> None:
+    pb = counting_playbook(tmp_path, seconds=3)
+    out = tmp_path / "reports"
+    old = known_fingerprint(netlab, "h2")
+    began = time.monotonic()
+    # Default reconnect timeout (300 s): a changed key must stop h2 at once, not be waited out.
+    proc = controller("run", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out))
+    wait_for(lambda: starts(netlab, "h2") == 1, "the build step to start on h2", proc)
+    new = fingerprint(netlab.regenerate_host_key("h2"))  # sshd restarts: the controller reconnects
+    code, stdout, err = finish(proc)
+    assert code == 3, err
+    assert time.monotonic() - began < 20
+    data = report(out)
+    status = {h["name"]: h["status"] for h in data["hosts"]}
+    assert status == {"h1": "ok", "h2": "unreachable", "h3": "ok"}
+    error = next(h["error"] for h in data["hosts"] if h["name"] == "h2")
+    address = netlab.host("h2").address
+    assert f"host key for {address}:22 has CHANGED" in error, error
+    assert f"known {old}, offered {new}" in error, error
+    assert f"ssh-keygen -R {address} -f {netlab.known_hosts_path}" in error
+    assert "`repro hosts trust --limit h2`" in error
+    assert "[h2]" in err and "CHANGED" in err, "the terminal names the host and the reason"
+    assert "h2" in stdout and data["verdict"] == "inconclusive"
+    assert (netlab.known_hosts_path.read_text().count(address)) == 1, "known_hosts untouched"
+
+
+# --- 6. repro hosts trust -------------------------------------------------------------------------
+
+
+def test_hosts_trust_records_real_keys_and_never_replaces_one(
+    netlab: NetnsLab, tmp_path: Path
+) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    inv = inventory_with(
+        netlab,
+        tmp_path / "inv.yaml",
+        {h.name: {"repro_known_hosts": str(known)} for h in netlab.hosts},
+    )
+    pb = tmp_path / "quick.yaml"
+    pb.write_text(QUICK)
+
+    # Nothing is trusted yet: a run refuses every host, and says how to trust them.
+    code, _, err = run_cli("run", "-i", str(inv), "-p", str(pb), "--out", str(tmp_path / "r0"))
+    assert code == 3, err
+    data = report(tmp_path / "r0")
+    assert {h["status"] for h in data["hosts"]} == {"unreachable"}
+    assert all("repro hosts trust --limit " + h["name"] in h["error"] for h in data["hosts"])
+
+    # No terminal and no --yes: refuse, exit 2, write nothing.
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    asked = subprocess.run(
+        [sys.executable, "-m", "repro.cli", "hosts", "trust", "-i", str(inv)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+    assert asked.returncode == 2, asked.stderr
+    assert "--yes" in asked.stderr and asked.stderr.count("\n") == 1
+    assert known.read_text() == ""
+
+    # --yes: every host's real key, exactly as OpenSSH sees it, and the lab's own record of it.
+    code, stdout, err = run_cli("hosts", "trust", "-i", str(inv), "--yes")
+    assert code == 0, stdout + err
+    lines = known.read_text().splitlines()
+    lab_lines = netlab.known_hosts_path.read_text().splitlines()
+    assert lines == lab_lines == [f"{h.address} {keyscan(h.address)}" for h in netlab.hosts]
+    for h in netlab.hosts:
+        assert (
+            f"{h.name}: {h.address} offers ssh-ed25519 {known_fingerprint(netlab, h.name)}"
+            in stdout
+        )
+    code, _, err = run_cli("run", "-i", str(inv), "-p", str(pb), "--out", str(tmp_path / "r1"))
+    assert code == 0, err
+
+    # Trusting again is a no-op.
+    code, stdout, _ = run_cli("hosts", "trust", "-i", str(inv), "--yes")
+    assert code == 0 and stdout.count("already trusted") == 3
+    assert known.read_text().splitlines() == lines
+
+    # A changed key is never replaced, even with --yes: both fingerprints, exit 3, file as it was.
+    before = known.read_bytes()
+    old = known_fingerprint(netlab, "h3")
+    new = fingerprint(netlab.regenerate_host_key("h3"))
+    code, stdout, err = run_cli("hosts", "trust", "-i", str(inv), "--yes")
+    assert code == 3, stdout + err
+    assert known.read_bytes() == before
+    (line,) = [ln for ln in stdout.splitlines() if ln.startswith("h3:")]
+    assert "HOST KEY CHANGED" in line and f"known {old}, offered {new}" in line, line
+    assert f"ssh-keygen -R '{netlab.host('h3').address}' -f {known}" in line
+    assert stdout.count("already trusted") == 2
+
+    # The run names h3 and the way out; following that advice on purpose lets h3 back in.
+    code, _, err = run_cli("run", "-i", str(inv), "-p", str(pb), "--out", str(tmp_path / "r2"))
+    assert code == 3, err
+    error = next(h["error"] for h in report(tmp_path / "r2")["hosts"] if h["name"] == "h3")
+    forget = re.search(r"`(ssh-keygen -R [^`]+)`", error)
+    assert forget and "`repro hosts trust --limit h3`" in error, error
+    done = subprocess.run(
+        shlex.split(forget.group(1)), capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    code, stdout, err = run_cli("hosts", "trust", "-i", str(inv), "--limit", "h3", "--yes")
+    assert code == 0, stdout + err
+    assert f"{netlab.host('h3').address} {keyscan(netlab.host('h3').address)}" in known.read_text()
+    code, _, err = run_cli("run", "-i", str(inv), "-p", str(pb), "--out", str(tmp_path / "r3"))
+    assert code == 0, err
+
+
+# --- 7. hostile values reach the host's shell as data ----------------------------------------------
+
+NASTY = [
+    "a; touch CANARY",
+    "$(touch CANARY)",
+    '`touch "$HOME/CANARY"`',
+    'it\'s "quoted" \\ and \\\\ back',
+    "line1\nline2; touch /tmp/CANARY",
+    "-rf --no-preserve-root",
+    "${HOME}/../x $((6*7)) * ?",
+    "x' ; touch CANARY ; echo '",
+    "$(printf '\\164ouch CANARY')",
+]
+INVENTORY_NASTY = {
+    "h1": "$(touch CANARY)`touch CANARY`",
+    "h2": "a\nb'; touch \"$HOME/CANARY\"; echo '",
+    "h3": '\\"; touch /tmp/CANARY #',
+}
+
+
+def echo_playbook(tmp: Path) -> Path:
+    """Every -e value and one inventory value, written by printf and through the environment."""
+    names = [f"v{i}" for i in range(len(NASTY))] + ["inv"]
+    writes = "".join(
+        f"printf '%s' {{{{ {n} }}}} > got-{n}.txt\nprintf '%s' \"$E_{n}\" > env-{n}.txt\n"
+        for n in names
+    )
+    doc = {
+        "name": "echo",
+        "vars": {n: None for n in names},
+        "steps": [
+            {"name": "write", "env": {f"E_{n}": f"{{{{ {n} }}}}" for n in names}, "run": writes}
+        ],
+        # -e values are the same everywhere; the inventory's differ per host, so not compared
+        "artifacts": [{"glob": "got-v*.txt"}, {"glob": "env-v*.txt"}],
+    }
+    pb = tmp / "echo.yaml"
+    pb.write_text(json.dumps(doc))  # JSON is YAML: no quoting of ours to get wrong
+    return pb
+
+
+def canaries(lab: NetnsLab, name: str) -> list[Path]:
+    host = lab.host(name)
+    return [p for root in (host.home, host.tmp) for p in root.rglob("*CANARY*")]
+
+
+def test_hostile_values_pass_through_literally(netlab: NetnsLab, tmp_path: Path) -> None:
+    inv = inventory_with(
+        netlab, tmp_path / "inv.yaml", {n: {"inv": v} for n, v in INVENTORY_NASTY.items()}
+    )
+    pb = echo_playbook(tmp_path)
+    out = tmp_path / "reports"
+    argv = ["run", "-i", str(inv), "-p", str(pb), "--out", str(out)]
+    for i, value in enumerate(NASTY):
+        argv += ["-e", f"v{i}={value}"]
+    cwd_before = set(os.listdir())
+    code, _, err = run_cli(*argv)
+    assert code == 0, err
+    data = report(out)
+    for h in netlab.hosts:
+        assert canaries(netlab, h.name) == [], f"an injected command ran on {h.name}"
+        work = host_run_dir(netlab, h.name, data["run_id"]) / "work"
+        for i, value in enumerate(NASTY):
+            assert (work / f"got-v{i}.txt").read_text() == value
+            assert (work / f"env-v{i}.txt").read_text() == value
+        assert (work / "got-inv.txt").read_text() == INVENTORY_NASTY[h.name]
+        assert (work / "env-inv.txt").read_text() == INVENTORY_NASTY[h.name]
+    assert set(os.listdir()) == cwd_before and not list(tmp_path.rglob("*CANARY*"))
+    assert data["verdict"] == "reproducible" and len(data["artifacts"]) == 2 * len(NASTY)
+    assert data["vars"] == {f"v{i}": v for i, v in enumerate(NASTY)}
+
+
+# --- 8. hostile output: names, paths and escape sequences from a host ------------------------------
+
+HOSTILE = textwrap.dedent(r"""
+    name: hostile
+    vars: {mode: plain}
+    steps:
+      - name: make
+        run: |
+          mkdir -p out
+          printf 'fine\n' > out/good.txt
+          case {{ mode }} in
+            escape) printf 'x' > "out/$(printf 'evil\033[2J\033]0;pwned\007name')";;
+            newline) printf 'x' > "out/$(printf 'evil\nname')";;
+            escape-dir)
+              # out/.. and a symlink out of the work dir: neither may name a file to hash
+              ln -s /etc/passwd out/passwd-link
+              ln -s / out/root-link
+              printf '%s  %s\n' "$(sha256sum < /etc/passwd | cut -c1-64)" ../../../../../etc/passwd \
+                "$(printf fine | sha256sum | cut -c1-64)" ../good.txt > out/SHA256SUMS;;
+          esac
+          printf 'clear: \033[2J\033[H title: \033]0;pwned\007 link: \033]8;;http://evil/\033\\x\033]8;;\033\\ bell \007\n'
+          printf 'the last line \033[2J\033]0;pwned\007\n'
+    artifacts: [{glob: "*", dir: out}]
+    manifests: [{glob: out/SHA256SUMS}]
+    """)
+# What the controller itself may send to a terminal: cursor up (F), clear line (2K), colours (m).
+OWN_ESCAPES = re.compile(r"\x1b\[(?:[0-9]+F|2K|[0-9;]*m)")
+
+
+def run_in_pty(argv: list[str], timeout: float = 45.0) -> tuple[int, str]:
+    """The controller with a real terminal on stdin/stdout/stderr: what a person would see."""
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env.update(PYTHONPATH=str(REPO), TERM="xterm-256color", COLUMNS="120")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "repro.cli", *argv],
+        cwd=REPO, env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+    )  # fmt: skip
+    os.close(slave)
+    seen = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the controller closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            elif proc.poll() is not None:
+                break
+        else:
+            raise AssertionError(f"controller still running after {timeout:g}s: {seen[-2000:]!r}")
+        return proc.wait(10), seen.decode("utf-8", "replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        os.close(master)
+
+
+def test_hostile_output_never_reaches_terminal_report_or_disk(
+    netlab: NetnsLab, tmp_path: Path
+) -> None:
+    modes = {"h1": "escape", "h2": "newline", "h3": "escape-dir"}
+    inv = inventory_with(netlab, tmp_path / "inv.yaml", {n: {"mode": m} for n, m in modes.items()})
+    pb = tmp_path / "hostile.yaml"
+    pb.write_text(HOSTILE)
+    out = tmp_path / "reports"
+    code, screen = run_in_pty(["run", "-i", str(inv), "-p", str(pb), "--out", str(out)])
+    assert code == 3, screen
+    assert "\x1b[2K" in screen, "the live per-host view was drawn (a real terminal)"
+    stray = OWN_ESCAPES.sub("", screen)
+    assert "\x1b" not in stray and "\x07" not in stray, ascii(stray)[-2000:]
+    assert "pwned" not in screen.replace("\\x1b]0;pwned", ""), "a title escape got through"
+
+    data = report(out)
+    hosts = {h["name"]: h for h in data["hosts"]}
+    assert hosts["h1"]["status"] == hosts["h2"]["status"] == "failed"
+    assert "not a safe file name" in hosts["h1"]["error"], hosts["h1"]["error"]
+    assert "newline" in hosts["h2"]["error"] or "hashing" in hosts["h2"]["error"]
+    assert hosts["h1"]["artifacts"] == hosts["h2"]["artifacts"] == {}
+    # h3: only its real files; nothing through `..`, a symlink or the manifest's escapes
+    assert hosts["h3"]["status"] == "ok", hosts["h3"]["error"]
+    assert set(hosts["h3"]["artifacts"]) == {"good.txt", "SHA256SUMS"}
+    assert data["verdict"] == "inconclusive"
+
+    run_dir = only_run_dir(out)
+    for name in ("report.json", "report.md"):
+        text = (run_dir / name).read_text()
+        assert "\x1b" not in text and "\x07" not in text, name
+    code, html, _ = run_cli("report", str(run_dir), "--format", "html")
+    assert code == 0 and "\x1b" not in html and "<script" not in html.lower()
+    # Nothing a host named became a path on the controller: only the files repro itself names.
+    made = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    expected = [f"reports/{run_dir.name}/hosts/{h}/01-make.log" for h in ("h1", "h2", "h3")]
+    expected += [f"reports/{run_dir.name}/{f}" for f in ("report.json", "report.md", "run.json")]
+    assert made == sorted(expected + ["hostile.yaml", "inv.yaml"]), made
+    # The build log is kept as the host wrote it (it is evidence), in the run's own directory.
+    log = (run_dir / "hosts" / "h1" / "01-make.log").read_bytes()
+    assert b"\x1b]0;pwned\x07" in log
