@@ -29,74 +29,100 @@ POLL_WAIT = 100
 #: the most log bytes one poll brings back; a chattier step is simply followed over more polls.
 LOG_CHUNK = 256 * 1024
 
-# What every look at a step ends with: wait (bounded) for it to finish, then one header line
-# and the log from the offset. Shared by the launcher and the poll. Expects d, k, off, wt (wait,
-# in hundredths of a second), chunk. Waiting starts with short naps, so a step that takes a few
-# milliseconds costs one round trip and ~20 ms, and a long one is looked at about once a second.
-# Liveness is read BEFORE the rc file: a step that ends in between is seen as finished, never
-# as vanished.
-_STATE = r"""
+# Every process a host starts costs: on a small host, or a lab of a hundred on one machine, a
+# `cat` per fact adds up. So these scripts use shell builtins (`read`, `printf`, tests,
+# noclobber redirections) wherever one will do; a quick step costs the launcher about four
+# processes besides the step itself (cat, setsid's sh, one nap, head).
+#
+# Helpers shared by the launcher and the poll. The clock is seconds since boot from
+# /proc/uptime (read, no `date` process); a step never outlives a reboot, so start and now
+# always share it. `rd FILE` puts the file's first line in $v (empty if none).
+_LIB = r"""
+rd() { v=; [ -s "$1" ] && IFS= read -r v < "$1"; return 0; }
+clock() { if IFS=' ' read -r now _ < /proc/uptime 2>/dev/null; then now=${now%.*}; else now=$(date +%s); fi; }
 # A zombie answers kill -0 until its new parent reaps it; it counts as gone.
-alive() { kill -0 "$1" 2>/dev/null || return 1
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
   [ -r "/proc/$1/status" ] || return 0
-  ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
+  while read -r key val _; do
+    if [ "$key" = State: ]; then [ "$val" != Z ]; return; fi
+  done < "/proc/$1/status"
+  return 0
+}
+"""
+
+# What every look at a step ends with: wait (bounded) for it to finish, then one header line
+# and the log from the offset. Expects d, k, off, wt (wait, hundredths of a second), chunk.
+# Naps start short, so a step that takes a few milliseconds costs one round trip and ~20 ms,
+# and a long one is looked at about once a second. Liveness is read BEFORE the rc file: a step
+# that ends in between is seen as finished, never as vanished.
+_STATE = r"""
 # Running = the pid is alive, or the launcher has not written it yet (the first 30 s).
 running() {
-  if [ -s "$d/$k.pid" ]; then alive "$(cat "$d/$k.pid")"; return; fi
+  if [ -s "$d/$k.pid" ]; then rd "$d/$k.pid"; alive "$v"; return; fi
   [ -e "$d/$k.lock" ] || return 1
   [ ! -e "$d/$k.killed" ] || return 1  # refused by a cancelled run: never launched
-  s0=$(cat "$d/$k.start" 2>/dev/null); [ -n "$s0" ] || return 0
-  [ $(($(date +%s) - s0)) -lt 30 ]
+  rd "$d/$k.start"; [ -n "$v" ] || return 0
+  clock; [ $((now - v)) -lt 30 ]
 }
 n=0
-while [ ! -e "$d/$k.rc" ] && [ $n -lt "$wt" ] && running; do
+while [ ! -s "$d/$k.rc" ] && [ $n -lt "$wt" ] && running; do
   if [ $n -lt 20 ]; then sleep 0.02; n=$((n + 2)); else sleep 0.1; n=$((n + 10)); fi
 done
 alive=0; running && alive=1
-rc=-; [ -s "$d/$k.rc" ] && rc=$(cat "$d/$k.rc")
+rc=-; rd "$d/$k.rc"; [ -n "$v" ] && rc=$v
 started=0; [ -e "$d/$k.lock" ] && started=1
 killed=0; [ -e "$d/$k.killed" ] && killed=1
-t0=-; [ -s "$d/$k.start" ] && t0=$(cat "$d/$k.start")
-size=0; [ -e "$d/$k.log" ] && size=$(wc -c < "$d/$k.log")
+t0=-; rd "$d/$k.start"; [ -n "$v" ] && t0=$v
+size=0; [ -s "$d/$k.log" ] && size=$(($(wc -c < "$d/$k.log")))
 want=$((size - off)); [ $want -gt "$chunk" ] && want=$chunk; [ $want -lt 0 ] && want=0
-echo "repro-poll rc=$rc alive=$alive started=$started killed=$killed size=$size take=$want t0=$t0 now=$(date +%s) fresh=${fresh:-0}"
-[ $want -gt 0 ] && tail -c +$((off + 1)) -- "$d/$k.log" | head -c $want
+clock
+echo "repro-poll rc=$rc alive=$alive started=$started killed=$killed size=$size take=$want t0=$t0 now=$now fresh=${fresh:-0}"
+if [ $want -gt 0 ]; then
+  if [ "$off" -eq 0 ]; then head -c $want -- "$d/$k.log"
+  else tail -c +$((off + 1)) -- "$d/$k.log" | head -c $want; fi
+fi
 exit 0
 """
 
 # The launcher. $1 step dir, $2 key, $3 work dir, $4 wait (hundredths), $5 chunk, $6 the
-# script's size in bytes. The script arrives on stdin and is read whole BEFORE the lock is
-# taken: a connection lost mid-upload ends stdin early, and a truncated script must never run
-# (nor hold the lock, so the controller's retry starts the step afresh). `mkdir` of the lock
-# is atomic: if it exists the step was already started (e.g. the reply to an earlier start
-# was lost with the connection): it is never started twice, and this simply reports its
-# state. Once `repro cancel` has left `cancelled` in the step dir, no step of the run starts
-# any more, whichever controller asks (a host still waiting for its turn, the next step, a
-# --resume).
+# marker line the controller appended to the script. The script arrives on stdin and is read
+# whole BEFORE the lock is taken: a connection lost mid-upload ends stdin early, and a
+# truncated script (no marker as its last line) must never run, nor hold the lock, so the
+# controller's retry starts the step afresh. The lock is created with noclobber (O_EXCL): if
+# it exists the step was already started (e.g. the reply to an earlier start was lost with
+# the connection): it is never started twice, and this simply reports its state. Once `repro
+# cancel` has left `cancelled` in the step dir, no step of the run starts any more, whichever
+# controller asks (a host still waiting for its turn, the next step, a --resume).
 _START = r"""
 set -u
-d=$1; k=$2; w=$3; wt=$4; chunk=$5; n=$6; off=0; fresh=0
-mkdir -p -- "$d" "$w" || exit 90
+d=$1; k=$2; w=$3; wt=$4; chunk=$5; mark=$6; off=0; fresh=0
+{ [ -d "$d" ] && [ -d "$w" ]; } || mkdir -p -- "$d" "$w" || exit 90
 t="$d/.$k.sh.$$"
 cat > "$t" || { rm -f -- "$t"; exit 91; }
-if [ $(($(wc -c < "$t"))) -ne "$n" ]; then
+last=
+while IFS= read -r line || [ -n "$line" ]; do last=$line; done < "$t"
+if [ "$last" != "$mark" ]; then
   rm -f -- "$t"; echo "repro: step script arrived truncated; not started" >&2; exit 93
 fi
-if [ -e "$d/cancelled" ] && mkdir -- "$d/$k.lock" 2>/dev/null; then
+set -C
+if [ -e "$d/cancelled" ] && { true > "$d/$k.lock"; } 2>/dev/null; then
   # `repro cancel` came first: the step is marked started and killed, and never launched.
+  set +C
   rm -f -- "$t"
   echo cancelled > "$d/$k.killed"
-elif mkdir -- "$d/$k.lock" 2>/dev/null; then
+elif { true > "$d/$k.lock"; } 2>/dev/null; then
+  set +C
   fresh=1
-  mv -f -- "$t" "$d/$k.sh" || exit 91
-  date +%s > "$d/$k.start"
+  clock; echo "$now" > "$d/$k.start"
   # setsid: own session and process group, so a lost connection sends it no SIGHUP and a
-  # timeout or cancel can kill the whole group. The inner sh records the group id first.
-  (cd -- "$w" && exec setsid sh -c 'echo $$ > "$1/$2.pid.tmp" && mv -f -- "$1/$2.pid.tmp" "$1/$2.pid"
-    sh -- "$1/$2.sh"; rc=$?
-    echo $rc > "$1/$2.rc.tmp" && mv -f -- "$1/$2.rc.tmp" "$1/$2.rc"' repro-step "$d" "$k" \
-    > "$d/$k.log" 2>&1 < /dev/null) &
+  # timeout or cancel can kill the whole group. The inner sh records the group id first;
+  # pid and rc are written in one `echo` each and read only when non-empty.
+  (cd -- "$w" && exec setsid sh -c 'echo $$ > "$1/$2.pid"
+    sh -- "$3"; rc=$?
+    echo $rc > "$1/$2.rc"' repro-step "$d" "$k" "$t" > "$d/$k.log" 2>&1 < /dev/null) &
 else
+  set +C
   rm -f -- "$t"
 fi
 """ + _STATE
@@ -110,9 +136,9 @@ d=$1; k=$2; off=$3; wt=$4; chunk=$5
 _KILL = r"""
 d=$1; k=$2
 [ -s "$d/$k.pid" ] || { echo none; exit 0; }
-g=$(cat "$d/$k.pid")
+rd "$d/$k.pid"; g=$v
 # The marker goes first: a poll that sees the step gone must also see why.
-[ -e "$d/$k.rc" ] || echo killed > "$d/$k.killed"
+[ -s "$d/$k.rc" ] || echo killed > "$d/$k.killed"
 # dash's kill takes no `--`; "-$g" after the signal is read as a process group.
 kill -TERM "-$g" 2>/dev/null
 i=0
@@ -146,15 +172,17 @@ class Poll:
 
 
 def _sh(script: str, *args: str | int) -> str:
-    return "sh -c " + shlex.quote(script) + " repro " + " ".join(shlex.quote(str(a)) for a in args)
+    return "sh -c " + shlex.quote(_LIB + script) + " repro " + " ".join(shlex.quote(str(a)) for a in args)
 
 
 async def start(
     transport: Transport, step_dir: str, key: str, work_dir: str, script: str, *, wait: int = POLL_WAIT
 ) -> Poll:
     """Start a step detached (never twice) and return its state after waiting up to `wait`."""
-    data = script.encode()
-    cmd = _sh(_START, step_dir, key, work_dir, wait, LOG_CHUNK, len(data))
+    # The marker must come last: the host runs the script only if it arrived whole.
+    mark = f"# repro: end of step {key}"
+    data = (script.rstrip("\n") + "\n" + mark + "\n").encode()
+    cmd = _sh(_START, step_dir, key, work_dir, wait, LOG_CHUNK, mark)
     res = await transport.run(cmd, stdin=data, timeout=60 + wait / 100)
     return _parse(transport, res, cmd, key, 0, f"could not start step {key} in {work_dir}")
 
@@ -219,12 +247,12 @@ for l in "$d"/*.lock; do
   [ -e "$l" ] || continue
   k=${l##*/}; k=${k%.lock}
   i=0
-  while [ ! -s "$d/$k.pid" ] && [ ! -e "$d/$k.rc" ] && [ ! -e "$d/$k.killed" ] && [ $i -lt 50 ]; do
+  while [ ! -s "$d/$k.pid" ] && [ ! -s "$d/$k.rc" ] && [ ! -e "$d/$k.killed" ] && [ $i -lt 50 ]; do
     sleep 0.1; i=$((i+1))
   done
-  [ -e "$d/$k.rc" ] && continue
+  [ -s "$d/$k.rc" ] && continue
   [ -s "$d/$k.pid" ] || continue
-  g=$(cat "$d/$k.pid")
+  rd "$d/$k.pid"; g=$v
   kill -0 "-$g" 2>/dev/null || continue
   echo cancelled > "$d/$k.killed"  # first: a poll that sees the step gone must see why
   kill -TERM "-$g" 2>/dev/null
