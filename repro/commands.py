@@ -91,7 +91,10 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"--rounds {args.rounds}: must be 1 to 5")
     if args.reconnect_timeout <= 0:
         raise UsageError(f"--reconnect-timeout {args.reconnect_timeout}: must be positive")
-    options = RunOptions(forks=args.forks, rounds=args.rounds, reconnect_timeout=args.reconnect_timeout)
+    if args.handshakes < 1:
+        raise UsageError(f"--handshakes {args.handshakes}: must be at least 1")
+    options = RunOptions(forks=args.forks, rounds=args.rounds, handshakes=args.handshakes,
+                         reconnect_timeout=args.reconnect_timeout)
     if args.resume:
         prep = load_plan(args.out, args.resume, options=options)
     else:
