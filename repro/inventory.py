@@ -403,6 +403,13 @@ def _host_groups(parser: _Parser, host: str, rank: dict[str, tuple[int, int, str
     return sorted(found, key=rank.__getitem__)
 
 
+#: per-host timeouts the transports and the runner read (seconds)
+_SECONDS_VARS = (
+    "repro_connect_timeout", "repro_keepalive_interval", "repro_reconnect_timeout",
+)  # fmt: skip
+#: where runs go on the host: "~" or "~/…" (the host's $HOME) or an absolute path
+_WORK_DIR = re.compile(r"^(~|~/[A-Za-z0-9_./+@=,:-]*|/[A-Za-z0-9_./+@=,:-]*)$")
+
 # --- building hosts --------------------------------------------------------------------------
 
 
@@ -424,6 +431,7 @@ class _HostBuilder:
         return InventoryError(f"{self.path}: host {self.name!r}: {key} {_show(value)} {why}")
 
     def build(self, groups: tuple[str, ...]) -> Host:
+        self.check_repro_vars()
         return Host(
             name=self.name,
             address=self.address(),
@@ -487,6 +495,26 @@ class _HostBuilder:
         if name not in _CONNECTIONS:
             raise self.fail("ansible_connection", value, "is not supported (ssh, paramiko, local)")
         return _CONNECTIONS[name]
+
+    def check_repro_vars(self) -> None:
+        """repro's own tuning vars are read at run time; a bad one is bad input now (exit 2)."""
+        for key in _SECONDS_VARS:
+            value = self.vars.get(key)
+            if value is None:
+                continue
+            try:
+                ok = not isinstance(value, bool) and float(value) > 0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise self.fail(key, value, "is not a positive number of seconds")
+        work = self.vars.get("repro_work_dir")
+        if work is not None and (
+            not isinstance(work, str) or not _WORK_DIR.match(work) or "/../" in work + "/"
+        ):
+            raise self.fail(
+                "repro_work_dir", work, "is not an absolute path or ~/path of plain characters"
+            )
 
     def transport(self) -> str:
         value = self.vars.get("repro_transport", "asyncssh")

@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from repro.errors import InputError, InventoryError, UnknownHostError, UsageError
 from repro.inventory import (
@@ -708,3 +709,31 @@ def _is_documentation_address(address: str) -> bool:
         return False
     nets = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]
     return any(ip in ipaddress.ip_network(net) for net in nets)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("repro_reconnect_timeout", "soon"),
+        ("repro_reconnect_timeout", 0),
+        ("repro_connect_timeout", -1),
+        ("repro_keepalive_interval", True),
+        ("repro_work_dir", "relative/dir"),
+        ("repro_work_dir", "/srv/../etc"),
+        ("repro_work_dir", "/srv/$(touch x)"),
+    ],
+)
+def test_bad_repro_tuning_vars_are_bad_input(tmp_path: Path, key: str, value: object) -> None:
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(yaml.safe_dump({"all": {"hosts": {"h1": {key: value}}}}))
+    with pytest.raises(InventoryError) as err:
+        load_inventory(inv)
+    assert key in str(err.value) and "h1" in str(err.value)
+
+
+def test_good_repro_tuning_vars_load(tmp_path: Path) -> None:
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(yaml.safe_dump({"all": {"vars": {"repro_reconnect_timeout": 30,
+                                                    "repro_work_dir": "~/builds"},
+                                           "hosts": {"h1": {"repro_connect_timeout": "2.5"}}}}))
+    assert load_inventory(inv).hosts["h1"].vars["repro_work_dir"] == "~/builds"
