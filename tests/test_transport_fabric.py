@@ -97,7 +97,7 @@ def test_unknown_host_key_is_refused(local_lab: LocalLab, tmp_path: Path) -> Non
         err = await connect_error(host)
         assert isinstance(err, HostKeyError)
         assert "unknown" in str(err) and str(err).startswith("lab1: ")
-        assert "repro hosts trust lab1" in str(err)
+        assert "repro hosts trust --limit lab1" in str(err)
         # the fingerprint the host offered, so the user can compare before trusting it
         assert lab_fingerprint(lab, "lab1") in str(err)
         # RejectPolicy, not Fabric's AutoAddPolicy: nothing was written to known_hosts
@@ -132,7 +132,7 @@ def test_missing_known_hosts_file_says_how_to_trust(local_lab: LocalLab, tmp_pat
         host = dataclasses.replace(lab.host("lab1"), known_hosts=str(tmp_path / "nope"))
         err = await connect_error(host)
         assert isinstance(err, HostKeyError)
-        assert "no known_hosts file" in str(err) and "repro hosts trust lab1" in str(err)
+        assert "no known_hosts file" in str(err) and "repro hosts trust --limit lab1" in str(err)
         assert not (tmp_path / "nope").exists()
 
     in_lab(local_lab, body)

@@ -32,6 +32,7 @@ from repro.transport.asyncssh import (
     _known_hosts_path,
     _number_var,
     _one_line,
+    trust_command,
 )
 from repro.transport.base import Completed, Transport
 
@@ -151,7 +152,7 @@ class FabricTransport(Transport):
         known_hosts = _known_hosts_path(self.host)
         if not known_hosts.is_file():
             raise HostKeyError(
-                f"no known_hosts file at {known_hosts}; run `repro hosts trust {self.host.name}` "
+                f"no known_hosts file at {known_hosts}; run `{trust_command(self.host)}` "
                 "to check and record its host key",
                 host=self.host.name,
             )
@@ -380,7 +381,7 @@ def _connect_failure(
     if isinstance(exc, _UnknownHostKey):
         return HostKeyError(
             f"host key for {where} is unknown (not in {known_hosts}; it offers "
-            f"{exc.key.get_name()} {exc.key.fingerprint}); run `repro hosts trust {host.name}` "
+            f"{exc.key.get_name()} {exc.key.fingerprint}); run `{trust_command(host)}` "
             "to check and record it",
             host=host.name,
         )
