@@ -17,50 +17,104 @@ if TYPE_CHECKING:
 #: the prefix of every section marker line the script prints: "@@repro-facts@@ NAME"
 MARKER = "@@repro-facts@@"
 
-# The script is sent on stdin to `sh -s -- WORK_DIR`, so nothing is ever interpolated into it.
-# All work happens inside functions, read in full before anything runs, and with stdin from
-# /dev/null: bash reads a piped script byte by byte, so a command that reads stdin would
+# The script is sent on stdin to `sh -s -- WORK_DIR [create]`, so nothing is ever interpolated
+# into it. All work happens inside functions, read in full before anything runs, and with stdin
+# from /dev/null: bash reads a piped script byte by byte, so a command that reads stdin would
 # otherwise swallow the part of the script not yet read.
 FACTS_SCRIPT = r"""# repro host facts: sections between marker lines; always exits 0
+# Cheap on purpose: at 100 hosts every process a host starts costs the controller's machine
+# ~0.65 ms of CPU, so files are read with shell builtins and commands run only for facts no
+# file holds. Output stays bounded without `head`/`cut`: files and captured output go through
+# line-count and line-length checks; what is printed directly (date, nproc, uname, getconf)
+# is short by construction.
 LC_ALL=C
 export LC_ALL
 # GNU nproc obeys these; the build's own settings must not shrink the core count we report
 unset OMP_NUM_THREADS OMP_THREAD_LIMIT
+_rf_nl='
+'
 
 _rf_have() { command -v "$1" >/dev/null 2>&1; }
 
-# a hung NFS mount or a wedged daemon must not stall the whole run
-_rf_bounded() {
-  _rf_s=$1
-  shift
-  if _rf_have timeout; then timeout "$_rf_s" "$@"; else "$@"; fi
-}
-
 _rf_sec() { printf '\n%s %s\n' '@@repro-facts@@' "$1"; }
 
-# nearest existing ancestor: the work dir is usually created later, by the playbook
+# _rf_put TEXT MAX: TEXT's first line, left out when longer than MAX (no builtin cuts a line)
+_rf_put() {
+  _rf_p=${1%%"$_rf_nl"*}
+  [ "${#_rf_p}" -gt "$2" ] || printf '%s\n' "$_rf_p"
+}
+
+# _rf_lines FILE LINES MAX [block]: FILE's first LINES lines, each left out when longer than
+# MAX; with "block", stop at the first blank line
+_rf_lines() {
+  [ -r "$1" ] || return 0
+  _rf_n=0
+  while [ "$_rf_n" -lt "$2" ]; do
+    _rf_l=
+    IFS= read -r _rf_l || [ -n "$_rf_l" ] || break
+    if [ "${4-}" = block ]; then
+      case $_rf_l in *[![:space:]]*) ;; *) break ;; esac
+    fi
+    [ "${#_rf_l}" -gt "$3" ] || printf '%s\n' "$_rf_l"
+    _rf_n=$((_rf_n + 1))
+  done <"$1"
+}
+
+# the only commands that get a time limit: guix is slow, and a wedged daemon must not stall
+# the run. Called in a subshell: it replaces that subshell, so timeout costs no extra process.
+_rf_guix() {
+  if [ -n "$_rf_timeout" ]; then exec timeout 20 guix "$@"; else exec guix "$@"; fi
+}
+
+# dirname's rules without running dirname: "/a/b/" -> "/a", "/a" -> "/", "a" -> "."
+_rf_up() {
+  case $_rf_d in */*) ;; *) _rf_d=.; return 0 ;; esac
+  _rf_d=${_rf_d%"${_rf_d##*[!/]}"}
+  case $_rf_d in
+    */*) _rf_d=${_rf_d%/*}; _rf_d=${_rf_d%"${_rf_d##*[!/]}"}; _rf_d=${_rf_d:-/} ;;
+    "") _rf_d=/ ;;
+    *) _rf_d=. ;;
+  esac
+}
+
+# nearest existing ancestor: without create, the work dir is usually made later
 _rf_existing() {
   _rf_d=$1
   _rf_n=0
   while [ ! -e "$_rf_d" ] && [ "$_rf_n" -lt 64 ]; do
-    _rf_d=$(dirname -- "$_rf_d")
+    _rf_up
     _rf_n=$((_rf_n + 1))
   done
-  printf '%s\n' "$_rf_d"
 }
 
+# df for both directories at once; one at a time when that is not three clean lines (a
+# failure on one of them, a mount point with a newline in its name)
 _rf_df() {
-  _rf_bounded 10 df -Pk -- "$(_rf_existing "$1")" 2>/dev/null | head -n 3 | cut -c1-1024
+  _rf_dfw=
+  _rf_dft=
+  _rf_have df || return 0
+  if _rf_o=$(df -Pk -- "$1" "$2"); then
+    _rf_r=${_rf_o#*"$_rf_nl"}
+    _rf_a=${_rf_r%%"$_rf_nl"*}
+    _rf_b=${_rf_r#*"$_rf_nl"}
+    if [ "$_rf_a" != "$_rf_r" ] && [ "$_rf_b" = "${_rf_b%%"$_rf_nl"*}" ]; then
+      _rf_dfw=${_rf_o%%"$_rf_nl"*}$_rf_nl$_rf_a
+      _rf_dft=${_rf_o%%"$_rf_nl"*}$_rf_nl$_rf_b
+      return 0
+    fi
+  fi
+  _rf_dfw=$(df -Pk -- "$1")
+  _rf_dft=$(df -Pk -- "$2")
 }
 
 _rf_guix_daemon() {
   # Asking the daemon is the check: `guix gc --list-roots` fails at once when no daemon
   # listens (on the default socket, GUIX_DAEMON_SOCKET, or guix://), and a socket file alone
   # proves nothing about a daemon behind it.
-  command -v guix >/dev/null 2>&1 || { echo no-guix; return 0; }
-  if _rf_bounded 20 guix gc --list-roots >/dev/null 2>&1; then echo yes; else echo no-answer; fi
+  if (_rf_guix gc --list-roots >/dev/null 2>&1); then echo yes; else echo no-answer; fi
 }
 
+# $1: the work dir ("~" and "~/…" are $HOME's); $2: "create" makes it (mkdir -p)
 _repro_facts() {
   _rf_w=${1:-$HOME}
   case $_rf_w in
@@ -71,54 +125,89 @@ _repro_facts() {
   if [ -x "$HOME/.config/guix/current/bin/guix" ]; then
     PATH=$HOME/.config/guix/current/bin:$PATH
   fi
+  _rf_timeout=
+  if _rf_have timeout; then _rf_timeout=yes; fi
 
   _rf_sec hostname
-  uname -n 2>/dev/null | head -n 1 | cut -c1-256
+  # the UTS namespace's name, as `uname -n` prints it
+  if [ -r /proc/sys/kernel/hostname ]; then
+    _rf_lines /proc/sys/kernel/hostname 1 256
+  else
+    uname -n
+  fi
   _rf_sec clock
-  date +%s 2>/dev/null
+  # bash (sh on Fedora, Arch, Guix System) knows the time without running date
+  case ${BASH_VERSION-}:${EPOCHSECONDS-} in
+    [5-9]*:[0-9]*) echo "$EPOCHSECONDS" ;;
+    *) date +%s ;;
+  esac
   # first processor block only: a 192-core box prints megabytes
   _rf_sec cpuinfo
-  sed -n '/^[[:space:]]*$/q;p' /proc/cpuinfo 2>/dev/null | head -n 80 | cut -c1-8192
+  _rf_lines /proc/cpuinfo 80 8192 block
   _rf_sec nproc
-  nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null
+  nproc || getconf _NPROCESSORS_ONLN
   _rf_sec meminfo
-  sed -n '/^MemTotal:/p' /proc/meminfo 2>/dev/null | head -n 1
+  if [ -r /proc/meminfo ]; then
+    while IFS= read -r _rf_l; do
+      case $_rf_l in MemTotal:*) _rf_put "$_rf_l" 256; break ;; esac
+    done </proc/meminfo
+  fi
   _rf_sec uname
-  uname -srm 2>/dev/null | head -n 1 | cut -c1-512
+  uname -srm
   _rf_sec os-release
-  { cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null; } | head -n 60 | cut -c1-512
+  _rf_f=/etc/os-release
+  [ -r "$_rf_f" ] || _rf_f=/usr/lib/os-release
+  _rf_lines "$_rf_f" 60 4096
   _rf_sec glibc
-  { getconf GNU_LIBC_VERSION 2>/dev/null || ldd --version 2>&1; } | head -n 1 | cut -c1-256
+  if ! getconf GNU_LIBC_VERSION && _rf_have ldd; then
+    _rf_put "$(ldd --version 2>&1)" 256
+  fi
   _rf_sec virt
-  if _rf_have systemd-detect-virt; then _rf_bounded 10 systemd-detect-virt 2>/dev/null | head -n 1 | cut -c1-64; fi
+  if _rf_have systemd-detect-virt; then _rf_put "$(systemd-detect-virt)" 64; fi
   _rf_sec dmi-vendor
-  head -n 1 /sys/class/dmi/id/sys_vendor 2>/dev/null | cut -c1-256
+  _rf_lines /sys/class/dmi/id/sys_vendor 1 256
   _rf_sec dmi-product
-  head -n 1 /sys/class/dmi/id/product_name 2>/dev/null | cut -c1-256
+  _rf_lines /sys/class/dmi/id/product_name 1 256
+  _rf_sec work-dir
+  # "[path]" so that no leading or trailing space is lost; a relative path is unknown here
+  case $_rf_w in
+    *"$_rf_nl"*) ;;
+    /*) [ "${#_rf_w}" -gt 4096 ] || printf '[%s]\n' "$_rf_w" ;;
+  esac
+  # mkdir's complaint, if any, lands in this section; the verdict is always its last line
+  if [ "${2-}" = create ] && [ ! -d "$_rf_w" ]; then mkdir -p -- "$_rf_w" 2>&1; fi
+  if [ -d "$_rf_w" ] && [ -w "$_rf_w" ]; then echo writable; else echo not-writable; fi
+  _rf_existing "$_rf_w"
+  _rf_dw=$_rf_d
+  _rf_existing "${TMPDIR:-/tmp}"
+  _rf_df "$_rf_dw" "$_rf_d"
   _rf_sec df-work
-  _rf_df "$_rf_w"
+  [ "${#_rf_dfw}" -gt 8192 ] || printf '%s\n' "$_rf_dfw"
   _rf_sec tmp-dir
-  printf '%s\n' "${TMPDIR:-/tmp}" | head -n 1 | cut -c1-256
+  _rf_put "${TMPDIR:-/tmp}" 4096
   _rf_sec df-tmp
-  _rf_df "${TMPDIR:-/tmp}"
+  [ "${#_rf_dft}" -gt 8192 ] || printf '%s\n' "$_rf_dft"
   _rf_sec guix-version
-  if _rf_have guix; then _rf_bounded 20 guix --version 2>/dev/null | head -n 1 | cut -c1-256; fi
+  if _rf_have guix; then _rf_put "$(_rf_guix --version)" 256; fi
   _rf_sec guix-describe
-  if _rf_have guix; then _rf_bounded 20 guix describe --format=json 2>/dev/null | head -n 400 | cut -c1-65536; fi
+  if _rf_have guix; then
+    _rf_o=$(_rf_guix describe --format=json)
+    [ "${#_rf_o}" -gt 500000 ] || printf '%s\n' "$_rf_o"
+  fi
   _rf_sec guix-daemon
   if _rf_have guix; then _rf_guix_daemon; fi
   _rf_sec end
 }
 
-_repro_facts "$@" </dev/null
+_repro_facts "$@" </dev/null 2>/dev/null
 exit 0
 """
 
 #: every section the script prints, in order; the parser ignores any other marker
 SECTIONS = (
     "hostname", "clock", "cpuinfo", "nproc", "meminfo", "uname", "os-release", "glibc", "virt",
-    "dmi-vendor", "dmi-product", "df-work", "tmp-dir", "df-tmp", "guix-version", "guix-describe",
-    "guix-daemon", "end",
+    "dmi-vendor", "dmi-product", "work-dir", "df-work", "tmp-dir", "df-tmp", "guix-version",
+    "guix-describe", "guix-daemon", "end",
 )  # fmt: skip
 
 #: the flags that change what a compiler may emit, reported in this order
@@ -311,6 +400,29 @@ def _df_available(text: str) -> int | None:
     return None
 
 
+MAX_PATH = 4096
+
+
+def _work_dir(text: str) -> tuple[str, bool, str]:
+    """(absolute path or "", writable, why not) from the work-dir section.
+
+    The section is "[path]" (absent when the path is relative or unprintable), mkdir's
+    complaint if it had one, and the verdict on the last line.
+    """
+    lines = text.split("\n") if text else []
+    path = ""
+    if lines and lines[0].startswith("[/") and lines[0].endswith("]"):
+        raw = lines.pop(0)[1:-1]
+        # the runner works in this directory as it is: a path clean() would alter is not taken
+        if len(raw) <= MAX_PATH and clean(raw, MAX_PATH) == raw:
+            path = raw
+    verdict = lines.pop() if lines and lines[-1] in ("writable", "not-writable") else ""
+    if verdict == "writable":
+        return path, True, ""
+    # the script cut short (killed, no sh) says nothing; mkdir's own words say why it failed
+    return path, False, clean(" ".join(lines[:5])) if verdict else "the host did not say"
+
+
 def _guix_version(text: str) -> str:
     m = re.search(r"\(GNU Guix\)\s+([0-9A-Za-z][0-9A-Za-z.+_-]{0,63})", text)
     return m.group(1) if m else ""
@@ -373,6 +485,7 @@ def parse_facts(text: str) -> dict[str, Any]:
     dmi_product = clean(s.get("dmi-product", ""))
     channels = _channels(s.get("guix-describe", ""))
     clock = re.fullmatch(r"(?a)\s*(-?\d{1,12})\s*", s.get("clock", ""))
+    work_dir, work_dir_writable, work_dir_error = _work_dir(s.get("work-dir", ""))
     facts: dict[str, Any] = {
         "hostname": clean(s.get("hostname", "").split("\n")[0], 253),
         "cpu_vendor": _VENDORS.get(raw_vendor, raw_vendor),
@@ -401,6 +514,9 @@ def parse_facts(text: str) -> dict[str, Any]:
         "guix_channel_commit": next((c["commit"] for c in channels if c["name"] == "guix"), ""),
         "guix_daemon": s.get("guix-daemon", "").split("\n")[0].strip() == "yes",
         "clock": int(clock.group(1)) if clock else None,
+        "work_dir": work_dir,  # absolute, "~" expanded; "" when relative or not plain text
+        "work_dir_writable": work_dir_writable,  # it is a directory this user may write in
+        "work_dir_error": work_dir_error,  # mkdir's complaint when it could not be made
     }
     facts["describe"] = describe(facts)
     return facts
@@ -440,10 +556,22 @@ def _where(facts: dict[str, Any], virt: str, container: bool) -> str:
 
 
 async def gather_facts(
-    transport: Transport, work_dir: str | None = None, *, timeout: float = 120.0
+    transport: Transport,
+    work_dir: str | None = None,
+    *,
+    create: bool = False,
+    timeout: float = 120.0,
 ) -> dict[str, Any]:
-    """Run FACTS_SCRIPT on the host (script on stdin, work dir as a quoted argument) and parse it."""
-    command = "sh -s --" + (f" {shlex.quote(work_dir)}" if work_dir else "")
+    """Run FACTS_SCRIPT on the host (script on stdin, work dir as a quoted argument) and parse it.
+
+    `work_dir` may start with "~" (the host's $HOME). With `create`, the script also makes it
+    (`mkdir -p`), in the same round trip; either way the facts `work_dir` (absolute) and
+    `work_dir_writable` say what the host has.
+    """
+    args = [work_dir or ""] if work_dir or create else []
+    if create:
+        args.append("create")
+    command = " ".join(["sh -s --", *(shlex.quote(a) for a in args)])
     result = await transport.run(command, timeout=timeout, stdin=FACTS_SCRIPT.encode())
     # the script always exits 0; anything else (no sh, killed) still parses to what came back
     return parse_facts(result.stdout)

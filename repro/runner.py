@@ -62,7 +62,7 @@ class HostPlan:
 @dataclass
 class RunOptions:
     forks: int | None = None  # hosts worked on at once; None = all
-    handshakes: int = 10  # SSH handshakes in flight at once (CPU-bound on the controller)
+    handshakes: int = 32  # SSH handshakes in flight at once (key exchange is CPU on both ends)
     rounds: int | None = None  # overrides the playbook's rounds
     reconnect_timeout: float = 300.0  # how long a host may stay away before it is unreachable
     poll_wait: int = detach.POLL_WAIT  # hundredths of a second a poll may wait on the host
@@ -153,9 +153,10 @@ class Runner:
             async with handshakes:
                 await self._unless_cancelled(st, st.transport.connect())
             self._emit(st, "connected")
-            st.run_dir = await self._resolve_run_dir(st)
             if self.options.gather_facts:
-                await self._facts(st)
+                st.run_dir = await self._facts(st)  # the facts call also makes the run dir
+            else:
+                st.run_dir = await self._resolve_run_dir(st)
             if self.options.preflight:
                 await self._preflight(st)
             for rnd in range(1, self.rounds + 1):
@@ -183,38 +184,62 @@ class Runner:
             await _quietly(st.transport.close())
             self._emit(st, "done", result.status if not result.error else f"{result.status}: {result.error}")
 
+    def _requested_run_dir(self, st: _HostState) -> str:
+        """The run's directory as the inventory puts it; a leading `~` is the host's $HOME."""
+        base = str(st.plan.host.vars.get("repro_work_dir") or DEFAULT_WORK_BASE).rstrip("/")
+        return f"{base}/{self.run_id}"
+
     async def _resolve_run_dir(self, st: _HostState) -> str:
         """Create the run's directory on the host and return it, absolute; one round trip.
 
+        Only for runs without facts: `_facts` makes the directory in its own round trip.
         A leading `~` is the host's $HOME, expanded by the host's shell; the rest is quoted.
         """
-        base = str(st.plan.host.vars.get("repro_work_dir") or DEFAULT_WORK_BASE).rstrip("/")
-        rest = f"{base[1:]}/{self.run_id}" if base == "~" or base.startswith("~/") else None
-        target = f'"$HOME"{shlex.quote(rest)}' if rest is not None else shlex.quote(f"{base}/{self.run_id}")
+        requested = self._requested_run_dir(st)
+        if requested.startswith("~/"):
+            target = f'"$HOME"{shlex.quote(requested[1:])}'
+        else:
+            target = shlex.quote(requested)
         cmd = f'd={target}; mkdir -p -- "$d" && test -w "$d" && printf "%s\\n" "$d"'
         res = await self._retrying(st, lambda: st.transport.run(cmd, timeout=30))
-        run_dir = res.stdout.strip()
-        if res.exit_status != 0:
+        why = _one_line(res.stderr)[-200:]
+        return self._checked_run_dir(st, requested, res.stdout.strip(), res.exit_status == 0, why)
+
+    def _checked_run_dir(
+        self, st: _HostState, requested: str, run_dir: str, writable: bool, why: str
+    ) -> str:
+        """The host's answer for the run's directory, if it is usable and a plain absolute path."""
+        if not writable:
             raise HostError(
-                f"preflight-failed: work dir {base}/{self.run_id} is not writable: "
-                f"{_one_line(res.stderr)[-200:]}",
+                f"preflight-failed: work dir {requested} is not writable"
+                + (f": {why}" if why else ""),
                 host=st.result.name,
             )
         if not _SAFE_REMOTE_PATH.match(run_dir) or "/../" in run_dir + "/":
+            shown = run_dir[:100] if run_dir else requested[:100]
             raise UntrustedOutput(
-                f"work dir {run_dir[:100]!r} is not a plain absolute path", host=st.result.name
+                f"work dir {shown!r} is not a plain absolute path", host=st.result.name
             )
         return run_dir
 
     def _work_dir(self, st: _HostState, rnd: int) -> str:
         return f"{st.run_dir}/work" if rnd == 1 else f"{st.run_dir}/work-r{rnd}"
 
-    async def _facts(self, st: _HostState) -> None:
+    async def _facts(self, st: _HostState) -> str:
+        """Gather the host's facts and make the run's directory: one round trip. Returns it."""
         from repro.facts import gather_facts
 
-        facts = await self._retrying(st, lambda: gather_facts(st.transport, st.run_dir))
+        requested = self._requested_run_dir(st)
+        facts = await self._retrying(st, lambda: gather_facts(st.transport, requested, create=True))
         st.result.facts.update(facts)
         self._emit(st, "facts", str(facts.get("describe", "")))
+        return self._checked_run_dir(
+            st,
+            requested,
+            str(facts.get("work_dir") or ""),
+            facts.get("work_dir_writable") is True,
+            str(facts.get("work_dir_error") or ""),
+        )
 
     async def _preflight(self, st: _HostState) -> None:
         from repro.preflight import check

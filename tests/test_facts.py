@@ -10,9 +10,11 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,10 @@ from repro.facts import (
     parse_facts,
 )
 from repro.inventory import Host
+from repro.playbook import load_playbook, render
+from repro.results import HostResult
+from repro.runner import HostPlan, Runner, RunOptions
+from repro.transport.base import Completed
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CPUINFO = FIXTURES / "cpuinfo"
@@ -40,7 +46,7 @@ KEYS = {
     "microarch", "microcode", "isa", "cores", "memory_bytes", "kernel", "distro", "glibc",
     "virtualization", "hypervisor", "dmi_vendor", "dmi_product", "cloud", "free_work_bytes",
     "free_tmp_bytes", "tmp_dir", "guix_version", "guix_channels", "guix_channel_commit", "guix_daemon",
-    "clock", "describe",
+    "clock", "describe", "work_dir", "work_dir_writable", "work_dir_error",
 }  # fmt: skip
 
 
@@ -475,15 +481,21 @@ def test_script_exits_0_and_prints_every_section(shell: str) -> None:
     assert tuple(names) == SECTIONS  # nothing ate the script from stdin halfway
 
 
-def test_script_with_no_commands_at_all(tmp_path: Path) -> None:
-    # every external command missing: only sh builtins are left, and sections come back empty
+@pytest.mark.parametrize("shell", SHELLS)
+def test_script_with_no_commands_at_all(tmp_path: Path, shell: str) -> None:
+    # every external command missing: their facts come back empty, exit 0; what the kernel's
+    # files say is read with sh builtins and still comes back
     env = {"PATH": str(tmp_path), "HOME": str(tmp_path)}
-    proc = run_script(env=env)
+    proc = run_script(str(tmp_path / "run"), "create", env=env, shell=shell)
     assert proc.returncode == 0
     names = re.findall(rf"^{re.escape(MARKER)} (\S+)$", proc.stdout, re.MULTILINE)
     assert tuple(names) == SECTIONS
     facts = parse_facts(proc.stdout)
-    assert facts["kernel"] == "" and facts["cpu_vendor"] == "" and facts["clock"] is None
+    assert (facts["kernel"], facts["cores"], facts["glibc"]) == ("", None, "")
+    assert facts["free_work_bytes"] is None and facts["free_tmp_bytes"] is None
+    assert facts["work_dir_writable"] is False and "mkdir" in facts["work_dir_error"]
+    assert facts["hostname"] == clean(os.uname().nodename, 253)
+    assert facts["memory_bytes"] is not None and facts["memory_bytes"] > 0
 
 
 def test_work_dir_is_never_interpreted(tmp_path: Path) -> None:
@@ -542,3 +554,302 @@ def test_script_reports_the_temporary_directory_builds_use(tmp_path: Path) -> No
     facts = parse_facts(run_script(env={**os.environ, "TMPDIR": str(tmp_path)}).stdout)
     assert facts["tmp_dir"] == str(tmp_path)
     assert isinstance(facts["free_tmp_bytes"], int) and facts["free_tmp_bytes"] > 0
+
+
+# --- few processes on the host ----------------------------------------------------------------
+
+#: the commands the script may run on a host without Guix: each gives a fact no file holds
+#: (sh itself is the one more process; with bash as sh, `date` is not needed either)
+CHEAP_COMMANDS = {"date", "nproc", "uname", "getconf", "systemd-detect-virt", "df", "mkdir"}
+
+
+def command_shims(tmp_path: Path) -> tuple[Path, Path]:
+    """A PATH dir wrapping every command on this machine's PATH (but guix): each wrapper logs
+    its name, then execs the real command, so the log lists the commands a script found via
+    PATH. It cannot see forks that run no command; the script has none of those."""
+    shims, log = tmp_path / "shims", tmp_path / "commands.log"
+    shims.mkdir()
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if not os.path.isdir(directory):
+            continue
+        for entry in os.scandir(directory):
+            shim = shims / entry.name
+            if entry.name == "guix" or shim.exists() or not entry.is_file():
+                continue
+            if not os.access(entry.path, os.X_OK):
+                continue
+            shim.write_text(
+                f"#!/bin/sh\nprintf '%s\\n' {shlex.quote(entry.name)} >>{shlex.quote(str(log))}\n"
+                f'exec {shlex.quote(entry.path)} "$@"\n'
+            )
+            shim.chmod(0o755)
+    return shims, log
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_script_runs_few_commands(tmp_path: Path, shell: str) -> None:
+    # at 100 hosts every process a host starts costs the controller's machine ~0.65 ms of CPU
+    shims, log = command_shims(tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "PATH": str(shims), "HOME": str(home)}
+    run_dir = home / ".cache" / "repro" / "runs" / "r1"
+
+    facts = parse_facts(run_script("~/.cache/repro/runs/r1", "create", env=env, shell=shell).stdout)
+    ran = log.read_text().split()
+    assert len(ran) <= 7 and set(ran) <= CHEAP_COMMANDS, ran
+    assert (ran.count("mkdir"), ran.count("df")) == (1, 1), ran  # one df for work dir and /tmp
+    assert facts["work_dir"] == str(run_dir) and run_dir.is_dir()
+    assert facts["cores"] and facts["kernel"] and facts["free_work_bytes"] and facts["glibc"]
+
+    log.unlink()
+    run_script(str(run_dir), "create", env=env, shell=shell)  # a resumed run: it is there
+    assert "mkdir" not in log.read_text().split()
+
+
+# --- the work dir: made in the facts round trip -----------------------------------------------
+
+RUN_ID = "20260101T000000Z-abcdef"
+
+
+def gather_locally(work_dir: str | None, *, create: bool = False) -> dict[str, Any]:
+    from repro.transport.local import LocalTransport
+
+    async def gather() -> dict[str, Any]:
+        async with LocalTransport(
+            Host(name="localhost", address="localhost", connection="local")
+        ) as t:
+            return await gather_facts(t, work_dir, create=create)
+
+    return asyncio.run(gather())
+
+
+def test_gather_facts_creates_the_work_dir_under_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    run_dir = home / ".cache" / "repro" / "runs" / RUN_ID
+
+    facts = gather_locally(f"~/.cache/repro/runs/{RUN_ID}", create=True)
+    assert run_dir.is_dir()
+    assert (facts["work_dir"], facts["work_dir_writable"], facts["work_dir_error"]) == (
+        str(run_dir), True, "",
+    )  # fmt: skip
+    assert isinstance(facts["free_work_bytes"], int) and facts["free_work_bytes"] > 0
+    assert facts["describe"] and facts["cores"]
+
+    # without create it only looks
+    facts = gather_locally("~/not/made")
+    assert (facts["work_dir"], facts["work_dir_writable"]) == (str(home / "not" / "made"), False)
+    assert not (home / "not").exists()
+    assert gather_locally("~")["work_dir"] == str(home)
+
+
+def test_work_dir_under_a_file_is_not_writable(tmp_path: Path) -> None:
+    # a file where a directory should be stops mkdir even for root
+    (tmp_path / "file").write_text("x")
+    target = tmp_path / "file" / RUN_ID
+    facts = parse_facts(run_script(str(target), "create").stdout)
+    assert (facts["work_dir"], facts["work_dir_writable"]) == (str(target), False)
+    assert "Not a directory" in facts["work_dir_error"]
+    assert facts["free_work_bytes"]  # df still answers for the nearest existing directory
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_work_dir_without_write_permission(shell: str) -> None:
+    # root may write anywhere, so as root the script runs as nobody, in a dir nobody can reach
+    nobody = 65534 if os.geteuid() == 0 else None
+    with tempfile.TemporaryDirectory(dir="/tmp") as top:
+        os.chmod(top, 0o755)
+        locked = Path(top) / "locked"
+        locked.mkdir(mode=0o555)
+        for target, error in ((locked, ""), (locked / RUN_ID, "Permission denied")):
+            proc = subprocess.run(
+                [shell, "-s", "--", str(target), "create"],
+                input=FACTS_SCRIPT,
+                capture_output=True,
+                text=True,
+                timeout=90,
+                env={"PATH": os.environ["PATH"], "HOME": top},
+                check=False,
+                user=nobody,
+                group=nobody,
+                extra_groups=None if nobody is None else [],
+            )
+            facts = parse_facts(proc.stdout)
+            assert (facts["work_dir"], facts["work_dir_writable"]) == (str(target), False)
+            assert error in facts["work_dir_error"] and bool(facts["work_dir_error"]) is bool(error)
+        assert not (locked / RUN_ID).exists()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_hostile_work_dir_is_made_as_named_and_runs_nothing(tmp_path: Path, shell: str) -> None:
+    home, runs = tmp_path / "home", tmp_path / "runs"
+    home.mkdir()
+    runs.mkdir()
+    name = "$(cd; touch canary); `cd; touch canary` ' \" -rf * ~ ;touch canary"
+    target = runs / name
+    env = {**os.environ, "HOME": str(home)}
+    facts = parse_facts(run_script(str(target), "create", env=env, shell=shell).stdout)
+    assert list(home.iterdir()) == []  # nothing ran
+    assert [p.name for p in runs.iterdir()] == [name] and target.is_dir()
+    assert (facts["work_dir"], facts["work_dir_writable"]) == (str(target), True)
+
+
+def test_work_dir_cannot_forge_facts(tmp_path: Path) -> None:
+    target = tmp_path / f"x\n{MARKER} hostname\nforged\n[/etc]\nwritable"
+    facts = parse_facts(run_script(str(target), "create").stdout)
+    assert target.is_dir()  # made as named...
+    assert facts["hostname"] == clean(os.uname().nodename, 253)  # ...but no section was forged
+    assert facts["work_dir"] == ""  # and a path with a newline is never handed back
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ("[/home/b/.cache/repro/runs/x]\nwritable", ("/home/b/.cache/repro/runs/x", True, "")),
+        ("[/srv/a b]\nnot-writable", ("/srv/a b", False, "")),
+        ("[/x/y]\nmkdir: cannot create directory '/x/y': Permission denied\nnot-writable",
+         ("/x/y", False, "mkdir: cannot create directory '/x/y': Permission denied")),
+        ("writable", ("", True, "")),  # a relative work dir: no path line
+        ("[/x\x1b[2J]\nwritable", ("", True, "")),  # not plain text: not handed back
+        ("[/a  b]\nwritable", ("", True, "")),  # clean() would change it: not handed back
+        ("[relative]\nwritable", ("", True, "")),
+        ("[/x]\nwritable\nmore", ("/x", False, "the host did not say")),  # verdict not last
+        ("[/x]", ("/x", False, "the host did not say")),  # cut short
+        ("", ("", False, "the host did not say")),
+    ],
+)  # fmt: skip
+def test_work_dir_section(section: str, expected: tuple[str, bool, str]) -> None:
+    facts = parse_facts(facts_text(work_dir=section))
+    assert (facts["work_dir"], facts["work_dir_writable"], facts["work_dir_error"]) == expected
+    assert_plain(facts)
+
+
+# --- the script's builtin helpers -------------------------------------------------------------
+
+SCRIPT_FUNCTIONS = FACTS_SCRIPT.rsplit('\n_repro_facts "$@"', 1)[0]
+
+
+def run_functions(body: str, shell: str, *args: str) -> str:
+    """Run `body` with the script's function definitions loaded; positional args are `args`."""
+    return subprocess.run(
+        [shell, "-c", f"{SCRIPT_FUNCTIONS}\n{body}", "sh", *args],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_dirname_without_dirname(shell: str) -> None:
+    cases = {
+        "/a/b": "/a", "/a/b/": "/a", "/a//b//": "/a", "/a": "/", "/": "/", "//": "/",
+        "//a": "/", "a": ".", "a/": ".", "a/b": "a", "a//b": "a", ".": ".", "..": ".",
+        "": ".", "/a b/c d": "/a b", "-rf/x": "-rf", "/*/x": "/*",
+    }  # fmt: skip
+    body = 'for p in "$@"; do _rf_d=$p; _rf_up; printf "%s|" "$_rf_d"; done'
+    assert run_functions(body, shell, *cases).split("|")[:-1] == list(cases.values())
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_line_reader_bounds_lines(tmp_path: Path, shell: str) -> None:
+    f = tmp_path / "f"
+    f.write_text("a\n" + "x" * 9000 + "\nb\n \t\nafter\n")
+    assert run_functions('_rf_lines "$1" 80 8192 block', shell, str(f)) == "a\nb\n"
+    assert run_functions('_rf_lines "$1" 80 8192', shell, str(f)) == "a\nb\n \t\nafter\n"
+    assert run_functions('_rf_lines "$1" 2 8192', shell, str(f)) == "a\n"  # long line counts
+    many = tmp_path / "many"
+    many.write_text("".join(f"{i}\n" for i in range(1000)))
+    assert run_functions('_rf_lines "$1" 80 10', shell, str(many)).split() == [
+        str(i) for i in range(80)
+    ]
+    tail = tmp_path / "tail"
+    tail.write_text("one\n  two  ")  # no final newline; spaces kept
+    assert run_functions('_rf_lines "$1" 80 100', shell, str(tail)) == "one\n  two  \n"
+    assert run_functions('_rf_lines "$1" 80 100', shell, str(tmp_path / "missing")) == ""
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_one_df_for_both_dirs_and_one_each_when_that_fails(tmp_path: Path, shell: str) -> None:
+    body = '_rf_df "$1" "$2"; printf "%s\\n--\\n%s\\n" "$_rf_dfw" "$_rf_dft"'
+    work, tmp = run_functions(body, shell, str(tmp_path), "/").split("\n--\n")
+    assert _avail(work) and _avail(tmp)
+    work, tmp = run_functions(body, shell, str(tmp_path), str(tmp_path / "gone")).split("\n--\n")
+    assert _avail(work) and tmp.strip() == ""  # df failed on one: the other still answers
+
+
+def _avail(df_text: str) -> int | None:
+    return parse_facts(facts_text(df_work=df_text))["free_work_bytes"]
+
+
+# --- the runner: facts and the run dir in one round trip --------------------------------------
+
+
+def run_one_local_host(
+    tmp_path: Path, work_base: str, *, gather: bool = True
+) -> tuple[HostResult, list[str]]:
+    """A whole run on one local host; returns its result and the commands it ran, in order."""
+    from repro.transport.local import LocalTransport
+
+    commands: list[str] = []
+
+    class Recording(LocalTransport):
+        async def run(
+            self, command: str, *, timeout: float | None = None, stdin: bytes | None = None
+        ) -> Completed:
+            commands.append(command)
+            return await super().run(command, timeout=timeout, stdin=stdin)
+
+    book = tmp_path / "book.yaml"
+    book.write_text("name: t\nsteps:\n  - name: s\n    run: echo hi > out.txt\n")
+    pb = load_playbook(book)
+    host = Host(name="h1", address="localhost", connection="local",
+                vars={"repro_work_dir": work_base})  # fmt: skip
+    steps = render(pb, {"inventory_hostname": "h1", "repro_run_id": RUN_ID}, source="h1")
+    runner = Runner(pb, [HostPlan(host, steps)], run_id=RUN_ID, report_dir=tmp_path / "reports",
+                    transport_factory=Recording, options=RunOptions(gather_facts=gather))  # fmt: skip
+    return asyncio.run(runner.run()).hosts[0], commands
+
+
+@pytest.mark.parametrize("gather", [True, False])
+def test_runner_makes_the_run_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gather: bool
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    result, commands = run_one_local_host(tmp_path, "~/runs/", gather=gather)
+    run_dir = home / "runs" / RUN_ID
+    assert result.status == "ok", result.error
+    assert (run_dir / "work" / "out.txt").read_text() == "hi\n"
+    if gather:
+        # one round trip for facts and the run dir: no separate mkdir command
+        assert commands[0] == f"sh -s -- '~/runs/{RUN_ID}' create"
+        assert not any(c.startswith("d=") for c in commands)
+        assert result.facts["work_dir"] == str(run_dir) and result.facts["cores"]
+    else:
+        assert commands[0].startswith("d=") and result.facts == {}
+
+
+@pytest.mark.parametrize("gather", [True, False])
+def test_runner_refuses_a_work_dir_it_cannot_write(tmp_path: Path, gather: bool) -> None:
+    (tmp_path / "file").write_text("x")
+    result, _ = run_one_local_host(tmp_path, str(tmp_path / "file"), gather=gather)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error.startswith(
+        f"preflight-failed: work dir {tmp_path}/file/{RUN_ID} is not writable: "
+    ), result.error
+    assert "Not a directory" in result.error
+
+
+@pytest.mark.parametrize("gather", [True, False])
+def test_runner_refuses_a_relative_work_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gather: bool
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    result, commands = run_one_local_host(tmp_path, "relative/runs", gather=gather)
+    assert result.status == "failed"
+    assert result.error is not None and "is not a plain absolute path" in result.error
+    assert not any("echo hi" in c for c in commands)  # no step ran
