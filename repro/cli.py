@@ -29,10 +29,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common_hosts(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("-i", "--inventory", default="inventory.yaml", help="Ansible YAML inventory")
-        sp.add_argument("-l", "--limit", help="Ansible host pattern (a:b, a:!b, a:&b, globs, ~regex)")
-        sp.add_argument("-e", "--extra-vars", action="append", default=[], metavar="KEY=VALUE",
-                        help="set a variable (repeatable; @file.yaml for a file)")
+        sp.add_argument(
+            "-i", "--inventory", default="inventory.yaml", help="Ansible YAML inventory"
+        )
+        sp.add_argument(
+            "-l", "--limit", help="Ansible host pattern (a:b, a:!b, a:&b, globs, ~regex)"
+        )
+        sp.add_argument(
+            "-e",
+            "--extra-vars",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="set a variable (repeatable; @file.yaml for a file)",
+        )
 
     r = sub.add_parser("run", help="run a playbook on every host and compare")
     common_hosts(r)
@@ -40,21 +50,35 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ref", help="tag, branch or commit to build (resolved once, on this machine)")
     r.add_argument("--forks", type=int, help="hosts worked on at once (default: all)")
     r.add_argument("--rounds", type=int, help="builds per host, each in its own work dir")
-    r.add_argument("--handshakes", type=int, default=32,
-                   help="SSH handshakes in flight at once (default 32)")
+    r.add_argument(
+        "--handshakes", type=int, default=32, help="SSH handshakes in flight at once (default 32)"
+    )
     r.add_argument("--transport", choices=["asyncssh", "fabric"], help="override the inventory's")
     r.add_argument("--out", default="reports", help="where run directories go (default reports/)")
-    r.add_argument("--reconnect-timeout", type=float, default=300.0, metavar="SECONDS",
-                   help="how long a host may stay away before it is unreachable (default 300)")
+    r.add_argument(
+        "--reconnect-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long a host may stay away before it is unreachable (default 300)",
+    )
     r.add_argument("--resume", metavar="RUN_ID", help="reattach to a run whose controller died")
-    r.add_argument("--format", choices=["table", "md", "json"], default="table",
-                   help="what to print at the end")
+    r.add_argument(
+        "--format",
+        choices=["table", "md", "json"],
+        default="table",
+        help="what to print at the end",
+    )
     r.add_argument("-v", "--verbose", action="store_true", help="stream every host's build output")
 
     d = sub.add_parser("demo", help="run the demo playbook on a local lab of SSH hosts")
     d.add_argument("--hosts", type=int, default=3, help="how many lab hosts (default 3)")
-    d.add_argument("--vary", choices=["none", "build-path"], default="none",
-                   help="build-path: the last host builds without -ffile-prefix-map (a real mismatch)")
+    d.add_argument(
+        "--vary",
+        choices=["none", "build-path"],
+        default="none",
+        help="build-path: the last host builds without -ffile-prefix-map (a real mismatch)",
+    )
     d.add_argument("--out", default="reports")
     d.add_argument("--format", choices=["table", "md", "json"], default="table")
     d.add_argument("-v", "--verbose", action="store_true")
@@ -64,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--format", choices=["table", "md", "json", "html"], default="table")
     rep.add_argument("-o", "--output", default="-", help="file to write, or - (default)")
 
-    g = sub.add_parser("sigs", help="compare the builders of a guix.sigs tree (<version>/<signer>/*.SHA256SUMS)")
+    g = sub.add_parser(
+        "sigs", help="compare the builders of a guix.sigs tree (<version>/<signer>/*.SHA256SUMS)"
+    )
     g.add_argument("root", help="a guix.sigs checkout")
     g.add_argument("version", help="the release directory, e.g. 28.0")
     g.add_argument("--quorum", type=int, default=2, help="signers that must agree (default 2)")
@@ -93,15 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
     up = lsub.add_parser("up", help="start N hosts and write an inventory")
     up.add_argument("-n", type=int, default=3)
     up.add_argument("--dir", default=".lab/netlab")
-    up.add_argument("--cpuinfo", action="append", default=[], metavar="HOST=FILE",
-                    help="bind-mount FILE over /proc/cpuinfo on HOST")
+    up.add_argument(
+        "--cpuinfo",
+        action="append",
+        default=[],
+        metavar="HOST=FILE",
+        help="bind-mount FILE over /proc/cpuinfo on HOST",
+    )
     down = lsub.add_parser("down", help="stop the lab and remove its namespaces")
     down.add_argument("--dir", default=".lab/netlab")
     return p
 
 
-def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
-         stderr: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None
+) -> int:
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     try:

@@ -69,8 +69,9 @@ def playbooks_dir() -> Path:
     return here
 
 
-def finish(run: RunResult, comparison: Comparison, report_dir: Path, fmt: str,
-           out: TextIO, err: TextIO) -> int:
+def finish(
+    run: RunResult, comparison: Comparison, report_dir: Path, fmt: str, out: TextIO, err: TextIO
+) -> int:
     from repro.render import render
 
     out.write(render(fmt, run, comparison, width=term_width(out), color=is_tty(out)))
@@ -93,17 +94,26 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"--reconnect-timeout {args.reconnect_timeout}: must be positive")
     if args.handshakes < 1:
         raise UsageError(f"--handshakes {args.handshakes}: must be at least 1")
-    options = RunOptions(forks=args.forks, rounds=args.rounds, handshakes=args.handshakes,
-                         reconnect_timeout=args.reconnect_timeout)
+    options = RunOptions(
+        forks=args.forks,
+        rounds=args.rounds,
+        handshakes=args.handshakes,
+        reconnect_timeout=args.reconnect_timeout,
+    )
     if args.resume:
         prep = load_plan(args.out, args.resume, options=options)
     else:
         if not args.playbook:
             raise UsageError("run: -p/--playbook is required (or --resume RUN_ID)")
         prep = prepare(
-            inventory=args.inventory, playbook=args.playbook,
-            extra_vars=parse_extra_vars(args.extra_vars), limit=args.limit, ref=args.ref,
-            out_dir=args.out, transport=args.transport, options=options,
+            inventory=args.inventory,
+            playbook=args.playbook,
+            extra_vars=parse_extra_vars(args.extra_vars),
+            limit=args.limit,
+            ref=args.ref,
+            out_dir=args.out,
+            transport=args.transport,
+            options=options,
         )
     names = [p.host.name for p in prep.plans]
     err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")
@@ -128,10 +138,13 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     async def go() -> tuple[Any, RunResult, Comparison]:
         async with LocalLab(base, n=args.hosts, names=names, host_vars=host_vars) as lab:
-            prep = prepare(inventory=lab.inventory_path, playbook=playbook, extra_vars={},
-                           out_dir=args.out)
-            err.write(f"demo: {args.hosts} SSH hosts on 127.0.0.1 "
-                      f"(ports {', '.join(str(h.port) for h in lab.hosts)}), run {prep.run_id}\n")
+            prep = prepare(
+                inventory=lab.inventory_path, playbook=playbook, extra_vars={}, out_dir=args.out
+            )
+            err.write(
+                f"demo: {args.hosts} SSH hosts on 127.0.0.1 "
+                f"(ports {', '.join(str(h.port) for h in lab.hosts)}), run {prep.run_id}\n"
+            )
             run, comparison = await execute_async(
                 prep, listener=make_listener(names, err, args.verbose)
             )
@@ -149,8 +162,13 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.report import load_report
 
     run, comparison = load_report(Path(args.run_dir))
-    text = render(args.format, run, comparison, width=term_width(out),
-                  color=args.output == "-" and is_tty(out))
+    text = render(
+        args.format,
+        run,
+        comparison,
+        width=term_width(out),
+        color=args.output == "-" and is_tty(out),
+    )
     if args.output == "-":
         out.write(text)
     else:
@@ -172,7 +190,9 @@ def cmd_sigs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     run = read_sigs(args.root, args.version, quorum=args.quorum)
     comparison = compare(run)
     out.write(render(args.format, run, comparison, width=term_width(out), color=is_tty(out)))
-    err.write("note: signatures (.asc) are not verified by repro; check them with gpg or guix-verify\n")
+    err.write(
+        "note: signatures (.asc) are not verified by repro; check them with gpg or guix-verify\n"
+    )
     return comparison.exit_code
 
 
@@ -190,7 +210,11 @@ def cmd_facts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     hosts = _hosts(args)
     results = asyncio.run(gather_all(hosts))
-    out.write(facts_json(results) if args.format == "json" else facts_table(results, width=term_width(out)))
+    out.write(
+        facts_json(results)
+        if args.format == "json"
+        else facts_table(results, width=term_width(out))
+    )
     return 0 if all(r.error is None for r in results) else 3
 
 
@@ -218,7 +242,9 @@ def cmd_hosts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if args.yes:
             return True
         if not sys.stdin.isatty():
-            raise UsageError("hosts trust: no terminal to confirm on; check the fingerprints and pass --yes")
+            raise UsageError(
+                "hosts trust: no terminal to confirm on; check the fingerprints and pass --yes"
+            )
         err.write(question + " [y/N] ")
         err.flush()
         return sys.stdin.readline().strip().lower() in ("y", "yes")

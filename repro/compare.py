@@ -125,7 +125,8 @@ def _round_reason(artifact: ArtifactComparison, ok: list[HostResult]) -> str:
             continue
         seen = [host.artifacts[artifact.name]] + [r.get(artifact.name) for r in host.extra_rounds]
         shown = ", ".join(
-            f"round {i} {'has ' + _short(a.sha256) if a else 'lacks it'}" for i, a in enumerate(seen, 1)
+            f"round {i} {'has ' + _short(a.sha256) if a else 'lacks it'}"
+            for i, a in enumerate(seen, 1)
         )
         parts.append(f"{host.name} ({shown})")
     return f"artifact {artifact.name} is not deterministic on one machine: " + "; ".join(parts)

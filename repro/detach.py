@@ -94,7 +94,8 @@ exit 0
 # the connection): it is never started twice, and this simply reports its state. Once `repro
 # cancel` has left `cancelled` in the step dir, no step of the run starts any more, whichever
 # controller asks (a host still waiting for its turn, the next step, a --resume).
-_START = r"""
+_START = (
+    r"""
 set -u
 d=$1; k=$2; w=$3; wt=$4; chunk=$5; mark=$6; off=0; fresh=0
 { [ -d "$d" ] && [ -d "$w" ]; } || mkdir -p -- "$d" "$w" || exit 90
@@ -125,12 +126,17 @@ else
   set +C
   rm -f -- "$t"
 fi
-""" + _STATE
+"""
+    + _STATE
+)
 
 # The poll. $1 step dir, $2 key, $3 log offset, $4 wait (hundredths), $5 chunk size.
-_POLL = r"""
+_POLL = (
+    r"""
 d=$1; k=$2; off=$3; wt=$4; chunk=$5
-""" + _STATE
+"""
+    + _STATE
+)
 
 # The kill. $1 step dir, $2 key, $3 grace seconds. TERM the group, then KILL what is left.
 _KILL = r"""
@@ -172,11 +178,22 @@ class Poll:
 
 
 def _sh(script: str, *args: str | int) -> str:
-    return "sh -c " + shlex.quote(_LIB + script) + " repro " + " ".join(shlex.quote(str(a)) for a in args)
+    return (
+        "sh -c "
+        + shlex.quote(_LIB + script)
+        + " repro "
+        + " ".join(shlex.quote(str(a)) for a in args)
+    )
 
 
 async def start(
-    transport: Transport, step_dir: str, key: str, work_dir: str, script: str, *, wait: int = POLL_WAIT
+    transport: Transport,
+    step_dir: str,
+    key: str,
+    work_dir: str,
+    script: str,
+    *,
+    wait: int = POLL_WAIT,
 ) -> Poll:
     """Start a step detached (never twice) and return its state after waiting up to `wait`."""
     # The marker must come last: the host runs the script only if it arrived whole.
@@ -196,7 +213,9 @@ async def poll(
     return _parse(transport, res, cmd, key, offset, f"could not read the state of step {key}")
 
 
-def _parse(transport: Transport, res: Completed, cmd: str, key: str, offset: int, what: str) -> Poll:
+def _parse(
+    transport: Transport, res: Completed, cmd: str, key: str, offset: int, what: str
+) -> Poll:
     header, _, chunk = res.stdout.partition("\n")
     if not header.startswith("repro-poll ") or res.exit_status != 0:
         from repro.errors import HostError
@@ -204,7 +223,9 @@ def _parse(transport: Transport, res: Completed, cmd: str, key: str, offset: int
         detail = (res.stderr or res.stdout).strip()[-300:]
         raise HostError(
             f"{what}: exit {res.exit_status}: {detail}",
-            host=transport.host.name, command=cmd, exit_status=res.exit_status,
+            host=transport.host.name,
+            command=cmd,
+            exit_status=res.exit_status,
             tail=res.stderr[-2000:],
         )
     fields = dict(kv.split("=", 1) for kv in header.split()[1:] if "=" in kv)
@@ -274,6 +295,7 @@ async def kill_all(transport: Transport, steps_dir: str, *, grace: int = 5) -> l
 
         raise HostError(
             f"could not mark {steps_dir} cancelled: {res.stderr.strip()[-300:]}",
-            host=transport.host.name, exit_status=res.exit_status,
+            host=transport.host.name,
+            exit_status=res.exit_status,
         )
     return [ln for ln in res.stdout.split() if ln]

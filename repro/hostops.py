@@ -7,9 +7,9 @@ failure never stops the others.
 from __future__ import annotations
 
 import asyncio
-import shlex
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 from repro.errors import ReproError
 from repro.inventory import Host
@@ -33,7 +33,9 @@ class HostFacts:
         return f"HostFacts({self.name!r}, error={self.error!r})"
 
 
-async def _each(hosts: list[Host], work: Callable[[Host, Transport], Awaitable[T]]) -> list[T | ReproError | Exception]:
+async def _each(
+    hosts: list[Host], work: Callable[[Host, Transport], Awaitable[T]]
+) -> list[T | ReproError | Exception]:
     sem = asyncio.Semaphore(HANDSHAKES)
 
     async def one(h: Host) -> T | ReproError | Exception:
@@ -59,8 +61,12 @@ def _error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _work_base(host: Host) -> str:
+    return str(host.vars.get("repro_work_dir") or DEFAULT_WORK_BASE)
+
+
 async def _home_path(t: Transport, host: Host) -> str:
-    base = str(host.vars.get("repro_work_dir") or DEFAULT_WORK_BASE)
+    base = _work_base(host)
     if base == "~" or base.startswith("~/"):
         res = await t.run('printf %s "$HOME"', timeout=30)
         base = res.stdout.strip() + base[1:]
@@ -71,7 +77,8 @@ async def gather_all(hosts: list[Host]) -> list[HostFacts]:
     from repro.facts import gather_facts
 
     async def work(h: Host, t: Transport) -> HostFacts:
-        return HostFacts(h.name, await gather_facts(t, await _home_path(t, h)))
+        # the facts script expands a leading ~ itself: one round trip per host
+        return HostFacts(h.name, await gather_facts(t, _work_base(h)))
 
     out = []
     for h, r in zip(hosts, await _each(hosts, work)):
@@ -84,11 +91,16 @@ async def preflight_all(hosts: list[Host], playbook: Playbook) -> list[HostFacts
     from repro.preflight import check
 
     async def work(h: Host, t: Transport) -> HostFacts:
-        base = await _home_path(t, h)
-        q = shlex.quote(base)
-        res = await t.run(f"mkdir -p -- {q} && test -w {q}", timeout=30)
-        problems = [] if res.exit_status == 0 else [f"work dir {base} is not writable"]
-        facts = await gather_facts(t, base)
+        facts = await gather_facts(t, _work_base(h), create=True)
+        base = facts.get("work_dir") or _work_base(h)
+        problems = (
+            []
+            if facts.get("work_dir_writable")
+            else [
+                f"work dir {base} is not writable"
+                + (f": {facts['work_dir_error']}" if facts.get("work_dir_error") else "")
+            ]
+        )
         problems += await check(t, playbook.requires, facts, base)
         return HostFacts(h.name, facts, problems)
 
@@ -110,4 +122,6 @@ async def cancel_run(prep: Any) -> list[tuple[str, str]]:
         return f"killed {len(killed)} running step(s)" if killed else "nothing running"
 
     results = await _each(hosts, work)
-    return [(h.name, r if isinstance(r, str) else f"error: {_error(r)}") for h, r in zip(hosts, results)]
+    return [
+        (h.name, r if isinstance(r, str) else f"error: {_error(r)}") for h, r in zip(hosts, results)
+    ]

@@ -35,15 +35,19 @@ async def check(
     problems: list[str] = []
     if requires.commands:
         problems += await _missing_commands(transport, requires.commands)
-        if "guix" in requires.commands and "guix" not in " ".join(problems) and not facts.get(
-            "guix_daemon"
+        if (
+            "guix" in requires.commands
+            and "guix" not in " ".join(problems)
+            and not facts.get("guix_daemon")
         ):
             problems.append("no guix-daemon answers (start it: `sudo systemctl start guix-daemon`)")
     for where, need in sorted(requires.disk.items()):
         have = facts.get("free_work_bytes" if where == "work" else "free_tmp_bytes")
         label = run_dir if where == "work" else (facts.get("tmp_dir") or "/tmp")
         if not isinstance(have, int):
-            problems.append(f"cannot tell free space in {label}; playbook needs {human_bytes(need)}")
+            problems.append(
+                f"cannot tell free space in {label}; playbook needs {human_bytes(need)}"
+            )
         elif have < need:
             problems.append(
                 f"only {human_bytes(have)} free in {label}, playbook needs {human_bytes(need)}"
@@ -59,8 +63,11 @@ async def check(
 async def _missing_commands(transport: Transport, commands: tuple[str, ...]) -> list[str]:
     # One round trip for all commands; names were validated by the playbook loader, and are
     # quoted anyway.
-    script = PRELUDE + "for c in " + " ".join(shlex.quote(c) for c in commands) + (
-        '; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done; exit 0'
+    script = (
+        PRELUDE
+        + "for c in "
+        + " ".join(shlex.quote(c) for c in commands)
+        + ('; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done; exit 0')
     )
     res = await transport.run(script, timeout=30)
     missing = [ln.strip() for ln in res.stdout.splitlines() if ln.strip() in commands]

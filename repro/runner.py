@@ -139,12 +139,14 @@ class Runner:
 
     # --- one host ---------------------------------------------------------------------------
 
-    def _emit(self, st: _HostState, kind: EventKind, message: str = "", step: str | None = None) -> None:
-        self.listener(
-            Event(st.result.name, kind, message, step, time.monotonic() - st.started)
-        )
+    def _emit(
+        self, st: _HostState, kind: EventKind, message: str = "", step: str | None = None
+    ) -> None:
+        self.listener(Event(st.result.name, kind, message, step, time.monotonic() - st.started))
 
-    async def _host(self, plan: HostPlan, result: HostResult, handshakes: asyncio.Semaphore) -> None:
+    async def _host(
+        self, plan: HostPlan, result: HostResult, handshakes: asyncio.Semaphore
+    ) -> None:
         st = _HostState(plan, result, self.transport_factory(plan.host))
         try:
             if self._cancelled.is_set():  # cancelled while this host waited for a fork
@@ -182,7 +184,11 @@ class Runner:
             result.error = _one_line(f"{type(exc).__name__}: {exc}")
         finally:
             await _quietly(st.transport.close())
-            self._emit(st, "done", result.status if not result.error else f"{result.status}: {result.error}")
+            self._emit(
+                st,
+                "done",
+                result.status if not result.error else f"{result.status}: {result.error}",
+            )
 
     def _requested_run_dir(self, st: _HostState) -> str:
         """The run's directory as the inventory puts it; a leading `~` is the host's $HOME."""
@@ -282,24 +288,39 @@ class Runner:
             if res.exit_status != 0:
                 raise HostError(
                     f"could not upload {spec.dest}: {_one_line(res.stderr)[-200:]}",
-                    host=st.result.name, command=cmd, exit_status=res.exit_status,
+                    host=st.result.name,
+                    command=cmd,
+                    exit_status=res.exit_status,
                 )
 
-    async def _step(self, st: _HostState, rnd: int, step: RenderedStep, steps_dir: str, work: str) -> None:
+    async def _step(
+        self, st: _HostState, rnd: int, step: RenderedStep, steps_dir: str, work: str
+    ) -> None:
         if self._cancelled.is_set():
             raise Cancelled("cancelled", host=st.result.name)
         key = _key(rnd, step.index)
         label = step.name if self.rounds == 1 else f"{step.name} (round {rnd})"
         local_log = self._local_log(st, rnd, step)
-        sr = StepResult(index=step.index, name=label, started_at=utcnow(),
-                        log=str(local_log.relative_to(self.report_dir)))
+        sr = StepResult(
+            index=step.index,
+            name=label,
+            started_at=utcnow(),
+            log=str(local_log.relative_to(self.report_dir)),
+        )
         st.result.steps.append(sr)
         self._emit(st, "step-start", label, step=label)
         st.current_key = f"{steps_dir}\0{key}"
         # The start reports the step's state like a poll does: a quick step is done in one trip.
         p = await self._retrying(
-            st, lambda: detach.start(st.transport, steps_dir, key, work, PRELUDE + step.command,
-                                     wait=self.options.poll_wait),
+            st,
+            lambda: detach.start(
+                st.transport,
+                steps_dir,
+                key,
+                work,
+                PRELUDE + step.command,
+                wait=self.options.poll_wait,
+            ),
         )
         offset = 0
         tail = _Tail()
@@ -321,14 +342,18 @@ class Runner:
                         raise Cancelled(f"step '{label}' was cancelled", host=st.result.name)
                     raise StepFailed(
                         f"step '{label}' stopped without an exit status (killed on the host?)",
-                        host=st.result.name, command=step.command, tail=tail.text(),
+                        host=st.result.name,
+                        command=step.command,
+                        tail=tail.text(),
                     )
                 if p.exit_status is None and p.elapsed is not None and p.elapsed > step.timeout:
                     await self._kill_current(st)
                     sr.finished_at = utcnow()
                     raise StepTimeout(
                         f"step '{label}' timed out after {_duration(step.timeout)}; its processes were killed",
-                        host=st.result.name, command=step.command, tail=tail.text(),
+                        host=st.result.name,
+                        command=step.command,
+                        tail=tail.text(),
                     )
                 if self._cancelled.is_set():
                     await self._kill_current(st)
@@ -336,7 +361,10 @@ class Runner:
                 p = await self._retrying(
                     st,
                     lambda: detach.poll(
-                        st.transport, steps_dir, key, offset,
+                        st.transport,
+                        steps_dir,
+                        key,
+                        offset,
                         wait=0 if offset < p.size else self.options.poll_wait,
                     ),
                 )
@@ -348,11 +376,18 @@ class Runner:
             last = tail.last_line()
             raise StepFailed(
                 f"step '{label}' exited {p.exit_status}" + (f": {last}" if last else ""),
-                host=st.result.name, command=step.command, exit_status=p.exit_status, tail=tail.text(),
+                host=st.result.name,
+                command=step.command,
+                exit_status=p.exit_status,
+                tail=tail.text(),
             )
 
     def _local_log(self, st: _HostState, rnd: int, step: RenderedStep) -> Path:
-        name = f"{step.index:02d}-{step.name}.log" if rnd == 1 else f"r{rnd}-{step.index:02d}-{step.name}.log"
+        name = (
+            f"{step.index:02d}-{step.name}.log"
+            if rnd == 1
+            else f"r{rnd}-{step.index:02d}-{step.name}.log"
+        )
         return self.report_dir / "hosts" / st.result.name / name
 
     async def _hash(self, st: _HostState, work: str) -> dict[str, Any]:
@@ -361,7 +396,9 @@ class Runner:
         if res.exit_status != 0:
             raise HostError(
                 f"hashing the artifacts failed (exit {res.exit_status}): {_one_line(res.stderr)[-200:]}",
-                host=st.result.name, command=cmd, exit_status=res.exit_status,
+                host=st.result.name,
+                command=cmd,
+                exit_status=res.exit_status,
             )
         return dict(artifacts.parse_hash_output(st.result.name, res.stdout))
 

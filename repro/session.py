@@ -80,12 +80,16 @@ def prepare(
     if ref is not None:
         repo_url = variables.get("repo_url", pb.vars.get("repo_url"))
         if not isinstance(repo_url, str) or not repo_url:
-            raise UsageError(f"--ref needs a repository: playbook {pb.path} has no repo_url (set -e repo_url=...)")
+            raise UsageError(
+                f"--ref needs a repository: playbook {pb.path} has no repo_url (set -e repo_url=...)"
+            )
         commit = resolve_ref(repo_url, ref)
         variables["ref"] = ref
         variables["commit"] = commit
     elif isinstance(variables.get("commit"), str):
-        commit = resolve_ref(str(variables.get("repo_url", pb.vars.get("repo_url", ""))), variables["commit"])
+        commit = resolve_ref(
+            str(variables.get("repo_url", pb.vars.get("repo_url", ""))), variables["commit"]
+        )
         variables["commit"] = commit
     rid = run_id or new_run_id()
     inv = load_inventory(inventory, variables)
@@ -94,8 +98,15 @@ def prepare(
         hosts = [_with_transport(h, transport) for h in hosts]
     plans = [HostPlan(h, _render_for(pb, h, rid)) for h in hosts]
     return Prepared(
-        run_id=rid, playbook=pb, plans=plans, out_dir=Path(out_dir), variables=variables,
-        commit=commit, inventory_path=str(inventory), limit=limit, transport=transport,
+        run_id=rid,
+        playbook=pb,
+        plans=plans,
+        out_dir=Path(out_dir),
+        variables=variables,
+        commit=commit,
+        inventory_path=str(inventory),
+        limit=limit,
+        transport=transport,
         options=options or RunOptions(),
     )
 
@@ -153,10 +164,16 @@ def load_plan(out_dir: str | Path, run_id: str, *, options: RunOptions | None = 
     if data.get("rounds"):
         opts.rounds = int(data["rounds"])
     return Prepared(
-        run_id=run_id, playbook=pb, plans=plans, out_dir=Path(out_dir),
-        variables=data.get("variables") or {}, commit=data.get("commit"),
-        inventory_path=data.get("inventory_path", ""), limit=data.get("limit"),
-        transport=data.get("transport"), options=opts,
+        run_id=run_id,
+        playbook=pb,
+        plans=plans,
+        out_dir=Path(out_dir),
+        variables=data.get("variables") or {},
+        commit=data.get("commit"),
+        inventory_path=data.get("inventory_path", ""),
+        limit=data.get("limit"),
+        transport=data.get("transport"),
+        options=opts,
     )
 
 
@@ -170,8 +187,13 @@ def execute(
 ) -> tuple[RunResult, Comparison]:
     """Run a prepared plan (synchronously, in a fresh event loop) and write its report."""
     return asyncio.run(
-        execute_async(prep, listener=listener, transport_factory=transport_factory,
-                      formats=formats, on_runner=on_runner)
+        execute_async(
+            prep,
+            listener=listener,
+            transport_factory=transport_factory,
+            formats=formats,
+            on_runner=on_runner,
+        )
     )
 
 
@@ -186,9 +208,15 @@ async def execute_async(
     prep.report_dir.mkdir(parents=True, exist_ok=True)
     save_plan(prep)
     runner = Runner(
-        prep.playbook, prep.plans, run_id=prep.run_id, report_dir=prep.report_dir,
-        transport_factory=transport_factory, listener=listener, options=prep.options,
-        variables=prep.variables, commit=prep.commit,
+        prep.playbook,
+        prep.plans,
+        run_id=prep.run_id,
+        report_dir=prep.report_dir,
+        transport_factory=transport_factory,
+        listener=listener,
+        options=prep.options,
+        variables=prep.variables,
+        commit=prep.commit,
     )
     if on_runner:
         on_runner(runner)

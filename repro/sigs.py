@@ -37,8 +37,12 @@ def read_sigs(root: str | Path, version: str, *, quorum: int = 2) -> RunResult:
     if not hosts:
         raise UsageError(f"{vdir}: no signer directories with SHA256SUMS files")
     return RunResult(
-        run_id=f"sigs-{version}", playbook=f"guix.sigs {version}", started_at="",
-        hosts=hosts, quorum=quorum, playbook_path=str(vdir),
+        run_id=f"sigs-{version}",
+        playbook=f"guix.sigs {version}",
+        started_at="",
+        hosts=hosts,
+        quorum=quorum,
+        playbook_path=str(vdir),
     )
 
 
@@ -64,7 +68,10 @@ def _signer(path: Path) -> HostResult:
             m = _LINE.match(line)
             name = m.group(2) if m else ""
             if not m or not safe_name(name):
-                result.status, result.error = "failed", f"{f.name} line {n} is not '<sha256>  <name>'"
+                result.status, result.error = (
+                    "failed",
+                    f"{f.name} line {n} is not '<sha256>  <name>'",
+                )
                 return result
             known = result.artifacts.get(name)
             if known and known.sha256 != m.group(1):

@@ -34,7 +34,10 @@ def resolve_ref(repo_url: str, ref: str, *, timeout: float = 60.0) -> str:
     try:
         proc = subprocess.run(
             ["git", "ls-remote", "--", repo_url, *wanted[:3]],
-            capture_output=True, text=True, timeout=timeout, check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
             env={"GIT_TERMINAL_PROMPT": "0", "PATH": _path()},
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -51,9 +54,7 @@ def resolve_ref(repo_url: str, ref: str, *, timeout: float = 60.0) -> str:
         if name in found:
             return found[name]
     if re.fullmatch(r"[0-9a-f]{7,39}", ref):
-        raise UsageError(
-            f"--ref {ref!r} looks like an abbreviated commit; give all 40 hex digits"
-        )
+        raise UsageError(f"--ref {ref!r} looks like an abbreviated commit; give all 40 hex digits")
     raise UsageError(f"--ref {ref!r} is not a tag or branch of {repo_url}")
 
 

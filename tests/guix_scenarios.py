@@ -34,7 +34,21 @@ def fixture_repo(where: Path) -> tuple[Path, str]:
     return make_cuprate_repo(where)
 
 
-def run_args(inventory: Path, repo: Path, out: Path, *extra: str, playbook: Path = CUPRATED) -> list[str]:
+def run_args(
+    inventory: Path, repo: Path, out: Path, *extra: str, playbook: Path = CUPRATED
+) -> list[str]:
     # Tag-free fixture: --ref names the branch; the controller resolves it to the commit.
-    return ["run", "-i", str(inventory), "-p", str(playbook), "-e", f"repo_url={repo}",
-            "--ref", "main", "--out", str(out), *extra]
+    return [
+        "run",
+        "-i",
+        str(inventory),
+        "-p",
+        str(playbook),
+        "-e",
+        f"repo_url={repo}",
+        "--ref",
+        "main",
+        "--out",
+        str(out),
+        *extra,
+    ]

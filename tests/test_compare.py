@@ -186,16 +186,24 @@ def with_rounds(host: HostResult, *rounds: dict[str, str]) -> HostResult:
 
 
 def test_rounds_that_agree_keep_the_run_reproducible() -> None:
-    result = compare(run_of(with_rounds(ok("h1", hello=A), {"hello": A}),
-                            with_rounds(ok("h2", hello=A), {"hello": A})))
+    result = compare(
+        run_of(
+            with_rounds(ok("h1", hello=A), {"hello": A}),
+            with_rounds(ok("h2", hello=A), {"hello": A}),
+        )
+    )
     assert result.verdict == "reproducible" and result.artifacts[0].unstable == ()
 
 
 def test_a_host_whose_rounds_disagree_is_not_deterministic_there() -> None:
     # Same bytes across hosts in round 1, but h2's second build differs: that is a mismatch
     # on one machine, told apart from a difference between machines.
-    result = compare(run_of(with_rounds(ok("h1", hello=A), {"hello": A}),
-                            with_rounds(ok("h2", hello=A), {"hello": B})))
+    result = compare(
+        run_of(
+            with_rounds(ok("h1", hello=A), {"hello": A}),
+            with_rounds(ok("h2", hello=A), {"hello": B}),
+        )
+    )
     (hello,) = result.artifacts
     assert (result.verdict, hello.status, hello.unstable) == ("mismatch", "differs", ("h2",))
     assert len(hello.groups) == 1
@@ -205,6 +213,8 @@ def test_a_host_whose_rounds_disagree_is_not_deterministic_there() -> None:
 
 
 def test_an_artifact_missing_from_a_later_round_is_unstable() -> None:
-    result = compare(run_of(with_rounds(ok("h1", hello=A), {}), with_rounds(ok("h2", hello=A), {"hello": A})))
+    result = compare(
+        run_of(with_rounds(ok("h1", hello=A), {}), with_rounds(ok("h2", hello=A), {"hello": A}))
+    )
     assert result.artifacts[0].unstable == ("h1",)
     assert "round 2 lacks it" in result.reasons[0]

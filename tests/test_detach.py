@@ -38,8 +38,14 @@ def test_quick_step_finishes_in_the_start_round_trip(tmp_path: Path) -> None:
     async def go() -> detach.Poll:
         t = transport()
         await t.connect()
-        return await detach.start(t, str(tmp_path / "steps"), "1-01", str(tmp_path / "w"),
-                                  "echo out; echo err >&2; pwd; exit 3")
+        return await detach.start(
+            t,
+            str(tmp_path / "steps"),
+            "1-01",
+            str(tmp_path / "w"),
+            "echo out; echo err >&2; pwd; exit 3",
+        )
+
     p = run(go())
     assert p.fresh and p.started and p.exit_status == 3
     assert p.chunk == f"out\nerr\n{tmp_path / 'w'}\n"
@@ -55,6 +61,7 @@ def test_a_step_is_never_started_twice(tmp_path: Path) -> None:
         first = await detach.start(t, steps, "1-01", work, "echo ran >> count")
         again = await detach.start(t, steps, "1-01", work, "echo ran >> count")
         return first, again
+
     first, again = run(go())
     assert first.fresh and not again.fresh
     assert again.exit_status == 0
@@ -80,6 +87,7 @@ def test_long_step_is_followed_by_offset_and_chunks(tmp_path: Path) -> None:
             text += p.chunk
             off = p.next_offset
         return text, polls
+
     text, polls = run(go())
     assert text == "x" * (detach.LOG_CHUNK + 1000) + "\ndone\n"
     assert polls[-1].exit_status == 0
@@ -97,6 +105,7 @@ def test_kill_takes_the_whole_group_and_marks_it(tmp_path: Path) -> None:
         pgid = int((tmp_path / "steps" / "1-01.pid").read_text())
         await detach.kill(t, steps, "1-01", grace=1)
         return pgid, await detach.poll(t, steps, "1-01", 0, wait=0)
+
     pgid, p = run(go())
     assert not group_alive(pgid)
     assert p.vanished and p.killed and p.exit_status is None
@@ -115,6 +124,7 @@ def test_a_step_killed_from_outside_is_vanished_not_cancelled(tmp_path: Path) ->
         while group_alive(pgid) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         return await detach.poll(t, steps, "1-01", 0, wait=0)
+
     p = run(go())
     assert p.vanished and not p.killed
 
@@ -130,6 +140,7 @@ def test_kill_all_kills_every_running_step_of_a_run(tmp_path: Path) -> None:
         await detach.start(t, steps, "2-01", work + "2", "sleep 300", wait=10)
         pgids = [int((tmp_path / "steps" / f"{k}.pid").read_text()) for k in ("1-02", "2-01")]
         return await detach.kill_all(t, steps, grace=1), pgids
+
     killed, pgids = run(go())
     assert sorted(killed) == ["1-02", "2-01"]
     assert not any(group_alive(g) for g in pgids)
@@ -143,6 +154,7 @@ def test_hostile_paths_are_data_not_code(tmp_path: Path) -> None:
         t = transport()
         await t.connect()
         return await detach.start(t, str(odd / "steps"), "1-01", str(odd / "w"), "echo ok")
+
     p = run(go())
     assert p.exit_status == 0 and p.chunk == "ok\n"
     assert not list(tmp_path.rglob("CANARY*")) and not Path("CANARY").exists()

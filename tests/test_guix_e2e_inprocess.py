@@ -11,7 +11,9 @@ from tests.labthread import LabThread
 from tests.test_cli_inprocess import report, run_cli
 
 
-def lab_with_double(tmp_path: Path, knobs: dict[str, dict[str, str]] | None = None, n: int = 3) -> LabThread:
+def lab_with_double(
+    tmp_path: Path, knobs: dict[str, dict[str, str]] | None = None, n: int = 3
+) -> LabThread:
     lt = LabThread(tmp_path / "lab", n=n)
     return lt
 
@@ -32,7 +34,12 @@ def test_reproducible_build_names_the_commit(tmp_path: Path) -> None:
     assert data["commit"] == commit and data["vars"]["ref"] == "main"
     names = {a["name"]: a for a in data["artifacts"]}
     assert names[ARTIFACT]["status"] == "identical"
-    assert {"build-metadata.json", "rustc-version.txt", "cargo-version.txt", "guix-describe.json"} <= set(names)
+    assert {
+        "build-metadata.json",
+        "rustc-version.txt",
+        "cargo-version.txt",
+        "guix-describe.json",
+    } <= set(names)
     assert not any("ldd" in n or n.endswith(".log") for n in names)
     assert all(h["facts"]["guix_channel_commit"] for h in data["hosts"])
 
@@ -85,7 +92,10 @@ def test_preflight_failure_is_reported_and_not_built_on(tmp_path: Path) -> None:
         assert not list(lab2_root.glob(".cache/repro/runs/*/steps/*.pid")), "nothing ran on lab2"
     assert code == 3, err
     hosts = {h["name"]: h for h in report(out)["hosts"]}
-    assert hosts["lab2"]["error"].startswith("preflight-failed:") and "guix-daemon" in hosts["lab2"]["error"]
+    assert (
+        hosts["lab2"]["error"].startswith("preflight-failed:")
+        and "guix-daemon" in hosts["lab2"]["error"]
+    )
 
 
 def test_ref_that_does_not_resolve_is_bad_input(tmp_path: Path) -> None:
@@ -122,9 +132,21 @@ def test_guix_generic_compares_every_file_of_the_manifests(tmp_path: Path) -> No
     with LabThread(tmp_path / "lab", n=2) as lab:
         setup_hosts(lab, {})
         code, stdout, err = run_cli(
-            "run", "-i", str(lab.inventory_path), "-p", str(generic), "-e", f"repo_url={repo}",
-            "-e", "mirror_name=bitcoin", "-e", "hosts=x86_64-linux-gnu aarch64-linux-gnu",
-            "--ref", "v0.1.0", "--out", str(out),
+            "run",
+            "-i",
+            str(lab.inventory_path),
+            "-p",
+            str(generic),
+            "-e",
+            f"repo_url={repo}",
+            "-e",
+            "mirror_name=bitcoin",
+            "-e",
+            "hosts=x86_64-linux-gnu aarch64-linux-gnu",
+            "--ref",
+            "v0.1.0",
+            "--out",
+            str(out),
         )
     assert code == 0, err + stdout
     data = report(out)

@@ -265,12 +265,25 @@ def test_many_artifacts_get_rows_of_their_own() -> None:
     def digest(text: str) -> str:
         return hashlib.sha256(text.encode()).hexdigest()
 
-    names = ["cuprated-0.0.9-x86_64-unknown-linux-gnu.tar.gz", "cuprate-0.0.9-dec0bbee5c18-src.tar.gz",
-             "build-metadata.json", "rustc-version.txt", "cargo-version.txt", "guix-describe.json"]
+    names = [
+        "cuprated-0.0.9-x86_64-unknown-linux-gnu.tar.gz",
+        "cuprate-0.0.9-dec0bbee5c18-src.tar.gz",
+        "build-metadata.json",
+        "rustc-version.txt",
+        "cargo-version.txt",
+        "guix-describe.json",
+    ]
     hosts = []
-    for name, what in [("spr", "Intel Sapphire Rapids, bare metal"), ("genoa", "AMD Zen 4, bare metal")]:
-        arts = {a: ArtifactHash(a, digest(a + ("!" if name == "genoa" and a.startswith("cuprated") else "")), 1)
-                for a in names}
+    for name, what in [
+        ("spr", "Intel Sapphire Rapids, bare metal"),
+        ("genoa", "AMD Zen 4, bare metal"),
+    ]:
+        arts = {
+            a: ArtifactHash(
+                a, digest(a + ("!" if name == "genoa" and a.startswith("cuprated") else "")), 1
+            )
+            for a in names
+        }
         hosts.append(HostResult(name, "ok", arts, facts={"describe": what}))
     run = RunResult("r", "cuprated-guix", "t", hosts=hosts)
     text = render("table", run, compare_run(run), width=100)

@@ -16,7 +16,7 @@ NASTY = [
     "a; touch CANARY",
     "$(touch CANARY)",
     "`touch CANARY`",
-    "it's \"quoted\"",
+    'it\'s "quoted"',
     "line1\nline2; touch CANARY",
     "-rf --no-preserve-root",
     "${HOME}/../x",
@@ -25,7 +25,8 @@ NASTY = [
 
 def echo_playbook(tmp: Path) -> Path:
     pb = tmp / "echo.yaml"
-    pb.write_text(textwrap.dedent("""\
+    pb.write_text(
+        textwrap.dedent("""\
         name: echo
         vars: {value: ~}
         steps:
@@ -35,7 +36,8 @@ def echo_playbook(tmp: Path) -> Path:
               printf '%s' {{ value }} > got.txt
               printf '%s' "$VALUE_ENV" > got-env.txt
         artifacts: [{glob: "got*.txt"}]
-        """))
+        """)
+    )
     return pb
 
 
@@ -44,8 +46,17 @@ def test_extra_vars_pass_through_literally(tmp_path: Path, value: str) -> None:
     pb = echo_playbook(tmp_path)
     out = tmp_path / "reports"
     with LabThread(tmp_path / "lab", n=2) as lab:
-        code, _, err = run_cli("run", "-i", str(lab.inventory_path), "-p", str(pb),
-                               "-e", f"value={value}", "--out", str(out))
+        code, _, err = run_cli(
+            "run",
+            "-i",
+            str(lab.inventory_path),
+            "-p",
+            str(pb),
+            "-e",
+            f"value={value}",
+            "--out",
+            str(out),
+        )
         roots = [h.root for h in lab.hosts]
         assert code == 0, err
         for root in roots:
@@ -60,8 +71,12 @@ def test_extra_vars_pass_through_literally(tmp_path: Path, value: str) -> None:
 def test_inventory_vars_pass_through_literally(tmp_path: Path) -> None:
     pb = echo_playbook(tmp_path)
     value = "x'; touch CANARY; echo '$(touch CANARY)`touch CANARY`"
-    with LabThread(tmp_path / "lab", n=2, host_vars={"lab1": {"value": value}, "lab2": {"value": value}}) as lab:
-        code, _, err = run_cli("run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(tmp_path / "r"))
+    with LabThread(
+        tmp_path / "lab", n=2, host_vars={"lab1": {"value": value}, "lab2": {"value": value}}
+    ) as lab:
+        code, _, err = run_cli(
+            "run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(tmp_path / "r")
+        )
         assert code == 0, err
         for h in lab.hosts:
             assert not list(h.root.rglob("CANARY"))
@@ -71,8 +86,17 @@ def test_value_that_cannot_be_made_safe_is_rejected(tmp_path: Path) -> None:
     pb = echo_playbook(tmp_path)
     out = tmp_path / "reports"
     with LabThread(tmp_path / "lab", n=2) as lab:
-        code, _, err = run_cli("run", "-i", str(lab.inventory_path), "-p", str(pb),
-                               "-e", "value=bell\x07\x1b[2J", "--out", str(out))
+        code, _, err = run_cli(
+            "run",
+            "-i",
+            str(lab.inventory_path),
+            "-p",
+            str(pb),
+            "-e",
+            "value=bell\x07\x1b[2J",
+            "--out",
+            str(out),
+        )
     assert code == 2 and "value" in err
     assert "\x1b" not in err
     assert not out.exists()
@@ -80,7 +104,8 @@ def test_value_that_cannot_be_made_safe_is_rejected(tmp_path: Path) -> None:
 
 def test_hostile_artifact_names_and_logs_are_neutralised(tmp_path: Path) -> None:
     pb = tmp_path / "hostile.yaml"
-    pb.write_text(textwrap.dedent("""\
+    pb.write_text(
+        textwrap.dedent("""\
         name: hostile
         steps:
           - name: make
@@ -89,10 +114,13 @@ def test_hostile_artifact_names_and_logs_are_neutralised(tmp_path: Path) -> None
               printf 'x' > "out/$(printf 'evil\\033[2J\\033]0;pwned\\007name')"
               printf 'clear the screen: \\033[2J\\033[H and ring \\007\\n'
         artifacts: [{glob: "*", dir: out}]
-        """))
+        """)
+    )
     out = tmp_path / "reports"
     with LabThread(tmp_path / "lab", n=2) as lab:
-        code, stdout, err = run_cli("run", "-v", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out))
+        code, stdout, err = run_cli(
+            "run", "-v", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out)
+        )
     assert code == 3
     assert "\x1b" not in stdout and "\x1b" not in err and "\x07" not in err
     data = report(out)
@@ -104,4 +132,6 @@ def test_hostile_artifact_names_and_logs_are_neutralised(tmp_path: Path) -> None
     names = {p.name for p in out.rglob("*")}
     assert not any("evil" in n for n in names)
     assert "\x1b" not in json.dumps(data, ensure_ascii=False)
-    assert all("untrusted" in h["error"].lower() or "name" in h["error"].lower() for h in data["hosts"])
+    assert all(
+        "untrusted" in h["error"].lower() or "name" in h["error"].lower() for h in data["hosts"]
+    )

@@ -32,9 +32,25 @@ def test_agreeing_signers_are_reproducible(tmp_path: Path) -> None:
 
 
 def test_a_signer_with_other_bytes_is_a_mismatch_named(tmp_path: Path) -> None:
-    signer(tmp_path, "0.18.3.4", "binaryFate", {"all.SHA256SUMS": f"{A}  monero-x86_64-linux-gnu.tar.bz2\n"})
-    signer(tmp_path, "0.18.3.4", "sethsimmons", {"all.SHA256SUMS": f"{A}  monero-x86_64-linux-gnu.tar.bz2\n"})
-    signer(tmp_path, "0.18.3.4", "mallory", {"all.SHA256SUMS": f"{C}  monero-x86_64-linux-gnu.tar.bz2\n"}, asc=False)
+    signer(
+        tmp_path,
+        "0.18.3.4",
+        "binaryFate",
+        {"all.SHA256SUMS": f"{A}  monero-x86_64-linux-gnu.tar.bz2\n"},
+    )
+    signer(
+        tmp_path,
+        "0.18.3.4",
+        "sethsimmons",
+        {"all.SHA256SUMS": f"{A}  monero-x86_64-linux-gnu.tar.bz2\n"},
+    )
+    signer(
+        tmp_path,
+        "0.18.3.4",
+        "mallory",
+        {"all.SHA256SUMS": f"{C}  monero-x86_64-linux-gnu.tar.bz2\n"},
+        asc=False,
+    )
     code, out, _ = run_cli("sigs", str(tmp_path), "0.18.3.4")
     assert code == 1
     assert "mallory" in out and "UNSIGNED" in out
@@ -44,14 +60,24 @@ def test_malformed_and_self_contradicting_signers_fail(tmp_path: Path) -> None:
     signer(tmp_path, "1.0", "good1", {"all.SHA256SUMS": f"{A}  x.tar.gz\n"})
     signer(tmp_path, "1.0", "good2", {"all.SHA256SUMS": f"{A}  x.tar.gz\n"})
     signer(tmp_path, "1.0", "garbled", {"all.SHA256SUMS": "not a hash line\n"})
-    signer(tmp_path, "1.0", "twofaced", {"a.SHA256SUMS": f"{A}  x.tar.gz\n", "b.SHA256SUMS": f"{B}  x.tar.gz\n"})
+    signer(
+        tmp_path,
+        "1.0",
+        "twofaced",
+        {"a.SHA256SUMS": f"{A}  x.tar.gz\n", "b.SHA256SUMS": f"{B}  x.tar.gz\n"},
+    )
     signer(tmp_path, "1.0", "escape", {"all.SHA256SUMS": f"{A}  ../../etc/passwd\n"})
     code, out, _ = run_cli("sigs", str(tmp_path), "1.0", "--format", "json")
     assert code == 3  # the two good ones agree; three signers failed
     import json
 
     hosts = {h["name"]: h for h in json.loads(out)["hosts"]}
-    assert hosts["garbled"]["status"] == hosts["twofaced"]["status"] == hosts["escape"]["status"] == "failed"
+    assert (
+        hosts["garbled"]["status"]
+        == hosts["twofaced"]["status"]
+        == hosts["escape"]["status"]
+        == "failed"
+    )
     assert "two different hashes" in hosts["twofaced"]["error"]
 
 

@@ -65,11 +65,16 @@ def _render_stacked(run: RunResult, comparison: Comparison, *, width: int, color
     """Many artifacts (a Guix release has six or more): a host table, then one row per hash group
     of each artifact naming the hosts in it."""
     hosts = ordered_hosts(run, comparison)
-    host_rows = [[term_safe(h.name), term_safe(describe(h)), term_safe(status_text(h))] for h in hosts]
+    host_rows = [
+        [term_safe(h.name), term_safe(describe(h)), term_safe(status_text(h))] for h in hosts
+    ]
     widths = _fit(["host", "what it is", "status"], host_rows, width)
     host_rows = [[_cell(c, w, i) for i, (c, w) in enumerate(zip(r, widths))] for r in host_rows]
     if color:
-        host_rows = [r[:2] + [_ansi(r[2], _STATUS_COLOURS.get(h.status, "0"))] for r, h in zip(host_rows, hosts)]
+        host_rows = [
+            r[:2] + [_ansi(r[2], _STATUS_COLOURS.get(h.status, "0"))]
+            for r, h in zip(host_rows, hosts)
+        ]
     art_rows: list[list[str]] = []
     for artifact in comparison.artifacts:
         name, status = term_safe(artifact.name), str(artifact.status)
@@ -86,11 +91,20 @@ def _render_stacked(run: RunResult, comparison: Comparison, *, width: int, color
     name_w = max(20, width - 9 - SHORT_HASH - min(hosts_w, 40) - 3 * _GAP)
     art_rows = [[_shorten(r[0], name_w, middle=True), *r[1:]] for r in art_rows]
     lines = [
-        _title(run, width), "",
-        tabulate(host_rows, ["host", "what it is", "status"], tablefmt="simple", disable_numparse=True),
+        _title(run, width),
         "",
-        tabulate(art_rows, ["artifact", "status", "sha256", "hosts"], tablefmt="simple", disable_numparse=True),
-        "", *_verdict(run, comparison, width, color),
+        tabulate(
+            host_rows, ["host", "what it is", "status"], tablefmt="simple", disable_numparse=True
+        ),
+        "",
+        tabulate(
+            art_rows,
+            ["artifact", "status", "sha256", "hosts"],
+            tablefmt="simple",
+            disable_numparse=True,
+        ),
+        "",
+        *_verdict(run, comparison, width, color),
     ]
     return "\n".join(lines) + "\n"
 
