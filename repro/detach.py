@@ -28,6 +28,9 @@ from repro.transport.base import Completed, Transport
 POLL_WAIT = 100
 #: the most log bytes one poll brings back; a chattier step is simply followed over more polls.
 LOG_CHUNK = 256 * 1024
+#: a step script up to this size travels as an argument of the exec request (Linux takes one
+#: argument of up to 128 KiB); a larger one goes on stdin
+MAX_ARG_SCRIPT = 64 * 1024
 
 # Every process a host starts costs: on a small host, or a lab of a hundred on one machine, a
 # `cat` per fact adds up. So these scripts use shell builtins (`read`, `printf`, tests,
@@ -74,10 +77,16 @@ rc=-; rd "$d/$k.rc"; [ -n "$v" ] && rc=$v
 started=0; [ -e "$d/$k.lock" ] && started=1
 killed=0; [ -e "$d/$k.killed" ] && killed=1
 t0=-; rd "$d/$k.start"; [ -n "$v" ] && t0=$v
-size=0; [ -s "$d/$k.log" ] && size=$(($(wc -c < "$d/$k.log")))
-want=$((size - off)); [ $want -gt "$chunk" ] && want=$chunk; [ $want -lt 0 ] && want=0
+if [ "$fresh" = 1 ] && [ "$rc" != - ]; then
+  # A step that ended while its launcher waited: send up to a chunk of its log without
+  # measuring it first (no `wc`); the controller can tell whether that was all of it.
+  size=-1; want=$chunk; [ -s "$d/$k.log" ] || want=0
+else
+  size=0; [ -s "$d/$k.log" ] && size=$(($(wc -c < "$d/$k.log")))
+  want=$((size - off)); [ $want -gt "$chunk" ] && want=$chunk; [ $want -lt 0 ] && want=0
+fi
 clock
-echo "repro-poll rc=$rc alive=$alive started=$started killed=$killed size=$size take=$want t0=$t0 now=$now fresh=${fresh:-0}"
+echo "repro-poll rc=$rc alive=$alive started=$started killed=$killed size=$size take=$want t0=$t0 now=$now fresh=$fresh"
 if [ $want -gt 0 ]; then
   if [ "$off" -eq 0 ]; then head -c $want -- "$d/$k.log"
   else tail -c +$((off + 1)) -- "$d/$k.log" | head -c $want; fi
@@ -85,26 +94,31 @@ fi
 exit 0
 """
 
-# The launcher. $1 step dir, $2 key, $3 work dir, $4 wait (hundredths), $5 chunk, $6 the
-# marker line the controller appended to the script. The script arrives on stdin and is read
-# whole BEFORE the lock is taken: a connection lost mid-upload ends stdin early, and a
-# truncated script (no marker as its last line) must never run, nor hold the lock, so the
-# controller's retry starts the step afresh. The lock is created with noclobber (O_EXCL): if
-# it exists the step was already started (e.g. the reply to an earlier start was lost with
-# the connection): it is never started twice, and this simply reports its state. Once `repro
-# cancel` has left `cancelled` in the step dir, no step of the run starts any more, whichever
-# controller asks (a host still waiting for its turn, the next step, a --resume).
+# The launcher. $1 step dir, $2 key, $3 work dir, $4 wait (hundredths), $5 chunk, $6 how the
+# script comes: `arg` (it is $7: the exec request carries the whole command line or nothing,
+# so it can never arrive cut short; no `cat` either) or `stdin` (large scripts; $7 is the
+# marker line the controller appended, and a script without it as its last line arrived
+# truncated, so it must never run, nor hold the lock, and the controller's retry starts the
+# step afresh). The lock is created with noclobber (O_EXCL): if it exists the step was already
+# started (e.g. the reply to an earlier start was lost with the connection): it is never
+# started twice, and this simply reports its state. Once `repro cancel` has left `cancelled`
+# in the step dir, no step of the run starts any more, whichever controller asks (a host
+# still waiting for its turn, the next step, a --resume).
 _START = (
     r"""
 set -u
-d=$1; k=$2; w=$3; wt=$4; chunk=$5; mark=$6; off=0; fresh=0
+d=$1; k=$2; w=$3; wt=$4; chunk=$5; how=$6; off=0; fresh=0
 { [ -d "$d" ] && [ -d "$w" ]; } || mkdir -p -- "$d" "$w" || exit 90
 t="$d/.$k.sh.$$"
-cat > "$t" || { rm -f -- "$t"; exit 91; }
-last=
-while IFS= read -r line || [ -n "$line" ]; do last=$line; done < "$t"
-if [ "$last" != "$mark" ]; then
-  rm -f -- "$t"; echo "repro: step script arrived truncated; not started" >&2; exit 93
+if [ "$how" = arg ]; then
+  printf '%s\n' "$7" > "$t" || exit 91
+else
+  cat > "$t" || { rm -f -- "$t"; exit 91; }
+  last=
+  while IFS= read -r line || [ -n "$line" ]; do last=$line; done < "$t"
+  if [ "$last" != "$7" ]; then
+    rm -f -- "$t"; echo "repro: step script arrived truncated; not started" >&2; exit 93
+  fi
 fi
 set -C
 if [ -e "$d/cancelled" ] && { true > "$d/$k.lock"; } 2>/dev/null; then
@@ -133,7 +147,7 @@ fi
 # The poll. $1 step dir, $2 key, $3 log offset, $4 wait (hundredths), $5 chunk size.
 _POLL = (
     r"""
-d=$1; k=$2; off=$3; wt=$4; chunk=$5
+d=$1; k=$2; off=$3; wt=$4; chunk=$5; fresh=0
 """
     + _STATE
 )
@@ -196,10 +210,15 @@ async def start(
     wait: int = POLL_WAIT,
 ) -> Poll:
     """Start a step detached (never twice) and return its state after waiting up to `wait`."""
-    # The marker must come last: the host runs the script only if it arrived whole.
-    mark = f"# repro: end of step {key}"
-    data = (script.rstrip("\n") + "\n" + mark + "\n").encode()
-    cmd = _sh(_START, step_dir, key, work_dir, wait, LOG_CHUNK, mark)
+    if len(script.encode()) <= MAX_ARG_SCRIPT and "\0" not in script:
+        cmd = _sh(_START, step_dir, key, work_dir, wait, LOG_CHUNK, "arg", script)
+        data = None
+    else:
+        # Too long for one argument: on stdin, with a marker that must come last, so the
+        # host runs the script only if it arrived whole.
+        mark = f"# repro: end of step {key}"
+        data = (script.rstrip("\n") + "\n" + mark + "\n").encode()
+        cmd = _sh(_START, step_dir, key, work_dir, wait, LOG_CHUNK, "stdin", mark)
     res = await transport.run(cmd, stdin=data, timeout=60 + wait / 100)
     return _parse(transport, res, cmd, key, 0, f"could not start step {key} in {work_dir}")
 
@@ -231,13 +250,24 @@ def _parse(
     fields = dict(kv.split("=", 1) for kv in header.split()[1:] if "=" in kv)
     rc = fields.get("rc", "-")
     take = _int(fields.get("take"), 0)
+    size = _int(fields.get("size"), 0)
+    if size < 0:
+        # The launcher sent up to `take` bytes of a finished step's log without measuring it.
+        # Decoding never turns fewer than one byte into a character, nor more than four, so
+        # a text this short cannot have been cut at `take`: it is the whole log. Otherwise
+        # drop it and let a measured poll read from the start.
+        if len(chunk) * 4 < take:
+            size = offset + len(chunk.encode("utf-8", "replace"))
+            take = size - offset
+        else:
+            chunk, take, size = "", 0, offset + 1
     t0, now = _int(fields.get("t0"), -1), _int(fields.get("now"), -1)
     return Poll(
         exit_status=int(rc) if rc != "-" and rc.lstrip("-").isdigit() else None,
         alive=fields.get("alive") == "1",
         started=fields.get("started") == "1",
         killed=fields.get("killed") == "1",
-        size=_int(fields.get("size"), 0),
+        size=size,
         chunk=chunk,
         next_offset=offset + take,
         elapsed=float(now - t0) if t0 >= 0 and now >= 0 else None,

@@ -158,3 +158,40 @@ def test_hostile_paths_are_data_not_code(tmp_path: Path) -> None:
     p = run(go())
     assert p.exit_status == 0 and p.chunk == "ok\n"
     assert not list(tmp_path.rglob("CANARY*")) and not Path("CANARY").exists()
+
+
+def test_scripts_travel_whole_by_argument_or_stdin(tmp_path: Path) -> None:
+    # Small scripts ride in the command line, large ones on stdin with an end marker; both
+    # must reach the host byte for byte (quotes, $, backslashes, a last line without newline).
+    nasty = "printf '%s\\n' 'a \"b\" $c `d` \\\\e'\n"
+    big = nasty + "# pad\n" * (detach.MAX_ARG_SCRIPT // 6 + 1) + "echo big"
+
+    async def go() -> list[detach.Poll]:
+        t = transport()
+        await t.connect()
+        out = []
+        for i, script in enumerate((nasty, big), 1):
+            out.append(await detach.start(t, str(tmp_path / "steps"), f"1-0{i}",
+                                          str(tmp_path / "w"), script, wait=200))
+        return out
+    small, large = run(go())
+    assert small.exit_status == 0 and small.chunk == 'a "b" $c `d` \\\\e\n'
+    assert large.exit_status == 0 and large.chunk == 'a "b" $c `d` \\\\e\nbig\n'
+
+
+def test_a_finished_steps_whole_log_comes_with_the_start(tmp_path: Path) -> None:
+    # The launcher skips measuring the log of a step that already ended; the controller must
+    # still get every byte, and, for a log too long to be sure of, read it again measured.
+    async def go() -> tuple[detach.Poll, detach.Poll]:
+        t = transport()
+        await t.connect()
+        small = await detach.start(t, str(tmp_path / "s"), "1-01", str(tmp_path / "w"),
+                                   "printf 'caf\\303\\251 \\377 end'", wait=200)
+        large = await detach.start(t, str(tmp_path / "s"), "1-02", str(tmp_path / "w"),
+                                   f"head -c {detach.LOG_CHUNK * 2} /dev/zero", wait=200)
+        return small, large
+    small, large = run(go())
+    assert small.exit_status == 0 and small.chunk == "café \ufffd end"
+    assert small.next_offset >= small.size  # nothing more to read
+    assert large.exit_status == 0 and large.chunk == "" and large.next_offset == 0
+    assert large.size > large.next_offset  # the runner polls again, measured

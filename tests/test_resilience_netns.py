@@ -428,7 +428,15 @@ def test_a_truncated_step_script_is_never_run(netlab: NetnsLab) -> None:
     host = load_inventory(netlab.inventory_path).hosts["h1"]
     steps, work = "/root/cut/steps", "/root/cut/work"
     # Cut anywhere, this script would still count a start, then do only part of the job.
-    script = 'echo start >> "$HOME/starts-cut"\n' + "echo part >> parts\n" * 50 + "echo done\n"
+    # Over detach.MAX_ARG_SCRIPT, so it travels on stdin (a smaller one rides in the exec
+    # request's command line, which arrives whole or not at all).
+    script = (
+        'echo start >> "$HOME/starts-cut"\n'
+        + "echo part >> parts\n" * 50
+        + "# padding\n" * (detach.MAX_ARG_SCRIPT // 10 + 1)
+        + "echo done\n"
+    )
+    assert len(script) > detach.MAX_ARG_SCRIPT
 
     async def go() -> tuple[str, detach.Poll]:
         t = _CutTransport(host)
