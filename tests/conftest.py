@@ -7,6 +7,7 @@ its own event loop (`asyncio.run(...)` + `async with local_lab:`), so no pytest 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,45 @@ import pytest
 
 from repro.lab import LocalLab
 from repro.netlab import NetlabUnavailable, NetnsLab, cleanup_stale
+from tests.fixtures.guix_repos import double_env, make_cuprate_repo
 
 
 @pytest.fixture
 def local_lab(tmp_path: Path) -> LocalLab:
     """A 3-host LocalLab in tmp_path, not yet started: `async with local_lab as lab: ...`."""
     return LocalLab(tmp_path / "lab", n=3)
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port that accepts TCP connections and never says a word (a hung sshd)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield int(s.getsockname()[1])
+
+
+# --- the guix TEST DOUBLE run directly, outside any lab (tests/fixtures/guix_repos.py) ---------
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An empty HOME (tmp_path/home): where the guix double reads its knob file."""
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def env(home: Path) -> dict[str, str]:
+    """The environment to run the guix double and the fixture scripts in, with HOME=home."""
+    return double_env(home)
+
+
+@pytest.fixture
+def cuprate(tmp_path: Path) -> tuple[Path, str]:
+    """The fixture Cuprate repository at tmp_path/origin and its commit."""
+    return make_cuprate_repo(tmp_path / "origin")
 
 
 # --- real OpenSSH hosts in network namespaces (repro/netlab.py) ------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 from repro import detach
 from repro.inventory import Host
 from repro.transport.local import LocalTransport
+from tests.procs import group_alive
 
 
 def transport() -> LocalTransport:
@@ -21,17 +22,6 @@ def transport() -> LocalTransport:
 
 def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return "\nState:\tZ" not in Path(f"/proc/{pgid}/status").read_text()
-    except FileNotFoundError:
-        return False
 
 
 def test_quick_step_finishes_in_the_start_round_trip(tmp_path: Path) -> None:

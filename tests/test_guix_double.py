@@ -13,15 +13,12 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-import pytest
-
 from tests.fixtures.guix_repos import (
     BITCOIN_FIXTURE_GUIX_COMMIT,
     CUPRATE_TARGET,
     CUPRATED_VERSION,
     DOUBLE_BIN,
     FIXTURE_GUIX_COMMIT,
-    double_env,
     git,
     make_bitcoin_repo,
     make_cuprate_repo,
@@ -47,23 +44,6 @@ def run(
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    path = tmp_path / "home"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def env(home: Path) -> dict[str, str]:
-    return double_env(home)
-
-
-@pytest.fixture
-def origin(tmp_path: Path) -> tuple[Path, str]:
-    return make_cuprate_repo(tmp_path / "origin")
 
 
 def clone(origin: Path, dest: Path, env: dict[str, str]) -> Path:
@@ -115,8 +95,8 @@ def test_describe_commit_comes_from_env_then_knob_file(
     assert "40 hex" in bad.stderr
 
 
-def test_time_machine_runs_the_pinned_guix(env: dict[str, str], origin: tuple[Path, str]) -> None:
-    repo, _ = origin
+def test_time_machine_runs_the_pinned_guix(env: dict[str, str], cuprate: tuple[Path, str]) -> None:
+    repo, _ = cuprate
     cmd = ["guix", "time-machine", "-C", "contrib/guix/channels.scm", "--"]
     channels = json.loads(run([*cmd, "describe", "--format=json"], repo, env).stdout)
     assert channels[0]["commit"] == FIXTURE_GUIX_COMMIT
@@ -132,9 +112,9 @@ def test_time_machine_runs_the_pinned_guix(env: dict[str, str], origin: tuple[Pa
 
 
 def test_shell_container_pure_really_runs_with_a_clean_env(
-    env: dict[str, str], home: Path, origin: tuple[Path, str]
+    env: dict[str, str], home: Path, cuprate: tuple[Path, str]
 ) -> None:
-    repo, _ = origin
+    repo, _ = cuprate
     shell = ["guix", "shell", "-m", "contrib/guix/manifest.scm", "--container", "--pure"]
     script = 'env; command -v guix || echo "no guix"; pwd; touch made-inside'
     done = run([*shell, "--", "sh", "-c", script], repo, {**env, "LEAKY": "1"})
@@ -168,10 +148,10 @@ def test_gc_reports_a_daemon_unless_told_not_to(
 
 
 def test_distsrc_path_is_the_last_stdout_line(
-    env: dict[str, str], origin: tuple[Path, str], tmp_path: Path
+    env: dict[str, str], cuprate: tuple[Path, str], tmp_path: Path
 ) -> None:
-    repo = clone(origin[0], tmp_path / "a", env)
-    commit = origin[1]
+    repo = clone(cuprate[0], tmp_path / "a", env)
+    commit = cuprate[1]
     done = run(["./contrib/guix/guix-mk-distsrc"], repo, env)
     lines = done.stdout.splitlines()
     assert len(lines) > 1, "progress lines come first, so 'last line' is what matters"
@@ -191,11 +171,11 @@ def test_distsrc_path_is_the_last_stdout_line(
 
 
 def test_out_dir_has_exactly_the_documented_files(
-    env: dict[str, str], origin: tuple[Path, str], tmp_path: Path
+    env: dict[str, str], cuprate: tuple[Path, str], tmp_path: Path
 ) -> None:
-    repo = clone(origin[0], tmp_path / "a", env)
+    repo = clone(cuprate[0], tmp_path / "a", env)
     out = build(repo, env)
-    distsrc = f"cuprate-{CUPRATED_VERSION}-{origin[1][:12]}-src.tar.gz"
+    distsrc = f"cuprate-{CUPRATED_VERSION}-{cuprate[1][:12]}-src.tar.gz"
     assert sorted(p.name for p in out.iterdir()) == sorted([
         distsrc, distsrc + ".SHA256SUM", ARTIFACT, ARTIFACT + ".SHA256SUM",
         "build-metadata.json", "guix-describe.json", "rustc-version.txt", "cargo-version.txt",
@@ -205,7 +185,7 @@ def test_out_dir_has_exactly_the_documented_files(
     assert meta == {
         "package": "cuprated", "version": CUPRATED_VERSION, "guix_system": "x86_64-linux",
         "rust_target": CUPRATE_TARGET, "source_date_epoch": meta["source_date_epoch"],
-        "git_commit": origin[1], "randomx_arch": "default", "distsrc": distsrc,
+        "git_commit": cuprate[1], "randomx_arch": "default", "distsrc": distsrc,
         "distsrc_sha256": sha256(out / distsrc),
     }  # fmt: skip
     describe = json.loads((out / "guix-describe.json").read_text())
@@ -228,10 +208,10 @@ def test_out_dir_has_exactly_the_documented_files(
 
 
 def test_two_builds_in_different_dirs_are_identical(
-    env: dict[str, str], origin: tuple[Path, str], tmp_path: Path
+    env: dict[str, str], cuprate: tuple[Path, str], tmp_path: Path
 ) -> None:
-    out_a = build(clone(origin[0], tmp_path / "a", env), env)
-    out_b = build(clone(origin[0], tmp_path / "deeper" / "b", env), env)
+    out_a = build(clone(cuprate[0], tmp_path / "a", env), env)
+    out_b = build(clone(cuprate[0], tmp_path / "deeper" / "b", env), env)
     names = sorted(p.name for p in out_a.iterdir())
     assert names == sorted(p.name for p in out_b.iterdir())
     for name in names:
@@ -243,34 +223,34 @@ def test_two_builds_in_different_dirs_are_identical(
 
 
 def test_leak_knob_makes_the_artifact_differ(
-    env: dict[str, str], home: Path, origin: tuple[Path, str], tmp_path: Path
+    env: dict[str, str], home: Path, cuprate: tuple[Path, str], tmp_path: Path
 ) -> None:
-    clean = build(clone(origin[0], tmp_path / "a", env), env)
-    leaky = build(clone(origin[0], tmp_path / "b", env), {**env, "GUIX_DOUBLE_LEAK_HOSTNAME": "1"})
+    clean = build(clone(cuprate[0], tmp_path / "a", env), env)
+    leaky = build(clone(cuprate[0], tmp_path / "b", env), {**env, "GUIX_DOUBLE_LEAK_HOSTNAME": "1"})
     assert sha256(clean / ARTIFACT) != sha256(leaky / ARTIFACT)
     for name in ("build-metadata.json", "rustc-version.txt", "guix-describe.json"):
         assert sha256(clean / name) == sha256(leaky / name), name
     # The same knob through ~/.guix-double.env, as a test host gets it.
     write_knob_file(home, GUIX_DOUBLE_LEAK_HOSTNAME="1")
-    from_file = build(clone(origin[0], tmp_path / "c", env), env)
+    from_file = build(clone(cuprate[0], tmp_path / "c", env), env)
     assert sha256(from_file / ARTIFACT) == sha256(leaky / ARTIFACT)
 
 
 def test_native_and_channel_knobs(
-    env: dict[str, str], origin: tuple[Path, str], tmp_path: Path
+    env: dict[str, str], cuprate: tuple[Path, str], tmp_path: Path
 ) -> None:
     knobs = {"GUIX_DOUBLE_NATIVE": "1", "GUIX_DOUBLE_CHANNEL_COMMIT": "3" * 40}
-    out = build(clone(origin[0], tmp_path / "a", env), {**env, **knobs})
+    out = build(clone(cuprate[0], tmp_path / "a", env), {**env, **knobs})
     assert "-march=native" in (out / f"build-{CUPRATE_TARGET}.log").read_text()
     assert json.loads((out / "guix-describe.json").read_text())[0]["commit"] == "3" * 40
-    plain = build(clone(origin[0], tmp_path / "b", env), env)
+    plain = build(clone(cuprate[0], tmp_path / "b", env), env)
     assert "native" not in (plain / f"build-{CUPRATE_TARGET}.log").read_text()
 
 
 def test_guix_build_rejects_bad_flags_and_paths(
-    env: dict[str, str], origin: tuple[Path, str], tmp_path: Path
+    env: dict[str, str], cuprate: tuple[Path, str], tmp_path: Path
 ) -> None:
-    repo = clone(origin[0], tmp_path / "a", env)
+    repo = clone(cuprate[0], tmp_path / "a", env)
     distsrc = mk_distsrc(repo, env)
     gb = "./contrib/guix/guix-build"
     assert "unknown flag" in run([gb, "--distsrc", str(distsrc), "--frob"], repo, env, 1).stderr
@@ -285,9 +265,9 @@ def test_guix_build_rejects_bad_flags_and_paths(
 
 
 def test_dirty_worktree_is_refused(
-    env: dict[str, str], origin: tuple[Path, str], tmp_path: Path
+    env: dict[str, str], cuprate: tuple[Path, str], tmp_path: Path
 ) -> None:
-    repo = clone(origin[0], tmp_path / "a", env)
+    repo = clone(cuprate[0], tmp_path / "a", env)
     (repo / "stray.txt").write_text("untracked\n")
     assert "dirty" in run(["./contrib/guix/guix-mk-distsrc"], repo, env, 1).stderr
     (repo / "stray.txt").unlink()
@@ -300,9 +280,9 @@ def test_dirty_worktree_is_refused(
 
 
 def test_commit_mismatch_needs_the_knob(
-    env: dict[str, str], origin: tuple[Path, str], tmp_path: Path
+    env: dict[str, str], cuprate: tuple[Path, str], tmp_path: Path
 ) -> None:
-    repo = clone(origin[0], tmp_path / "a", env)
+    repo = clone(cuprate[0], tmp_path / "a", env)
     distsrc = mk_distsrc(repo, env)
     (repo / "NEWS").write_text("a later commit\n")
     git(repo, "add", "NEWS")
@@ -311,7 +291,7 @@ def test_commit_mismatch_needs_the_knob(
     assert "GUIX_ALLOW_COMMIT_MISMATCH" in run(gb, repo, env, 1).stderr
     run(gb, repo, {**env, "GUIX_ALLOW_COMMIT_MISMATCH": "1"})
     meta = json.loads((repo / "contrib/guix/out/build-metadata.json").read_text())
-    assert meta["git_commit"] == origin[1]  # bound to the distsrc, not to the outer checkout
+    assert meta["git_commit"] == cuprate[1]  # bound to the distsrc, not to the outer checkout
 
 
 # --- the Bitcoin Core fixture ------------------------------------------------------------------

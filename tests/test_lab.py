@@ -9,7 +9,6 @@ import asyncio
 import os
 import stat
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncssh
@@ -20,26 +19,8 @@ from repro.errors import ConnectError, UsageError
 from repro.lab import LocalLab
 from repro.transport.asyncssh import AsyncsshTransport, fetch_host_keys, fingerprint
 from repro.transport.base import Transport
-
-TEST_TIMEOUT = 30.0
-
-
-def in_lab(lab: LocalLab, body: Callable[[LocalLab], Awaitable[None]]) -> None:
-    async def main() -> None:
-        async with lab:
-            await asyncio.wait_for(body(lab), TEST_TIMEOUT)
-
-    asyncio.run(main())
-
-
-def alive(pid: int) -> bool:
-    """Running, and not a zombie waiting for a reaper (PID 1 in a container may never reap)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            state = fh.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+from tests.inlab import in_lab
+from tests.procs import alive
 
 
 async def wait_dead(pid: int, seconds: float = 5.0) -> bool:

@@ -30,6 +30,7 @@ from repro.netlab import (
     lab_down,
     lab_up,
 )
+from tests.procs import alive, wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -48,22 +49,6 @@ def ssh_ok(lab: NetnsLab, name: str, command: str) -> str:
     done = ssh(lab, name, command)
     assert done.returncode == 0, f"{name}: {command!r} -> {done.returncode}: {done.stderr}"
     return done.stdout
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def ip_lines(*args: str) -> str:

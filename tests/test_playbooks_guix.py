@@ -20,10 +20,8 @@ from tests.fixtures.guix_repos import (
     CUPRATE_TARGET,
     CUPRATED_VERSION,
     FIXTURE_GUIX_COMMIT,
-    double_env,
     git,
     make_bitcoin_repo,
-    make_cuprate_repo,
     write_knob_file,
 )
 
@@ -71,23 +69,6 @@ def hashes(playbook: Playbook, work: Path) -> dict[str, str]:
         timeout=TIMEOUT, check=True,
     )  # fmt: skip
     return {name: h.sha256 for name, h in parse_hash_output("builder-1", done.stdout).items()}
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    path = tmp_path / "home"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def env(home: Path) -> dict[str, str]:
-    return double_env(home)
-
-
-@pytest.fixture
-def cuprate(tmp_path: Path) -> tuple[Path, str]:
-    return make_cuprate_repo(tmp_path / "origin")
 
 
 def cuprated_steps(

@@ -5,18 +5,17 @@ The same scenarios run against real OpenSSH in network namespaces in test_resili
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.labthread import LabThread
+from tests.procs import controller, group_alive, starts, wait_for
 from tests.test_cli_inprocess import only_run_dir, report, run_cli
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def slow_playbook(tmp: Path, seconds: float = 3, timeout: str = "1m") -> Path:
@@ -29,7 +28,7 @@ def slow_playbook(tmp: Path, seconds: float = 3, timeout: str = "1m") -> Path:
           - name: build
             timeout: {timeout}
             run: |
-              echo start >> "$HOME/starts"
+              echo start >> "$HOME/starts-build"
               echo "pid $$"
               sleep {seconds}
               echo same-bytes > out.txt
@@ -41,50 +40,12 @@ def slow_playbook(tmp: Path, seconds: float = 3, timeout: str = "1m") -> Path:
     return pb
 
 
-def starts(lab_root: Path) -> int:
-    f = lab_root / "starts"
-    return len(f.read_text().splitlines()) if f.exists() else 0
-
-
-def wait_for(pred, timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def step_pids(lab_root: Path) -> list[int]:
     return [
         int(p.read_text())
         for p in lab_root.glob(".cache/repro/runs/*/steps/*.pid")
         if p.read_text().strip()
     ]
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie leader still answers; look at its state
-    try:
-        return "\nState:\tZ" not in Path(f"/proc/{pgid}/status").read_text()
-    except FileNotFoundError:
-        return False
-
-
-def controller(*argv: str) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen(
-        [sys.executable, "-m", "repro.cli", *argv],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def test_sshd_dies_mid_step_and_returns(tmp_path: Path) -> None:
@@ -94,11 +55,11 @@ def test_sshd_dies_mid_step_and_returns(tmp_path: Path) -> None:
     with lt as lab:
         roots = {h.name: h.root for h in lab.hosts}
         proc = controller("run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out))
-        wait_for(lambda: starts(roots["lab1"]) == 1, what="step start on lab1")
+        wait_for(lambda: starts(roots["lab1"]) == 1, "step start on lab1", proc)
         lt.stop_host("lab1")  # drops the open connection, refuses new ones
         time.sleep(1.5)
         lt.start_host("lab1")
-        stdout, stderr = proc.communicate(timeout=60)
+        _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert "reconnecting" in stderr
     assert starts(roots["lab1"]) == 1, "the step was not started again"
@@ -115,12 +76,12 @@ def test_killed_controller_resumes_without_redoing(tmp_path: Path) -> None:
     with LabThread(tmp_path / "lab", n=2) as lab:
         roots = {h.name: h.root for h in lab.hosts}
         proc = controller("run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out))
-        wait_for(lambda: all(starts(r) == 1 for r in roots.values()), what="steps started")
+        wait_for(lambda: all(starts(r) == 1 for r in roots.values()), "steps started", proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         run_id = only_run_dir(out).name
         assert not (out / run_id / "report.json").exists()
-        code, stdout, err = run_cli("run", "--resume", run_id, "--out", str(out))
+        code, _, err = run_cli("run", "--resume", run_id, "--out", str(out))
     assert code == 0, err
     assert all(starts(r) == 1 for r in roots.values()), "resume must not start a step again"
     data = report(out)
@@ -157,18 +118,31 @@ def test_step_timeout_kills_the_process_group(tmp_path: Path) -> None:
         pids = [p for r in roots for p in step_pids(r)]
         assert len(pids) == 2
         assert not any(group_alive(p) for p in pids), "a timed-out step left processes behind"
-    assert code == 3
+    assert code == 3, err
     data = report(out)
     assert all("timed out" in h["error"] for h in data["hosts"])
 
 
-def test_ctrl_c_kills_steps_and_keeps_what_was_gathered(tmp_path: Path) -> None:
+@contextmanager
+def steps_in_flight(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[Path], Path]]:
+    """A controller running a 60 s step on two lab hosts, once both steps have started:
+    the controller, the hosts' roots, and its --out directory. The controller dies with it."""
     pb = slow_playbook(tmp_path, seconds=60)
     out = tmp_path / "reports"
     with LabThread(tmp_path / "lab", n=2) as lab:
         roots = [h.root for h in lab.hosts]
         proc = controller("run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out))
-        wait_for(lambda: all(step_pids(r) for r in roots), what="steps started")
+        try:
+            wait_for(lambda: all(step_pids(r) for r in roots), "steps started", proc)
+            yield proc, roots, out
+        finally:
+            if proc.poll() is None:  # the test failed before the run ended
+                proc.kill()
+                proc.communicate(timeout=10)
+
+
+def test_ctrl_c_kills_steps_and_keeps_what_was_gathered(tmp_path: Path) -> None:
+    with steps_in_flight(tmp_path) as (proc, roots, out):
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
         pids = [p for r in roots for p in step_pids(r)]
@@ -180,12 +154,7 @@ def test_ctrl_c_kills_steps_and_keeps_what_was_gathered(tmp_path: Path) -> None:
 
 
 def test_repro_cancel_kills_a_running_run(tmp_path: Path) -> None:
-    pb = slow_playbook(tmp_path, seconds=60)
-    out = tmp_path / "reports"
-    with LabThread(tmp_path / "lab", n=2) as lab:
-        roots = [h.root for h in lab.hosts]
-        proc = controller("run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out))
-        wait_for(lambda: all(step_pids(r) for r in roots), what="steps started")
+    with steps_in_flight(tmp_path) as (proc, roots, out):
         run_id = only_run_dir(out).name
         code, stdout, err = run_cli("cancel", run_id, "--out", str(out))
         assert code == 0, err

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +23,10 @@ from repro.inventory import load_inventory
 from repro.netlab import NetnsLab
 from repro.transport.asyncssh import AsyncsshTransport
 from repro.transport.base import Completed
+from tests.procs import controller, finish, starts, wait_for
 from tests.test_cli_inprocess import only_run_dir, report, run_cli
 
 pytestmark = pytest.mark.netns
-
-REPO = Path(__file__).resolve().parent.parent
-#: the controller never gets longer than this to finish a scenario
-RUN_TIMEOUT = 45.0
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -71,34 +64,6 @@ def counting_playbook(tmp: Path, *, seconds: float = 3, timeout: str = "1m") -> 
     return pb
 
 
-def starts(lab: NetnsLab, name: str, step: str = "build") -> int:
-    f = lab.host(name).home / f"starts-{step}"
-    return len(f.read_text().splitlines()) if f.exists() else 0
-
-
-def wait_for(
-    pred: Callable[[], bool],
-    what: str,
-    proc: subprocess.Popen[str] | None = None,
-    timeout: float = 20.0,
-) -> None:
-    """Poll `pred`; on timeout (or if the controller `proc` ended first) show what it said."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and (proc is None or proc.poll() is None):
-        if pred():
-            return
-        time.sleep(0.05)
-    if pred():
-        return
-    said = ""
-    if proc is not None:
-        proc.kill()
-        said = (
-            f"\ncontroller (exit {proc.wait(10)}) said:\n{proc.communicate(timeout=10)[1][-3000:]}"
-        )
-    raise AssertionError(f"gave up waiting for {what}{said}")
-
-
 def inventory_with(lab: NetnsLab, dest: Path, host_vars: dict[str, dict[str, Any]]) -> Path:
     """The lab's inventory plus extra host vars, written to `dest`."""
     doc = yaml.safe_load(lab.inventory_path.read_text())
@@ -107,30 +72,6 @@ def inventory_with(lab: NetnsLab, dest: Path, host_vars: dict[str, dict[str, Any
         hosts[name].update(extra)
     dest.write_text(yaml.safe_dump(doc, sort_keys=False))
     return dest
-
-
-def controller(*argv: str) -> subprocess.Popen[str]:
-    """`python -m repro.cli ARGV` as its own process, so a test can SIGKILL or SIGINT it."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), CI="1")
-    return subprocess.Popen(
-        [sys.executable, "-m", "repro.cli", *argv],
-        cwd=REPO,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def finish(proc: subprocess.Popen[str], timeout: float = RUN_TIMEOUT) -> tuple[int, str, str]:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate(timeout=10)
-        raise AssertionError(f"controller still running after {timeout:g}s:\n{err[-3000:]}")
-    return proc.returncode, out, err
 
 
 def host_run_dir(lab: NetnsLab, name: str, run_id: str) -> Path:
@@ -186,7 +127,7 @@ def test_sshd_killed_mid_step_and_restarted(netlab: NetnsLab, tmp_path: Path) ->
     pb = counting_playbook(tmp_path, seconds=4)
     out = tmp_path / "reports"
     proc = controller("run", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out))
-    wait_for(lambda: starts(netlab, "h1") == 1, "the build step to start on h1", proc)
+    wait_for(lambda: starts(netlab.host("h1").home) == 1, "the build step to start on h1", proc)
     netlab.stop_sshd("h1")  # drops the controller's connection; new ones are refused
     time.sleep(1.5)
     netlab.start_sshd("h1")
@@ -194,8 +135,8 @@ def test_sshd_killed_mid_step_and_restarted(netlab: NetnsLab, tmp_path: Path) ->
     assert code == 0, err
     assert "[h1] reconnecting" in err and "reconnected" in err, err
     for h in netlab.hosts:
-        assert starts(netlab, h.name, "prepare") == 1
-        assert starts(netlab, h.name, "build") == 1, f"{h.name}: the step ran again"
+        assert starts(h.home, "prepare") == 1
+        assert starts(h.home, "build") == 1, f"{h.name}: the step ran again"
     data = report(out)
     assert [h["status"] for h in data["hosts"]] == ["ok", "ok", "ok"]
     assert data["verdict"] == "reproducible" and data["exit_code"] == 0
@@ -224,7 +165,7 @@ def test_link_down_for_good_is_unreachable_and_others_finish(
     out = tmp_path / "reports"
     began = time.monotonic()
     proc = controller("run", "-i", str(inv), "-p", str(pb), "--out", str(out))
-    wait_for(lambda: starts(netlab, "h2") == 1, "the build step to start on h2", proc)
+    wait_for(lambda: starts(netlab.host("h2").home) == 1, "the build step to start on h2", proc)
     netlab.link_down("h2")  # packets vanish: no RST, no FIN, only silence
     code, _, err = finish(proc)
     took = time.monotonic() - began
@@ -245,7 +186,7 @@ def test_link_down_for_good_is_unreachable_and_others_finish(
     netlab.link_up("h2")
     rc = host_run_dir(netlab, "h2", data["run_id"]) / "steps" / "1-02.rc"
     wait_for(rc.exists, "the orphaned step on h2 to finish on its own", timeout=10)
-    assert rc.read_text().strip() == "0" and starts(netlab, "h2") == 1
+    assert rc.read_text().strip() == "0" and starts(netlab.host("h2").home) == 1
 
 
 # --- 3. the controller SIGKILLed, then --resume ---------------------------------------------------
@@ -262,7 +203,7 @@ def test_killed_controller_resumes_with_the_same_result(netlab: NetnsLab, tmp_pa
             (h.home / f"starts-{step}").unlink()
 
     proc = controller("run", "-i", inv, "-p", str(pb), "--out", str(out))
-    wait_for(lambda: all(starts(netlab, h.name) == 1 for h in netlab.hosts), "builds", proc)
+    wait_for(lambda: all(starts(h.home) == 1 for h in netlab.hosts), "builds", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     run_dir = only_run_dir(out)
@@ -280,8 +221,8 @@ def test_killed_controller_resumes_with_the_same_result(netlab: NetnsLab, tmp_pa
         a["groups"][0]["sha256"] for a in reference["artifacts"]
     ]
     for h in netlab.hosts:
-        assert starts(netlab, h.name, "prepare") == 1, f"{h.name}: prepare was redone"
-        assert starts(netlab, h.name, "build") == 1, f"{h.name}: build was redone"
+        assert starts(h.home, "prepare") == 1, f"{h.name}: prepare was redone"
+        assert starts(h.home, "build") == 1, f"{h.name}: build was redone"
         assert_logs_complete(netlab, run_dir, h.name, 3)
         steps = next(x for x in data["hosts"] if x["name"] == h.name)["steps"]
         assert [(s["name"], s["exit_status"]) for s in steps] == [("prepare", 0), ("build", 0)]
@@ -349,7 +290,7 @@ def test_step_timeout_kills_everything_of_the_run(netlab: NetnsLab, tmp_path: Pa
     assert code == 3, err
     assert time.monotonic() - began < 20
     run_id = only_run_dir(out).name
-    assert all(starts(netlab, h.name, "hang") == 1 for h in netlab.hosts)
+    assert all(starts(h.home, "hang") == 1 for h in netlab.hosts)
     assert_nothing_left(netlab, run_id)
     assert_cancelled_report(out, "timed out after 2s")
 
@@ -389,13 +330,13 @@ def test_repro_cancel_stops_the_whole_run(netlab: NetnsLab, tmp_path: Path) -> N
     wait_for(lambda: step_running(netlab, "h1") and step_running(netlab, "h2"), "steps", proc)
     run_id = only_run_dir(out).name
     assert run_processes(netlab, "h1", run_id) and run_processes(netlab, "h2", run_id)
-    assert starts(netlab, "h3", "hang") == 0
+    assert starts(netlab.host("h3").home, "hang") == 0
     code, stdout, err = run_cli("cancel", run_id, "--out", str(out))
     assert code == 0, err
     assert stdout.count("killed 1 running step") == 2 and "h3: nothing running" in stdout, stdout
     code, _, err = finish(proc, timeout=30)
     assert code == 3, err
-    assert starts(netlab, "h3", "hang") == 0, "a cancelled run started a build on h3"
+    assert starts(netlab.host("h3").home, "hang") == 0, "a cancelled run started a build on h3"
     assert_nothing_left(netlab, run_id)
     assert_cancelled_report(out, "cancelled")
     # A cancelled run stays cancelled: a second cancel finds nothing, --resume starts nothing.
@@ -403,7 +344,7 @@ def test_repro_cancel_stops_the_whole_run(netlab: NetnsLab, tmp_path: Path) -> N
     assert code == 0 and stdout.count("nothing running") == 3, stdout
     code, _, err = run_cli("run", "--resume", run_id, "--out", str(out))
     assert code == 3, err
-    assert [starts(netlab, h.name, "hang") for h in netlab.hosts] == [1, 1, 0]
+    assert [starts(h.home, "hang") for h in netlab.hosts] == [1, 1, 0]
     assert_nothing_left(netlab, run_id)
 
 

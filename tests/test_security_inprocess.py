@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from repro.lab import LocalLab
 from tests.labthread import LabThread
 from tests.test_cli_inprocess import report, run_cli
 
@@ -41,22 +42,17 @@ def echo_playbook(tmp: Path) -> Path:
     return pb
 
 
+def run_on(lab: LocalLab, pb: Path, out: Path, *extra: str) -> tuple[int, str, str]:
+    """`repro run` of playbook `pb` on every lab host, reports in `out`: code, stdout, stderr."""
+    return run_cli("run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out), *extra)
+
+
 @pytest.mark.parametrize("value", NASTY)
 def test_extra_vars_pass_through_literally(tmp_path: Path, value: str) -> None:
     pb = echo_playbook(tmp_path)
     out = tmp_path / "reports"
     with LabThread(tmp_path / "lab", n=2) as lab:
-        code, _, err = run_cli(
-            "run",
-            "-i",
-            str(lab.inventory_path),
-            "-p",
-            str(pb),
-            "-e",
-            f"value={value}",
-            "--out",
-            str(out),
-        )
+        code, _, err = run_on(lab, pb, out, "-e", f"value={value}")
         roots = [h.root for h in lab.hosts]
         assert code == 0, err
         for root in roots:
@@ -74,9 +70,7 @@ def test_inventory_vars_pass_through_literally(tmp_path: Path) -> None:
     with LabThread(
         tmp_path / "lab", n=2, host_vars={"lab1": {"value": value}, "lab2": {"value": value}}
     ) as lab:
-        code, _, err = run_cli(
-            "run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(tmp_path / "r")
-        )
+        code, _, err = run_on(lab, pb, tmp_path / "r")
         assert code == 0, err
         for h in lab.hosts:
             assert not list(h.root.rglob("CANARY"))
@@ -86,17 +80,7 @@ def test_value_that_cannot_be_made_safe_is_rejected(tmp_path: Path) -> None:
     pb = echo_playbook(tmp_path)
     out = tmp_path / "reports"
     with LabThread(tmp_path / "lab", n=2) as lab:
-        code, _, err = run_cli(
-            "run",
-            "-i",
-            str(lab.inventory_path),
-            "-p",
-            str(pb),
-            "-e",
-            "value=bell\x07\x1b[2J",
-            "--out",
-            str(out),
-        )
+        code, _, err = run_on(lab, pb, out, "-e", "value=bell\x07\x1b[2J")
     assert code == 2 and "value" in err
     assert "\x1b" not in err
     assert not out.exists()
@@ -118,9 +102,7 @@ def test_hostile_artifact_names_and_logs_are_neutralised(tmp_path: Path) -> None
     )
     out = tmp_path / "reports"
     with LabThread(tmp_path / "lab", n=2) as lab:
-        code, stdout, err = run_cli(
-            "run", "-v", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out)
-        )
+        code, stdout, err = run_on(lab, pb, out, "-v")
     assert code == 3
     assert "\x1b" not in stdout and "\x1b" not in err and "\x07" not in err
     data = report(out)

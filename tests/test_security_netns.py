@@ -22,17 +22,9 @@ import pytest
 
 from repro.netlab import NetnsLab
 from repro.transport.asyncssh import fingerprint
+from tests.procs import REPO, controller, finish, starts, wait_for
 from tests.test_cli_inprocess import only_run_dir, report, run_cli
-from tests.test_resilience_netns import (
-    REPO,
-    controller,
-    counting_playbook,
-    finish,
-    host_run_dir,
-    inventory_with,
-    starts,
-    wait_for,
-)
+from tests.test_resilience_netns import counting_playbook, host_run_dir, inventory_with
 
 pytestmark = pytest.mark.netns
 
@@ -76,7 +68,7 @@ def test_changed_host_key_mid_run_stops_that_host_only(netlab: NetnsLab, tmp_pat
     began = time.monotonic()
     # Default reconnect timeout (300 s): a changed key must stop h2 at once, not be waited out.
     proc = controller("run", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out))
-    wait_for(lambda: starts(netlab, "h2") == 1, "the build step to start on h2", proc)
+    wait_for(lambda: starts(netlab.host("h2").home) == 1, "the build step to start on h2", proc)
     new = fingerprint(netlab.regenerate_host_key("h2"))  # sshd restarts: the controller reconnects
     code, stdout, err = finish(proc)
     assert code == 3, err
@@ -119,13 +111,9 @@ def test_hosts_trust_records_real_keys_and_never_replaces_one(
     assert all("repro hosts trust --limit " + h["name"] in h["error"] for h in data["hosts"])
 
     # No terminal and no --yes: refuse, exit 2, write nothing.
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    asked = subprocess.run(
-        [sys.executable, "-m", "repro.cli", "hosts", "trust", "-i", str(inv)],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, env=env, check=False,
-    )  # fmt: skip
-    assert asked.returncode == 2, asked.stderr
-    assert "--yes" in asked.stderr and asked.stderr.count("\n") == 1
+    code, _, err = finish(controller("hosts", "trust", "-i", str(inv)), timeout=60)
+    assert code == 2, err
+    assert "--yes" in err and err.count("\n") == 1
     assert known.read_text() == ""
 
     # --yes: every host's real key, exactly as OpenSSH sees it, and the lab's own record of it.

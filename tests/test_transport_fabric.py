@@ -1,5 +1,7 @@
-"""The Fabric transport against the in-process lab: host keys, connection faults, the thread
-pool, and `repro run` end to end with fabric. Every handshake is real SSH over loopback.
+"""The Fabric transport's own behaviour against the in-process lab: how it reads known_hosts
+(paramiko's loader is not used), keepalive on a dead link, the thread pool, cancellation, and
+`repro run` end to end with fabric. The faults both SSH transports share (host keys, refused,
+timeouts, auth, ~/.ssh/config, a host stopped) are test_transport_failures.py.
 """
 
 from __future__ import annotations
@@ -9,10 +11,9 @@ import dataclasses
 import io
 import json
 import shlex
-import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,89 +22,22 @@ import paramiko
 import pytest
 
 from repro.cli import main
-from repro.errors import ConnectError, HostKeyError, InventoryError, UsageError
+from repro.errors import ConnectError, HostKeyError, UsageError
 from repro.inventory import Host, load_inventory
 from repro.lab import LocalLab
 from repro.netlab import NetnsLab
 from repro.transport import fabric as fabric_mod
 from repro.transport import make_transport
-from repro.transport.asyncssh import AsyncsshTransport, fingerprint, known_hosts_entry
+from repro.transport.asyncssh import AsyncsshTransport, known_hosts_entry
 from repro.transport.fabric import FabricTransport
+from tests.inlab import TEST_TIMEOUT, connect_error, in_lab, lab1_with_known_hosts, lab_fingerprint
 from tests.labthread import LabThread
 
-TEST_TIMEOUT = 30.0
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "playbooks" / "demo.yaml"
 
 
-def in_lab(lab: LocalLab, body: Callable[[LocalLab], Awaitable[None]]) -> None:
-    async def run() -> None:
-        async with lab:
-            await asyncio.wait_for(body(lab), TEST_TIMEOUT)
-
-    asyncio.run(run())
-
-
-async def connect_error(host: Host) -> ConnectError:
-    t = FabricTransport(host)
-    try:
-        with pytest.raises(ConnectError) as info:
-            await t.connect()
-        assert not t.connected
-        return info.value
-    finally:
-        await t.close()
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port that accepts TCP connections and never says a word (a hung sshd)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(8)
-        yield int(s.getsockname()[1])
-
-
-def lab_fingerprint(lab: LocalLab, name: str) -> str:
-    return str(lab.host_key(name).get_fingerprint("sha256"))
-
-
 # --- host keys --------------------------------------------------------------------------------
-
-
-def test_known_host_connects(local_lab: LocalLab) -> None:
-    async def body(lab: LocalLab) -> None:
-        async with FabricTransport(lab.host("lab2")) as t:
-            assert t.connected and t.name == "fabric"
-            r = await t.run("echo $HOME")
-            assert r.stdout.strip() == str(lab.hosts[1].root)
-            assert "connected" in repr(t)
-
-    in_lab(local_lab, body)
-
-
-def test_unknown_host_key_is_refused(local_lab: LocalLab, tmp_path: Path) -> None:
-    async def body(lab: LocalLab) -> None:
-        empty = tmp_path / "empty_known_hosts"
-        empty.write_text("")
-        host = dataclasses.replace(lab.host("lab1"), known_hosts=str(empty))
-        err = await connect_error(host)
-        assert isinstance(err, HostKeyError)
-        assert "unknown" in str(err) and str(err).startswith("lab1: ")
-        assert "repro hosts trust --limit lab1" in str(err)
-        # the fingerprint the host offered, so the user can compare before trusting it
-        assert lab_fingerprint(lab, "lab1") in str(err)
-        # RejectPolicy, not Fabric's AutoAddPolicy: nothing was written to known_hosts
-        assert empty.read_text() == ""
-
-    in_lab(local_lab, body)
 
 
 def test_system_known_hosts_is_not_consulted(
@@ -116,64 +50,11 @@ def test_system_known_hosts_is_not_consulted(
 
     async def body(lab: LocalLab) -> None:
         (home / ".ssh" / "known_hosts").write_text(lab.known_hosts_path.read_text())
-        empty = tmp_path / "empty_known_hosts"
-        empty.write_text("")
-        host = dataclasses.replace(lab.host("lab1"), known_hosts=str(empty))
-        assert isinstance(await connect_error(host), HostKeyError)
+        host = lab1_with_known_hosts(lab, tmp_path / "empty_known_hosts")
+        assert isinstance(await connect_error(FabricTransport, host), HostKeyError)
         # ...while the same file, named by default (no repro_known_hosts), is the one used
         async with FabricTransport(dataclasses.replace(host, known_hosts=None)) as t:
             assert (await t.run("echo ok")).stdout == "ok\n"
-
-    in_lab(local_lab, body)
-
-
-def test_missing_known_hosts_file_says_how_to_trust(local_lab: LocalLab, tmp_path: Path) -> None:
-    async def body(lab: LocalLab) -> None:
-        host = dataclasses.replace(lab.host("lab1"), known_hosts=str(tmp_path / "nope"))
-        err = await connect_error(host)
-        assert isinstance(err, HostKeyError)
-        assert "no known_hosts file" in str(err) and "repro hosts trust --limit lab1" in str(err)
-        assert not (tmp_path / "nope").exists()
-
-    in_lab(local_lab, body)
-
-
-def test_changed_host_key_is_refused(local_lab: LocalLab, tmp_path: Path) -> None:
-    async def body(lab: LocalLab) -> None:
-        port = lab.hosts[0].port
-        impostor_key = asyncssh.generate_private_key("ssh-ed25519")
-        impostor = impostor_key.export_public_key().decode()
-        known = tmp_path / "known_hosts"
-        known.write_text(known_hosts_entry("127.0.0.1", port, impostor) + "\n")
-        host = dataclasses.replace(lab.host("lab1"), known_hosts=str(known))
-        err = await connect_error(host)
-        assert isinstance(err, HostKeyError)
-        assert "CHANGED" in str(err) and f"127.0.0.1:{port}" in str(err)
-        assert str(err).startswith("lab1: ")
-        # both fingerprints: the trusted one and the one the host now offers
-        assert impostor_key.get_fingerprint("sha256") in str(err)
-        assert lab_fingerprint(lab, "lab1") in str(err)
-
-        # another lab host's (valid) key for this address is just as wrong
-        other = lab.host_key("lab2").export_public_key().decode()
-        known.write_text(known_hosts_entry("127.0.0.1", port, other) + "\n")
-        err = await connect_error(host)
-        assert isinstance(err, HostKeyError) and lab_fingerprint(lab, "lab2") in str(err)
-
-    in_lab(local_lab, body)
-
-
-def test_changed_key_type_is_refused(local_lab: LocalLab, tmp_path: Path) -> None:
-    async def body(lab: LocalLab) -> None:
-        # known_hosts pins an ECDSA key; the server only has ed25519 now
-        port = lab.hosts[0].port
-        ecdsa = asyncssh.generate_private_key("ecdsa-sha2-nistp256").export_public_key().decode()
-        known = tmp_path / "known_hosts"
-        known.write_text(known_hosts_entry("127.0.0.1", port, ecdsa) + "\n")
-        host = dataclasses.replace(lab.host("lab1"), known_hosts=str(known))
-        err = await connect_error(host)
-        assert isinstance(err, HostKeyError) and "CHANGED" in str(err)
-        assert fingerprint(ecdsa) in str(err)
 
     in_lab(local_lab, body)
 
@@ -185,10 +66,9 @@ def test_key_for_port_22_form_does_not_match_another_port(
 
     async def body(lab: LocalLab) -> None:
         line = lab.host_key("lab1").export_public_key().decode()
-        known = tmp_path / "known_hosts"
-        known.write_text(known_hosts_entry("127.0.0.1", 22, line) + "\n")
-        host = dataclasses.replace(lab.host("lab1"), known_hosts=str(known))
-        err = await connect_error(host)
+        entry = known_hosts_entry("127.0.0.1", 22, line)
+        host = lab1_with_known_hosts(lab, tmp_path / "known_hosts", entry)
+        err = await connect_error(FabricTransport, host)
         assert isinstance(err, HostKeyError) and "unknown" in str(err)
 
     in_lab(local_lab, body)
@@ -211,8 +91,8 @@ def test_known_hosts_lines_paramiko_cannot_parse_are_skipped(
         async with FabricTransport(host) as t:
             assert (await t.run("echo ok")).stdout == "ok\n"
         # garbage alone trusts nothing
-        known.write_text("127.0.0.1 ssh-ed25519 !!!not-base64!!!\n")
-        err = await connect_error(host)
+        lab1_with_known_hosts(lab, known, "127.0.0.1 ssh-ed25519 !!!not-base64!!!")
+        err = await connect_error(FabricTransport, host)
         assert isinstance(err, HostKeyError) and "unknown" in str(err)
 
     in_lab(local_lab, body)
@@ -222,133 +102,16 @@ def test_revoked_key_is_never_trusted(local_lab: LocalLab, tmp_path: Path) -> No
     async def body(lab: LocalLab) -> None:
         port = lab.hosts[0].port
         line = lab.host_key("lab1").export_public_key().decode()
-        known = tmp_path / "known_hosts"
         entry = known_hosts_entry("127.0.0.1", port, line)
-        known.write_text(f"{entry}\n@revoked {entry}\n")
-        host = dataclasses.replace(lab.host("lab1"), known_hosts=str(known))
-        err = await connect_error(host)
+        host = lab1_with_known_hosts(lab, tmp_path / "known_hosts", entry, f"@revoked {entry}")
+        err = await connect_error(FabricTransport, host)
         assert isinstance(err, HostKeyError) and "@revoked" in str(err)
         assert lab_fingerprint(lab, "lab1") in str(err)
 
     in_lab(local_lab, body)
 
 
-# --- connection faults ------------------------------------------------------------------------
-
-
-def test_refused_port(local_lab: LocalLab) -> None:
-    async def body(lab: LocalLab) -> None:
-        port = free_port()
-        host = dataclasses.replace(lab.host("lab1"), port=port)
-        err = await connect_error(host)
-        assert not isinstance(err, HostKeyError)
-        assert str(err) == f"lab1: cannot connect to 127.0.0.1:{port}: connection refused"
-
-    in_lab(local_lab, body)
-
-
-def test_connect_timeout_from_host_vars(local_lab: LocalLab, silent_port: int) -> None:
-    async def body(lab: LocalLab) -> None:
-        base = lab.host("lab1")
-        host = dataclasses.replace(
-            base, port=silent_port, vars={**base.vars, "repro_connect_timeout": 0.5}
-        )
-        start = time.monotonic()
-        err = await connect_error(host)
-        assert time.monotonic() - start < 5
-        assert str(err).endswith("timed out after 0.5s")
-
-    in_lab(local_lab, body)
-
-
-def test_unresolvable_name(local_lab: LocalLab) -> None:
-    async def body(lab: LocalLab) -> None:
-        host = dataclasses.replace(lab.host("lab1"), address="no-such-host.invalid")
-        err = await connect_error(host)
-        assert "cannot resolve host name 'no-such-host.invalid'" in str(err)
-
-    in_lab(local_lab, body)
-
-
-def test_wrong_client_key_is_an_auth_failure(local_lab: LocalLab, tmp_path: Path) -> None:
-    async def body(lab: LocalLab) -> None:
-        other = tmp_path / "other_key"
-        other.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key())
-        other.chmod(0o600)
-        host = dataclasses.replace(lab.host("lab1"), key_file=str(other), user="builder")
-        err = await connect_error(host)
-        assert not isinstance(err, HostKeyError)
-        assert str(err).endswith("authentication failed for user builder")
-
-    in_lab(local_lab, body)
-
-
-def test_unreadable_key_file(local_lab: LocalLab, tmp_path: Path) -> None:
-    async def body(lab: LocalLab) -> None:
-        host = dataclasses.replace(lab.host("lab1"), key_file=str(tmp_path / "missing_key"))
-        err = await connect_error(host)
-        assert "missing_key" in str(err)
-
-    in_lab(local_lab, body)
-
-
-def test_bad_connection_var_is_an_inventory_error(local_lab: LocalLab) -> None:
-    async def body(lab: LocalLab) -> None:
-        base = lab.host("lab1")
-        host = dataclasses.replace(base, vars={**base.vars, "repro_keepalive_interval": "often"})
-        with pytest.raises(InventoryError, match="lab1: repro_keepalive_interval .* 'often'"):
-            await FabricTransport(host).connect()
-
-    in_lab(local_lab, body)
-
-
-def test_ssh_config_is_honoured(
-    local_lab: LocalLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-
-    async def body(lab: LocalLab) -> None:
-        # no key in the inventory, no agent, no ~/.ssh/id_*: only the config's IdentityFile
-        host = dataclasses.replace(lab.host("lab1"), key_file=None)
-        assert "authentication failed" in str(await connect_error(host))
-        (home / ".ssh" / "config").write_text(
-            f"Host 127.0.0.1\n  IdentityFile {lab.client_key_path}\n"
-        )
-        async with FabricTransport(host) as t:
-            assert (await t.run("echo via config")).stdout == "via config\n"
-
-    in_lab(local_lab, body)
-
-
-def test_stop_and_start_host_drop_and_restore(local_lab: LocalLab) -> None:
-    async def body(lab: LocalLab) -> None:
-        t = FabricTransport(lab.host("lab1"))
-        await t.connect()
-        try:
-            running = asyncio.create_task(t.run("sleep 20"))
-            await asyncio.sleep(0.3)
-            start = time.monotonic()
-            await lab.stop_host("lab1")
-            with pytest.raises(ConnectError, match="connection lost"):
-                await running
-            assert time.monotonic() - start < 5
-            await asyncio.sleep(0.1)
-            assert not t.connected
-            with pytest.raises(ConnectError):
-                await t.run("true")
-            with pytest.raises(ConnectError, match="connection refused"):
-                await t.connect()
-
-            await lab.start_host("lab1")
-            await t.connect()  # same port, same key: known_hosts still matches
-            assert (await t.run("echo back")).stdout == "back\n"
-        finally:
-            await t.close()
-
-    in_lab(local_lab, body)
+# --- a dead link -----------------------------------------------------------------------------
 
 
 def test_dead_link_is_noticed_by_keepalive(netlab_factory: Callable[..., NetnsLab]) -> None:
