@@ -8,6 +8,7 @@ real runner and real SSH.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from tests.fixtures.guix_repos import DOUBLE_BIN, make_cuprate_repo, write_knob_file
@@ -22,10 +23,12 @@ def install_double(home: Path, **knobs: str) -> None:
     """Put the guix double on a host as `guix pull` would, with its knobs for this host."""
     bin_dir = home / ".config" / "guix" / "current" / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
-    link = bin_dir / "guix"
-    if link.exists() or link.is_symlink():
-        link.unlink()
-    link.symlink_to(DOUBLE_BIN / "guix")
+    # A copy, not a link: the checkout may live under /tmp (CI clones anywhere), and a
+    # netns lab host has a private /tmp where a link into the checkout would dangle.
+    target = bin_dir / "guix"
+    if target.exists() or target.is_symlink():
+        target.unlink()
+    shutil.copy2(DOUBLE_BIN / "guix", target)
     write_knob_file(home, **knobs)
 
 

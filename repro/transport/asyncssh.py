@@ -66,12 +66,20 @@ class AsyncsshTransport(Transport):
             # command that reads it would hang until the timeout.
             proc = await conn.create_process(
                 command,
-                input=stdin or None,
                 stdin=asyncssh.PIPE if stdin else asyncssh.DEVNULL,
                 encoding=None,
             )
         except (asyncssh.Error, OSError) as exc:
             raise self._lost(command, exc) from None
+        if stdin:
+            try:
+                proc.stdin.write(stdin)
+                proc.stdin.write_eof()
+            except (BrokenPipeError, ConnectionError, asyncssh.Error):
+                # The command ended (or closed its stdin) before taking all of it, e.g. a
+                # `cat > missing/dir/file` that fails at once: its exit status says what
+                # happened; a connection that is really gone shows in wait() below.
+                pass
         try:
             done = await proc.wait(check=False, timeout=timeout)
         except asyncssh.TimeoutError:
