@@ -9,11 +9,11 @@ import shlex
 import unicodedata
 from typing import TYPE_CHECKING
 
-from repro.errors import UntrustedOutput
+from repro.errors import PlaybookError, UntrustedOutput
 from repro.results import ArtifactHash
 
 if TYPE_CHECKING:
-    from repro.playbook import ArtifactSpec, ManifestSpec, Playbook
+    from repro.playbook import Playbook
 
 MAX_NAME = 255
 MAX_OUTPUT = 4 * 1024 * 1024  # characters; 10000 artifacts with long names fit easily
@@ -41,94 +41,215 @@ def safe_name(name: str) -> bool:
 
 # --- the command run on the host ---------------------------------------------------------------
 
-# Hashes the files given as arguments; $1 is the prefix to strip to get each file's name.
-# A newline in a name could forge a whole output line, so such a name fails the command.
-# stdin redirection keeps sha256sum from escaping odd file names; `shasum` is for BSD/macOS.
-_HASH_FILES = r"""p=$1; shift
-nl='
-'
+# Every process a host starts costs (a lab of a hundred hosts shares two cores), so the command
+# is one `find` whose `-exec … +` batch hashes every file with ONE sha256sum and ONE wc and
+# joins the two with shell builtins: five processes in all (the login shell, find, the batch's
+# sh, sha256sum, wc) for every spec and file, until the names fill 32 KiB (about 500 files).
+#
+# The batch script. The generated `classify` (which specs match a path, so which names it gets)
+# and `manifest` (the files a manifest lists) are prepended; both `queue PATH NAME`. A newline
+# in a path could forge a whole output line, so such a path fails the command. `flush` hashes
+# the queue with one sha256sum and one wc, and pairs their lines with the paths by position
+# (both keep their arguments' order) after checking the counts. The queue is flushed every
+# 32 KiB of paths: a long manifest never meets the argument limit, and appending to the
+# queue (a copy of it in sh) stays cheap.
+_BATCH = r"""
+# Lists are split on newlines only and never globbed; no queued path has a newline.
+IFS=$nl
+set -f
+c=0
+queue() {
+  T=$T$1$nl
+  N=$N$2$nl
+  c=$((c + ${#1} + 1))
+  [ $c -lt 32768 ] || flush
+}
+bad() { printf 'repro: unexpected output from %s; nothing hashed\n' "$1" >&2; exit 1; }
+flush() {
+  [ -n "$T" ] || return 0
+  set -- $T
+  n=$#
+  if command -v sha256sum >/dev/null 2>&1; then H=$(sha256sum -- "$@")
+  else H=$(shasum -a 256 -- "$@")  # BSD, macOS
+  fi || { printf 'repro: cannot hash the artifacts\n' >&2; exit 1; }
+  S=$(wc -c -- "$@") || { printf 'repro: cannot read the artifacts\n' >&2; exit 1; }
+  set -- $H
+  [ $# -eq $n ] || bad sha256sum
+  set -- $S
+  [ $# -eq $n ] || { [ $n -gt 1 ] && [ $# -eq $((n + 1)) ]; } || bad wc
+  set -- $T $N $H $S
+  i=0
+  while [ $i -lt $n ]; do
+    i=$((i + 1))
+    eval "p=\${$i} m=\${$((n + i))} h=\${$((2 * n + i))} s=\${$((3 * n + i))}"
+    # The line must name its path. GNU escapes a name with \ or CR and marks the line with
+    # a leading \: position pairs it, and the controller's parser refuses such a name.
+    case $h in
+      $q"  $p"|$q" *$p") h=${h%"${h#$q}"};;
+      \\$q" "*) h=${h#\\}; h=${h%"${h#$q}"};;
+      *) bad sha256sum;;
+    esac
+    s=${s#"${s%%[! ]*}"}
+    s=${s%%" "*}
+    case $s in ''|*[!0-9]*) bad wc;; esac
+    printf '%s %s %s\n' "$h" "$s" "$m"
+  done
+  T= N= c=0
+}
 for f do
-  case $f in *"$nl"*) printf 'repro: refusing a file name with a newline under %s\n' "$p" >&2; exit 1;; esac
-  if command -v sha256sum >/dev/null 2>&1; then h=$(sha256sum < "$f"); else h=$(shasum -a 256 < "$f"); fi || { printf 'repro: cannot hash %s\n' "$f" >&2; exit 1; }
-  s=$(wc -c < "$f") || exit 1
-  printf '%s %s %s\n' "${h%% *}" "${s##* }" "${f#"$p"}"
-done"""
+  case $f in *"$nl"*) printf 'repro: refusing a file name with a newline\n' >&2; exit 1;; esac
+  classify "$f"
+done
+flush
+exit 0
+"""
 
-# Reads SHA256SUMS-style manifests (the arguments; $1 is `base`) and hashes every listed file
-# that is a regular file inside the work dir; the name printed is the listed name.
-_HASH_MANIFESTS = r"""b=$1; shift
-W=$(pwd -P)
-CR=$(printf '\r')
-q='????????????????????????????????????????????????????????????????'
-for m do
-  d=${m%/*}
+# `manifest FILE BASE`: a SHA256SUMS-style manifest. Every listed name that is a regular file
+# (not a symlink) inside the work dir ($W, physical) is queued under its listed name; unsafe
+# names and files outside are skipped with a warning. The real file is hashed, never the
+# claim. `cd -P` + $PWD resolve the file's dir without a `$(…)` process per listed file.
+_MANIFEST = r"""
+cd -P -- . || exit 1
+W=$PWD last=
+manifest() {
+  d=${1%/*}
   while IFS= read -r line || [ -n "$line" ]; do
     rest=${line#$q}
     case ${line%"$rest"} in ''|*[!0-9a-fA-F]*) continue;; esac
-    case $rest in '  '*|' *'*) n=${rest#??}; n=${n%"$CR"};; *) continue;; esac
-    case /$n/ in //*|*//*|*/./*|*/../*) printf 'repro: %s lists an unsafe name; skipped\n' "$m" >&2; continue;; esac
-    t=$d/$b/$n
+    case $rest in '  '*|' *'*) l=${rest#??}; l=${l%"$CR"};; *) continue;; esac
+    case /$l/ in //*|*//*|*/./*|*/../*)
+      printf 'repro: %s lists an unsafe name; skipped\n' "$1" >&2; continue;;
+    esac
+    t=$d/$2/$l
     if [ ! -f "$t" ] || [ -L "$t" ]; then continue; fi
-    td=$(cd -P -- "${t%/*}" 2>/dev/null && pwd -P) || continue
-    case $td/ in "$W"/*) ;; *) printf 'repro: %s lists a file outside the work dir; skipped\n' "$m" >&2; continue;; esac
-    if command -v sha256sum >/dev/null 2>&1; then h=$(sha256sum < "$t"); else h=$(shasum -a 256 < "$t"); fi || { printf 'repro: cannot hash %s\n' "$t" >&2; exit 1; }
-    s=$(wc -c < "$t") || exit 1
-    printf '%s %s %s\n' "${h%% *}" "${s##* }" "$n"
-  done < "$m"
-done"""
+    # Listed files share a few dirs: each dir is resolved once, not once per file.
+    if [ "${t%/*}" != "$last" ]; then
+      cd -P -- "${t%/*}" 2>/dev/null || continue
+      td=$PWD last=${t%/*}
+      cd -P -- "$W" || exit 1
+    fi
+    case $td/ in "$W"/*) ;; *)
+      printf 'repro: %s lists a file outside the work dir; skipped\n' "$1" >&2; continue;;
+    esac
+    queue "$t" "$l"
+  done < "$1"
+}
+"""
+
+# nl, CR and 64 `?` (one hash's worth of any characters), without a `$(printf …)` process.
+_HEAD = "nl='\n'\nCR='\r'\nq='" + "?" * 64 + "'\nT=\nN=\n"
+
+# Mirrors the playbook's checks; the globs go unquoted into `case` patterns on the host, so
+# hash_command re-checks them itself: each [...] closed inside its own segment, no '/' in it.
+_GLOB_SEGMENT_RE = re.compile(r"(?:[A-Za-z0-9_.*?+@=,:-]|\[[A-Za-z0-9_.*?+@=,:-]+\])+")
+_DIR_RE = re.compile(r"[A-Za-z0-9_.+@=,:-]+(?:/[A-Za-z0-9_.+@=,:-]+)*")
 
 
-def _no_symlink_in(dir_: str) -> str:
-    """A test that `./dir` is a directory reached through no symlink (so it is in the work dir)."""
-    if dir_ == ".":
-        return "true"
-    parts = dir_.split("/")
-    prefixes = ["./" + "/".join(parts[: i + 1]) for i in range(len(parts))]
-    tests = [f"[ -d {shlex.quote(prefixes[-1])} ]"]
-    tests += [f"[ ! -L {shlex.quote(p)} ]" for p in prefixes]
-    return " && ".join(tests)
+def _segments(dir_: str, glob: str, what: str) -> list[str]:
+    """The path segments of `dir_/glob` below the work dir, checked (PlaybookError if unsafe)."""
+    if dir_ != "." and not (_DIR_RE.fullmatch(dir_) and safe_name(dir_)):
+        raise PlaybookError(f"{what}.dir: {dir_!r} is not a plain relative path")
+    parts = [] if dir_ == "." else dir_.split("/")
+    for seg in glob.split("/"):
+        if seg in (".", "..") or not _GLOB_SEGMENT_RE.fullmatch(seg):
+            raise PlaybookError(f"{what}.glob: {glob!r} cannot be matched safely on a host")
+        parts.append(seg)
+    return parts
 
 
-def _find(start: str, glob: str, script: str, arg: str) -> str:
-    """`find` matching `start/glob` exactly like a shell glob would, without following symlinks.
+def _deeper(depth: int) -> str:
+    """A -path/case pattern for paths with more than `depth` segments below `.`.
 
-    find's -path lets `*` match `/`; fixing the depth to the glob's number of segments
-    (validated: no '/' inside [...]) makes every `*` stay inside one segment.
+    Both find's -path and sh's case let `*` match '/'; a path with exactly as many segments as
+    the pattern has makes each '/' of the pattern meet one '/' of the path, so every `*`, `?`
+    and [...] stays inside one segment, like a shell glob.
     """
-    depth = glob.count("/") + 1
-    pattern = f"{start}/{glob}"
-    return (
-        f"find {shlex.quote(start)} -mindepth {depth} -maxdepth {depth} -type f"
-        f" -path {shlex.quote(pattern)} -exec sh -c {script} sh {shlex.quote(arg)} {{}} +"
-    )
+    return "./" + "*/" * depth + "*"
 
 
-def _artifact_line(spec: ArtifactSpec) -> str:
-    start = "." if spec.dir == "." else f"./{spec.dir}"
-    find = _find(start, spec.glob, '"$P"', start + "/")
-    return f"if {_no_symlink_in(spec.dir)}; then {find} || rc=1; fi"
+class _Spec:
+    """One artifact or manifest spec, as find and the batch script match it."""
+
+    def __init__(self, dir_: str, glob: str, action: str, what: str) -> None:
+        parts = _segments(dir_, glob, what)
+        prefix = "./" if dir_ == "." else f"./{dir_}/"
+        self.depth = len(parts)
+        self.pattern = "./" + "/".join(parts)
+        # The dir part is literal (quoted); the glob part stays a pattern (its chars checked).
+        self.case = shlex.quote(prefix) + glob
+        self.action = action.replace("PREFIX", shlex.quote(prefix))
+        self.dirs = ["./" + "/".join(parts[:i]) for i in range(1, self.depth)]
+
+    def __repr__(self) -> str:
+        return f"_Spec({self.pattern!r})"
 
 
-def _manifest_line(spec: ManifestSpec) -> str:
-    return _find(".", spec.glob, '"$M"', spec.base) + " || rc=1"
+def _specs(playbook: Playbook) -> list[_Spec]:
+    # An artifact's name is its path without the dir; a manifest queues what it lists.
+    specs = [
+        _Spec(a.dir, a.glob, 'queue "$1" "${1#PREFIX}"', f"{playbook.path}: artifacts[{i}]")
+        for i, a in enumerate(playbook.artifacts, start=1)
+    ]
+    specs += [
+        _Spec(
+            ".", m.glob, f'manifest "$1" {shlex.quote(m.base)}', f"{playbook.path}: manifests[{i}]"
+        )
+        for i, m in enumerate(playbook.manifests, start=1)
+    ]
+    return specs
+
+
+def _classify(specs: list[_Spec]) -> str:
+    """`classify PATH`: queue PATH under the name of every spec that matches it, once per name.
+
+    Specs with the same action and depth share one case arm, so a file matched by two globs
+    of one dir is queued once.
+    """
+    arms: dict[tuple[str, int], list[str]] = {}
+    for s in specs:
+        arms.setdefault((s.action, s.depth), []).append(s.case)
+    body = [
+        f"  case $1 in {_deeper(depth)}) ;; {'|'.join(dict.fromkeys(cases))}) {action};; esac"
+        for (action, depth), cases in arms.items()
+    ]
+    return "classify() {\n" + "\n".join(body) + "\n}\n"
+
+
+def _find_expr(specs: list[_Spec]) -> list[str]:
+    """find's test: descend only into dirs some spec may reach, keep the files one matches.
+
+    Every other dir is pruned before it is read, so the rest of the work dir costs nothing
+    and an unreadable dir elsewhere cannot fail the command.
+    """
+    dirs = ["-path", "."]
+    for d in dict.fromkeys(d for s in specs for d in s.dirs):
+        dirs += ["-o", "-path", d, "!", "-path", _deeper(d.count("/"))]
+    files: list[str] = []
+    for pattern, depth in dict.fromkeys((s.pattern, s.depth) for s in specs):
+        files += [*(["-o"] if files else []), "-path", pattern, "!", "-path", _deeper(depth)]
+    deepest = max(s.depth for s in specs)
+    return ["-maxdepth", str(deepest), "-type", "d", "(", *dirs, ")",
+            "-o", "-type", "d", "-prune", "-o", "-type", "f", "(", *files, ")"]  # fmt: skip
 
 
 def hash_command(playbook: Playbook) -> str:
     """One POSIX sh command, run in the work dir, printing `<sha256> <size> <name>` per file.
 
-    Only regular files are hashed, never through a symlink. Identical lines (a file matched
-    by two specs) are printed once. Exits non-zero, printing nothing, if a file can't be read.
+    Only regular files are hashed, never through a symlink. A file matched by two specs may
+    be listed twice (parse_hash_output collapses identical lines). Exits non-zero, printing
+    nothing, if a file can't be read. Raises PlaybookError for a dir or glob it cannot match
+    safely (load_playbook refuses those first).
     """
-    lines = [f"P={shlex.quote(_HASH_FILES)}", f"M={shlex.quote(_HASH_MANIFESTS)}", "rc=0"]
-    lines += [_artifact_line(spec) for spec in playbook.artifacts]
-    lines += [_manifest_line(spec) for spec in playbook.manifests]
-    lines.append("exit $rc")
-    inner = "\n".join(lines)
-    # A subshell, so a caller's `cd -- work && <this>` guards all of it.
-    return (
-        f"(out=$(\n{inner}\n) || exit 1\n"
-        '[ -z "$out" ] || printf \'%s\\n\' "$out" | LC_ALL=C sort -u)'
-    )
+    specs = _specs(playbook)
+    if not specs:
+        return "true"
+    script = _HEAD + (_MANIFEST if playbook.manifests else "") + _classify(specs) + _BATCH
+    words = ["find", ".", *_find_expr(specs), "-exec", "sh", "-c", script, "sh", "{}", "+"]
+    find = " ".join(shlex.quote(w) for w in words)
+    # One simple command in $(…): the shell execs find in the substitution's own process. The
+    # output is held back until find (and so every batch) succeeded: all of it, or nothing.
+    # C locale: the same bracket ranges in find and case, and untranslated tool output.
+    return "{ out=$(LC_ALL=C " + find + ') && { [ -z "$out" ] || printf \'%s\\n\' "$out"; }; }'
 
 
 # --- the parser for what comes back -----------------------------------------------------------
@@ -139,8 +260,9 @@ def parse_hash_output(
 ) -> dict[str, ArtifactHash]:
     """Validate `hash_command`'s output from `host`; any bad line rejects all of it.
 
-    Raises UntrustedOutput (with host=) for a malformed hash, size or name, a duplicate name,
-    or more than `max_artifacts` lines or MAX_OUTPUT characters.
+    Identical lines count once; the result is sorted by name. Raises UntrustedOutput (with
+    host=) for a malformed hash, size or name, a name listed with two different hashes or
+    sizes, or more than `max_artifacts` lines or MAX_OUTPUT characters.
     """
     if len(text) > MAX_OUTPUT:
         raise UntrustedOutput(f"artifact list is larger than {MAX_OUTPUT} characters", host=host)
@@ -152,10 +274,13 @@ def parse_hash_output(
     found: dict[str, ArtifactHash] = {}
     for number, line in enumerate(lines, start=1):
         item = _parse_line(host, number, line)
-        if item.name in found:
+        seen = found.get(item.name)
+        # The same file matched by two specs (two globs, a glob and a manifest) is listed twice
+        # with the same hash and size: one claim. Two different claims for one name are not.
+        if seen is not None and (seen.sha256, seen.size) != (item.sha256, item.size):
             raise UntrustedOutput(f"artifact {item.name!r} listed twice (line {number})", host=host)
         found[item.name] = item
-    return found
+    return dict(sorted(found.items()))
 
 
 def _parse_line(host: str, number: int, line: str) -> ArtifactHash:

@@ -1,5 +1,6 @@
 """On-host hashing: `hash_command` really run by /bin/sh in a temp work dir, checked against
-hashlib; and `parse_hash_output`, which must refuse every malformed or hostile line.
+hashlib (and the external commands it starts counted); and `parse_hash_output`, which must
+refuse every malformed or hostile line.
 """
 
 from __future__ import annotations
@@ -7,13 +8,15 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from repro.artifacts import MAX_OUTPUT, hash_command, parse_hash_output, safe_name
-from repro.errors import UntrustedOutput
+from repro.errors import PlaybookError, UntrustedOutput
 from repro.playbook import ArtifactSpec, ManifestSpec, Playbook, Step
 from repro.results import ArtifactHash
 
@@ -44,14 +47,16 @@ def expect(data: bytes) -> tuple[str, int]:
     return hashlib.sha256(data).hexdigest(), len(data)
 
 
-def sh(command: str, cwd: Path, *prefix: str) -> subprocess.CompletedProcess[str]:
+def sh(
+    command: str, cwd: Path, *prefix: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*prefix, "/bin/sh", "-c", command],
-        cwd=cwd, capture_output=True, text=True, timeout=20, check=False,
+        cwd=cwd, capture_output=True, text=True, timeout=20, check=False, env=env,
     )  # fmt: skip
 
 
-def run_hash(work: Path, pb: Playbook) -> dict[str, tuple[str, int]]:
+def run_hash(work: Path, pb: Playbook) -> dict[str, tuple[str, int | None]]:
     result = sh(hash_command(pb), work)
     assert result.returncode == 0, result.stderr
     parsed = parse_hash_output("h1", result.stdout)
@@ -202,6 +207,169 @@ def test_an_unreadable_file_fails_the_command(tmp_path: Path) -> None:
     assert "bad.bin" in result.stderr
 
 
+def test_a_file_under_two_dirs_gets_both_names(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    data = put(work / "out" / "sub" / "x.bin", b"one file, two specs")
+    pb = playbook([ArtifactSpec("sub/*.bin", "out"), ArtifactSpec("*.bin", "out/sub")])
+    assert run_hash(work, pb) == {"sub/x.bin": expect(data), "x.bin": expect(data)}
+
+
+def test_a_file_listed_by_a_manifest_and_matched_by_a_glob_counts_once(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    data = put(work / "dist" / "src.tar.gz", b"source")
+    put(work / "dist" / "SHA256SUMS", f"{H}  src.tar.gz\n{H}  src.tar.gz\n".encode())
+    pb = playbook([ArtifactSpec("*.tar.gz", "dist")], [ManifestSpec("dist/SHA256SUMS")])
+    result = sh(hash_command(pb), work)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("src.tar.gz") == 3  # the same line, collapsed by the parser
+    assert parse_hash_output("h1", result.stdout) == {
+        "src.tar.gz": ArtifactHash("src.tar.gz", *expect(data))
+    }
+
+
+def test_names_sha256sum_escapes_are_paired_by_position(tmp_path: Path) -> None:
+    """GNU sha256sum escapes a name with a backslash or CR and marks its line with a backslash:
+    the hash still goes with the right file, and the parser refuses the name (as it always did).
+    """
+    work = tmp_path / "w"
+    names = ["a.bin", "back\\slash.bin", "car\rriage.bin", "z.bin"]
+    data = {name: put(work / "out" / name, name.encode() * 3) for name in names}
+    # bytes: text mode would turn the CR into a newline
+    done = subprocess.run(
+        ["/bin/sh", "-c", hash_command(playbook([ArtifactSpec("*.bin", "out")]))],
+        cwd=work, capture_output=True, timeout=20, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    text = done.stdout.decode()
+    lines = [line.split(" ", 2) for line in text.split("\n")[:-1]]
+    assert {name: (sha, int(size)) for sha, size, name in lines} == {
+        name: expect(content) for name, content in data.items()
+    }
+    with pytest.raises(UntrustedOutput, match="not a safe file name"):
+        parse_hash_output("h1", text)
+
+
+def test_unrelated_dirs_are_never_read(tmp_path: Path) -> None:
+    """find descends only into dirs a spec can reach: an unreadable dir elsewhere is harmless."""
+    work = tmp_path / "w"
+    data = put(work / "out" / "x.bin", b"x")
+    put(work / "private" / "SHA256SUMS", b"")
+    (work / "private").chmod(0)
+    (work / "out" / "locked").mkdir()
+    (work / "out" / "locked").chmod(0)
+    pb = playbook([ArtifactSpec("*.bin", "out")], [ManifestSpec("dist/*/SHA256SUMS")])
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    result = sh(hash_command(pb), work, *(nobody if os.getuid() == 0 else []))
+    assert result.returncode == 0, result.stderr
+    assert parse_hash_output("h1", result.stdout) == {"x.bin": ArtifactHash("x.bin", *expect(data))}
+
+
+@pytest.mark.parametrize(
+    ("spec", "bad"),
+    [
+        (ArtifactSpec("]x[/]y["), "glob"),  # a [ ] pair would span the '/' and match it
+        (ArtifactSpec("*/[ab/c]"), "glob"),
+        (ArtifactSpec("a;b"), "glob"),
+        (ArtifactSpec("*", "a b"), "dir"),
+        (ArtifactSpec("*", "out/*"), "dir"),
+        (ArtifactSpec("*", "../up"), "dir"),
+        (ManifestSpec("../SHA256SUMS"), "glob"),
+    ],
+)
+def test_unsafe_specs_are_refused_before_anything_runs(
+    spec: ArtifactSpec | ManifestSpec, bad: str
+) -> None:
+    specs = ([spec], []) if isinstance(spec, ArtifactSpec) else ([], [spec])
+    with pytest.raises(PlaybookError, match=bad):
+        hash_command(playbook(*specs))
+
+
+# --- how many processes hashing costs on the host ----------------------------------------------
+
+SHIMMED = ("find", "sh", "sha256sum", "shasum", "wc", "sort", "stat", "cat", "head", "cut", "tr")
+
+
+def shim_env(tmp_path: Path, commands: tuple[str, ...] = SHIMMED) -> tuple[dict[str, str], Path]:
+    """A PATH of only logging wrappers around `commands`: any other command is not found, and
+    every one found through PATH leaves its name in the log."""
+    shims, log = tmp_path / "shims", tmp_path / "commands.log"
+    shims.mkdir()
+    for name in commands:
+        real = shutil.which(name)
+        assert real, f"{name} is not installed"
+        wrapper = shims / name
+        wrapper.write_text(f'#!/bin/sh\necho {name} >> {shlex.quote(str(log))}\nexec {real} "$@"\n')
+        wrapper.chmod(0o755)
+    return {"PATH": str(shims), "HOME": str(tmp_path)}, log
+
+
+def commands_run(log: Path) -> Counter[str]:
+    return Counter(log.read_text().split()) if log.exists() else Counter()
+
+
+def fleet(work: Path, n: int) -> tuple[Playbook, dict[str, tuple[str, int]]]:
+    """`n` files under a glob in one dir, `n` listed by a manifest in another, one top file."""
+    want: dict[str, tuple[str, int]] = {}
+    listed = []
+    for i in range(n):
+        want[f"f{i}.bin"] = expect(put(work / "out" / f"f{i}.bin", b"glob %d" % i))
+        data = put(work / "rel" / "x86" / f"r{i}.tar.gz", b"listed %d" % i)
+        listed.append(f"{hashlib.sha256(data).hexdigest()}  x86/r{i}.tar.gz")
+        want[f"x86/r{i}.tar.gz"] = expect(data)
+    put(work / "rel" / "x86" / "SHA256SUMS.part", ("\n".join(listed) + "\n").encode())
+    want["TOP.txt"] = expect(put(work / "TOP.txt", b"top"))
+    pb = playbook(
+        [ArtifactSpec("*.bin", "out"), ArtifactSpec("TOP.*")],
+        [ManifestSpec("rel/*/SHA256SUMS.part", "..")],
+    )
+    return pb, want
+
+
+@pytest.mark.parametrize("n", [1, 3, 20])
+def test_any_number_of_files_costs_the_same_few_commands(tmp_path: Path, n: int) -> None:
+    work = tmp_path / "w"
+    pb, want = fleet(work, n)
+    env, log = shim_env(tmp_path)
+    result = sh(hash_command(pb), work, env=env)
+    assert result.returncode == 0, result.stderr
+    got = parse_hash_output("h1", result.stdout)
+    assert {name: (a.sha256, a.size) for name, a in got.items()} == want
+    # One find, one batch script, one sha256sum and one wc for every file of every spec (the
+    # old command started a sha256sum and a wc per file); the rest is shell builtins.
+    assert commands_run(log) == Counter({"find": 1, "sh": 1, "sha256sum": 1, "wc": 1})
+
+
+def test_shasum_is_the_fallback(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    pb, want = fleet(work, 3)
+    env, log = shim_env(tmp_path, ("find", "sh", "wc", "shasum"))
+    result = sh(hash_command(pb), work, env=env)
+    assert result.returncode == 0, result.stderr
+    got = parse_hash_output("h1", result.stdout)
+    assert {name: (a.sha256, a.size) for name, a in got.items()} == want
+    assert commands_run(log) == Counter({"find": 1, "sh": 1, "shasum": 1, "wc": 1})
+
+
+def test_thousands_of_files_cost_a_few_batches(tmp_path: Path) -> None:
+    """Past find's argument limit (two batches) and the script's 32 KiB queue, still every
+    file, once, hashed right; commands grow with the bytes of names, not with the files."""
+    work = tmp_path / "w"
+    want = {}
+    for i in range(2500):
+        name = f"artifact-{i:05d}-{'x' * 40}.bin"
+        want[name] = expect(put(work / "out" / name, b"%d" % i))
+    env, log = shim_env(tmp_path)
+    result = sh(hash_command(playbook([ArtifactSpec("*.bin", "out")])), work, env=env)
+    assert result.returncode == 0, result.stderr
+    got = parse_hash_output("h1", result.stdout)
+    assert {name: (a.sha256, a.size) for name, a in got.items()} == want
+    ran = commands_run(log)
+    path_bytes = sum(len(f"./out/{name}") + 1 for name in want)
+    assert ran["find"] == 1 and 1 <= ran["sh"] <= 3
+    assert ran["sha256sum"] == ran["wc"] <= path_bytes // 32768 + ran["sh"]
+    assert set(ran) == {"find", "sh", "sha256sum", "wc"}
+
+
 # --- parse_hash_output ----------------------------------------------------------------------
 
 
@@ -264,6 +432,14 @@ def test_parse_rejects_bad_lines(line: str) -> None:
 def test_parse_rejects_duplicates() -> None:
     with pytest.raises(UntrustedOutput, match="'x' listed twice"):
         parse_hash_output("h1", f"{H} 1 x\n{'b' * 64} 1 x\n")
+    with pytest.raises(UntrustedOutput, match="'x' listed twice"):
+        parse_hash_output("h1", f"{H} 1 x\n{H} 2 x\n")
+
+
+def test_parse_collapses_identical_lines_and_sorts_by_name() -> None:
+    got = parse_hash_output("h1", f"{H} 1 z\n{'b' * 64} 2 a\n{H} 1 z\n")
+    assert list(got) == ["a", "z"]
+    assert got["z"] == ArtifactHash("z", H, 1)
 
 
 def test_parse_caps_lines_and_size() -> None:
