@@ -344,7 +344,13 @@ def load_playbook(path: str | Path) -> Playbook:
     path = Path(path)
     src = _Source(path, str(path))
     data, origin = _load_chain(src, ())
-    return _build(path, data, origin)
+    playbook = _build(path, data, origin)
+    # A dir or glob the host side cannot match safely must be bad input now (exit 2), not a
+    # failure discovered at hash time after hours of building.
+    from repro.artifacts import hash_command
+
+    hash_command(playbook)
+    return playbook
 
 
 def _read_yaml(src: _Source) -> dict[str, Any]:

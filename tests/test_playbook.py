@@ -601,3 +601,12 @@ def test_demo_without_prefix_map_leaks_the_build_dir(tmp_path: Path) -> None:
     assert a["hello"].sha256 != b["hello"].sha256
     assert a["hello-demo.tar.gz"].sha256 != b["hello-demo.tar.gz"].sha256
     assert str(tmp_path / "a" / "work").encode() in (tmp_path / "a/work/out/hello").read_bytes()
+
+
+def test_a_glob_the_host_cannot_match_safely_is_refused_at_load(tmp_path: Path) -> None:
+    # `[...]` spanning a `/` would let `*` cross a directory level on the host
+    pb = tmp_path / "g.yaml"
+    pb.write_text("name: g\nsteps: [{name: s, run: 'true'}]\nartifacts: [{glob: ']x[/]y['}]\n")
+    with pytest.raises(PlaybookError) as err:
+        load_playbook(pb)
+    assert "g.yaml" in str(err.value)
