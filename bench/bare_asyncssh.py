@@ -6,12 +6,11 @@ Usage: bare_asyncssh.py --hosts hosts.json --key KEY --known-hosts FILE --out ou
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 
 import asyncssh
-from workload import COMMANDS, LabHost, load_hosts, write_outputs
+from workload import COMMANDS, LabHost, driver_args, load_hosts, report_errors, write_outputs
 
 
 async def one_host(host: LabHost, key: str, known_hosts: str, timeout: float) -> list[str]:
@@ -48,19 +47,11 @@ async def run_all(hosts: list[LabHost], key: str, known_hosts: str, timeout: flo
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--hosts", required=True)
-    p.add_argument("--key", required=True)
-    p.add_argument("--known-hosts", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--timeout", type=float, default=60.0, help="per connect and per command")
-    args = p.parse_args(argv)
+    args = driver_args(__doc__ or "", argv, "per connect and per command")
     hosts = load_hosts(args.hosts)
     outputs, errors = asyncio.run(run_all(hosts, args.key, args.known_hosts, args.timeout))
     write_outputs(args.out, outputs, errors)
-    for name, err in sorted(errors.items())[:5]:
-        print(f"bare_asyncssh: {name}: {err}", file=sys.stderr)
-    return 1 if errors else 0
+    return report_errors("bare_asyncssh", errors)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,12 @@ Each command runs as one `group.run` across all hosts, the way Fabric's own docs
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import paramiko
 from fabric import Config, Connection, ThreadingGroup
 from fabric.exceptions import GroupException
-from workload import COMMANDS, LabHost, load_hosts, write_outputs
+from workload import COMMANDS, LabHost, driver_args, load_hosts, report_errors, write_outputs
 
 
 def make_group(hosts: list[LabHost], key: str, known_hosts: str, timeout: float) -> ThreadingGroup:
@@ -59,19 +58,11 @@ def run_all(hosts: list[LabHost], key: str, known_hosts: str, timeout: float
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--hosts", required=True)
-    p.add_argument("--key", required=True)
-    p.add_argument("--known-hosts", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--timeout", type=float, default=60.0, help="per connect and per command")
-    args = p.parse_args(argv)
+    args = driver_args(__doc__ or "", argv, "per connect and per command")
     hosts = load_hosts(args.hosts)
     outputs, errors = run_all(hosts, args.key, args.known_hosts, args.timeout)
     write_outputs(args.out, outputs, errors)
-    for name, err in sorted(errors.items())[:5]:
-        print(f"fabric_group: {name}: {err}", file=sys.stderr)
-    return 1 if errors else 0
+    return report_errors("fabric_group", errors)
 
 
 if __name__ == "__main__":

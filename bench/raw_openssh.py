@@ -7,7 +7,6 @@ process makes itself their subreaper and reaps them: their CPU counts as the con
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
 import os
@@ -18,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from workload import COMMANDS, LabHost, load_hosts, write_outputs
+from workload import COMMANDS, LabHost, driver_args, load_hosts, report_errors, write_outputs
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -87,22 +86,14 @@ def run_all(hosts: list[LabHost], key: str, known_hosts: str, timeout: float
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--hosts", required=True)
-    p.add_argument("--key", required=True)
-    p.add_argument("--known-hosts", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--timeout", type=float, default=60.0, help="per ssh invocation")
-    args = p.parse_args(argv)
+    args = driver_args(__doc__ or "", argv, "per ssh invocation")
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         print("raw_openssh: cannot become a subreaper; masters' CPU is not counted", file=sys.stderr)
     hosts = load_hosts(args.hosts)
     outputs, errors = run_all(hosts, args.key, args.known_hosts, args.timeout)
     write_outputs(args.out, outputs, errors)
-    for name, err in sorted(errors.items())[:5]:
-        print(f"raw_openssh: {name}: {err}", file=sys.stderr)
-    return 1 if errors else 0
+    return report_errors("raw_openssh", errors)
 
 
 if __name__ == "__main__":

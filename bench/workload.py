@@ -6,10 +6,12 @@ and every run is held to the same proof that it really did the work on the right
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,3 +99,21 @@ def _check_host(name: str, out: list[str], release: str) -> str:
 def _natural(name: str) -> tuple[int, str]:
     digits = "".join(c for c in name if c.isdigit())
     return (int(digits) if digits else 0, name)
+
+
+def driver_args(doc: str, argv: list[str] | None, timeout_help: str) -> argparse.Namespace:
+    """The command line every comparison driver takes (fanout.py passes the same to each)."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--hosts", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--known-hosts", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--timeout", type=float, default=60.0, help=timeout_help)
+    return p.parse_args(argv)
+
+
+def report_errors(driver: str, errors: dict[str, str]) -> int:
+    """Print the first few per-host errors; the driver's exit status."""
+    for name, err in sorted(errors.items())[:5]:
+        print(f"{driver}: {name}: {err}", file=sys.stderr)
+    return 1 if errors else 0
