@@ -18,6 +18,7 @@ demo-mismatch: $(BIN)/.installed
 	$(BIN)/repro demo --vary build-path
 
 test: $(BIN)/.installed
+	bash scripts/sysdeps.sh
 	$(BIN)/python -m pytest -q
 
 lint: $(BIN)/.installed

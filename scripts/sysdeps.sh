@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The system packages the test suite needs (sshd for the real-OpenSSH tier, iproute2 and
+# util-linux for its network namespaces, gcc for the demo playbook, git for the Guix fixtures).
+# Installs only what is missing, and only where it can (root with apt-get); elsewhere it says
+# what is missing and the suite skips the tier that needs it (or fails, under
+# REPRO_REQUIRE_NETNS=1, as in CI).
+set -euo pipefail
+need=()
+command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+command -v git >/dev/null 2>&1 || need+=(git)
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+command -v pkill >/dev/null 2>&1 || need+=(procps)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}"
+    mkdir -p /run/sshd
+else
+    echo "sysdeps: missing ${need[*]} (not root or no apt-get: not installed; tests that need them skip)" >&2
+fi
