@@ -276,22 +276,14 @@ class Runner:
         # On a resumed run the upload already happened; re-uploading under a running build
         # could change its inputs, so a file is written only if step 1 never started.
         for spec in self.playbook.files:
-            dest = f"{work}/{spec.dest}"
-            q, tmp = shlex.quote(dest), shlex.quote(dest + ".repro-tmp")
-            cmd = (
-                f"if [ -e {shlex.quote(first_lock)} ]; then cat >/dev/null; else "
-                f"mkdir -p -- {shlex.quote(dest.rsplit('/', 1)[0])} && cat > {tmp} && "
-                f"chmod {spec.mode:o} {tmp} && mv -f -- {tmp} {q}; fi"
-            )
             data = spec.src.read_bytes()
-            res = await self._retrying(st, lambda: st.transport.run(cmd, stdin=data, timeout=600))
-            if res.exit_status != 0:
-                raise HostError(
-                    f"could not upload {spec.dest}: {_one_line(res.stderr)[-200:]}",
-                    host=st.result.name,
-                    command=cmd,
-                    exit_status=res.exit_status,
-                )
+            dest = f"{work}/{spec.dest}"
+            await self._retrying(
+                st,
+                lambda: st.transport.put(
+                    data, dest, mode=spec.mode, make_parent=True, unless_exists=first_lock
+                ),
+            )
 
     async def _step(
         self, st: _HostState, rnd: int, step: RenderedStep, steps_dir: str, work: str

@@ -334,6 +334,24 @@ def test_put_into_missing_directory_fails_clearly(contract: Callable[[Body], Non
     contract(body)
 
 
+def test_put_can_make_its_directory_and_be_skipped(contract: Callable[[Body], None]) -> None:
+    async def body(t: Transport, rig: Rig) -> None:
+        path = f"{rig.workdir}/new/dir/file"
+        await t.put(b"first", path, make_parent=True)
+        r = await t.run(f"cat {shlex.quote(path)}")
+        assert r.stdout == "first"
+        # the guard exists: nothing is written (a resumed run must not rewrite its inputs)
+        await t.put(b"second", path, unless_exists=path)
+        r = await t.run(f"cat {shlex.quote(path)}")
+        assert r.stdout == "first"
+        # the guard is absent: written
+        await t.put(b"third", path, unless_exists=f"{rig.workdir}/no-such-lock")
+        r = await t.run(f"cat {shlex.quote(path)}")
+        assert r.stdout == "third"
+
+    contract(body)
+
+
 # --- connection lifecycle ---------------------------------------------------------------------
 
 

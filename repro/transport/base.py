@@ -63,14 +63,28 @@ class Transport(abc.ABC):
         """Whether `run` can be called without `connect` first."""
         return False
 
-    async def put(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
+    async def put(
+        self,
+        data: bytes,
+        remote_path: str,
+        *,
+        mode: int = 0o644,
+        make_parent: bool = False,
+        unless_exists: str | None = None,
+    ) -> None:
         """Write `data` to `remote_path` on the host (atomically, via a temp file).
 
         Done over `run` with the bytes on stdin so every transport gets it for free.
+        `make_parent` creates the directory first; `unless_exists` names a path whose
+        existence makes the write a no-op (checked on the host, in the same round trip).
         """
         q = shlex.quote(remote_path)
         tmp = shlex.quote(remote_path + ".repro-tmp")
         cmd = f"cat > {tmp} && chmod {mode:o} {tmp} && mv -f {tmp} {q}"
+        if make_parent:
+            cmd = f"mkdir -p -- {shlex.quote(remote_path.rsplit('/', 1)[0] or '/')} && {cmd}"
+        if unless_exists is not None:
+            cmd = f"if [ -e {shlex.quote(unless_exists)} ]; then cat >/dev/null; else {cmd}; fi"
         result = await self.run(cmd, stdin=data)
         if result.exit_status != 0:
             from repro.errors import HostError
