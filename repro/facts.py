@@ -11,6 +11,8 @@ import shlex
 import unicodedata
 from typing import TYPE_CHECKING, Any
 
+from repro.hostenv import PRELUDE
+
 if TYPE_CHECKING:
     from repro.transport.base import Transport
 
@@ -21,7 +23,8 @@ MARKER = "@@repro-facts@@"
 # into it. All work happens inside functions, read in full before anything runs, and with stdin
 # from /dev/null: bash reads a piped script byte by byte, so a command that reads stdin would
 # otherwise swallow the part of the script not yet read.
-FACTS_SCRIPT = r"""# repro host facts: sections between marker lines; always exits 0
+# The same PATH as steps and preflight see (a per-user `guix pull`): repro.hostenv.
+FACTS_SCRIPT = PRELUDE + r"""# repro host facts: sections between marker lines; always exits 0
 # Cheap on purpose: at 100 hosts every process a host starts costs the controller's machine
 # ~0.65 ms of CPU, so files are read with shell builtins and commands run only for facts no
 # file holds. Output stays bounded without `head`/`cut`: files and captured output go through
@@ -121,10 +124,6 @@ _repro_facts() {
     "~") _rf_w=$HOME ;;
     "~/"*) _rf_w=$HOME/${_rf_w#"~/"} ;;
   esac
-  # what a login shell would put first (Guix's /etc/profile.d/guix.sh); ssh commands get no login shell
-  if [ -x "$HOME/.config/guix/current/bin/guix" ]; then
-    PATH=$HOME/.config/guix/current/bin:$PATH
-  fi
   _rf_timeout=
   if _rf_have timeout; then _rf_timeout=yes; fi
 
