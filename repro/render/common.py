@@ -36,6 +36,16 @@ def group_index(host: str, artifact: ArtifactComparison) -> int | None:
     return None
 
 
+def hash_of(host: HostResult, artifact: ArtifactComparison) -> str | None:
+    """What a host's cell for an artifact shows: its sha256, "" when it lacks the artifact,
+    or None when the host did not finish ok (compare ignored it; a hash would look like a vote).
+    """
+    if host.status != "ok":
+        return None
+    found = host.artifacts.get(artifact.name)
+    return found.sha256 if found is not None else ""
+
+
 def describe(host: HostResult) -> str:
     """The "what it is" column: filled by facts gathering, empty when unknown."""
     value = host.facts.get("describe")

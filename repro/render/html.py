@@ -6,7 +6,15 @@ Every string from a host goes through `html_text`; a strict CSP forbids anything
 from __future__ import annotations
 
 from repro.compare import ArtifactComparison, Comparison
-from repro.render.common import LABELS, describe, group_index, headline, ordered_hosts, status_text
+from repro.render.common import (
+    LABELS,
+    describe,
+    group_index,
+    hash_of,
+    headline,
+    ordered_hosts,
+    status_text,
+)
 from repro.render.safe import html_text
 from repro.results import HostResult, RunResult
 
@@ -77,14 +85,14 @@ def _row(host: HostResult, artifacts: tuple[ArtifactComparison, ...]) -> str:
 
 
 def _hash_cell(host: HostResult, artifact: ArtifactComparison) -> str:
-    found = host.artifacts.get(artifact.name)
-    if host.status != "ok":
-        return "<td>-</td>"  # compare ignored this host; a hash here would look like a vote
-    if found is None:
+    sha = hash_of(host, artifact)
+    if sha is None:
+        return "<td>-</td>"
+    if not sha:
         return '<td class="missing">missing</td>'
     index = group_index(host.name, artifact)
     css = f' class="g{index % 4}"' if index is not None else ""
-    return f"<td{css}><code>{html_text(found.sha256)}</code></td>"
+    return f"<td{css}><code>{html_text(sha)}</code></td>"
 
 
 def _reasons(comparison: Comparison) -> str:

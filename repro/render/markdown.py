@@ -6,7 +6,7 @@ Every string that came from a host (or a report file) is escaped: it can add no 
 from __future__ import annotations
 
 from repro.compare import ArtifactComparison, Comparison
-from repro.render.common import LABELS, describe, headline, ordered_hosts, status_text
+from repro.render.common import LABELS, describe, hash_of, headline, ordered_hosts, status_text
 from repro.render.safe import md_code, md_escape
 from repro.results import HostResult, RunResult
 
@@ -49,13 +49,8 @@ def _table(run: RunResult, comparison: Comparison) -> list[str]:
 def _row(host: HostResult, artifacts: tuple[ArtifactComparison, ...]) -> list[str]:
     cells = [md_escape(host.name), md_escape(describe(host)), md_escape(status_text(host))]
     for artifact in artifacts:
-        found = host.artifacts.get(artifact.name)
-        if host.status != "ok":
-            cells.append("-")  # compare ignored this host; a hash here would look like a vote
-        elif found is None:
-            cells.append("*missing*")
-        else:
-            cells.append(md_code(found.sha256))
+        sha = hash_of(host, artifact)
+        cells.append("-" if sha is None else md_code(sha) if sha else "*missing*")
     return cells
 
 

@@ -17,6 +17,7 @@ from repro.render.common import (
     SHORT_HASH,
     describe,
     group_index,
+    hash_of,
     headline,
     ordered_hosts,
     status_text,
@@ -112,13 +113,8 @@ def _render_stacked(run: RunResult, comparison: Comparison, *, width: int, color
 def _row(host: HostResult, artifacts: tuple[ArtifactComparison, ...]) -> list[str]:
     cells = [term_safe(host.name), term_safe(describe(host)), term_safe(status_text(host))]
     for artifact in artifacts:
-        found = host.artifacts.get(artifact.name)
-        if host.status != "ok":
-            cells.append("-")  # compare ignored this host; a hash here would look like a vote
-        elif found is None:
-            cells.append("missing")
-        else:
-            cells.append(term_safe(found.sha256[:SHORT_HASH]))
+        sha = hash_of(host, artifact)
+        cells.append("-" if sha is None else term_safe(sha[:SHORT_HASH]) if sha else "missing")
     return cells
 
 
