@@ -1,19 +1,30 @@
-"""Steps that outlive the SSH connection: start detached on the host, then follow and reattach.
+"""Builds that outlive the SSH connection: one detached supervisor per host and round runs the
+steps in order, then hashes the artifacts; the controller follows it and can always reattach.
 
-Each step runs in its own session and process group (setsid) with output to a log file and its
-exit status written to a file, all under the run's directory on the host. The controller only
-ever sends short commands (start, poll, kill), so a dropped link, a restarted sshd or a dead
-controller never stops a build: whoever comes back reads the files and carries on.
+The supervisor runs in its own session and process group (setsid); each step's output goes to a
+log file and its exit status to a file, all under the run's directory on the host. The
+controller only ever sends short commands (launch, poll, kill), so a dropped link, a restarted
+sshd or a dead controller never stops a build: whoever comes back reads the files and carries on.
 
-Host-side layout, per step `<key>` (e.g. `1-03` for round 1, step 3) in `<run_dir>/steps/`:
-  <key>.sh     the rendered step script (sent on stdin: never re-quoted)
-  <key>.lock   created atomically before launch: a step is never started twice
-  <key>.pid    the process group leader's pid (= the group id)
-  <key>.start  the host's clock (epoch seconds) when the step started, for timeouts on resume
-  <key>.log    stdout and stderr
-  <key>.rc     the exit status, written (atomically) when the step ends
-  <key>.killed the step was killed (or refused) on purpose: a timeout, Ctrl-C, `repro cancel`
-  cancelled    left by `repro cancel`: no step of this run starts on this host any more
+Why one supervisor for the whole round rather than a launch per step: every process and every
+SSH session a host starts costs (a lab of a hundred hosts shares two cores; so does a small VM),
+and a playbook of quick steps then finishes in ONE round trip that also brings back every log
+and the artifact hashes. Steps never depend on the controller between them (templates are
+rendered before the run), so nothing is lost by not asking it.
+
+Host-side layout in `<run_dir>/steps/`, per round `<r>` (the plan, `<r>-plan`) and per step key
+`<r>-NN` (the last key of a round, `<r>-hash`, hashes the artifacts; its stderr goes to `.err`):
+  <r>-plan.lock  created atomically (holding the host's clock) before launch: never run twice
+  <r>-plan.pid   the supervisor's pid = the process group of every step of the round
+  <r>-plan.rc    the exit status of the last step that ran, written when the supervisor ends
+  <key>.sh       the rendered step script (never re-quoted: an argument or an uploaded file)
+  <key>.start    the host's clock (seconds since boot) when the step started, for timeouts
+  <key>.pid      the supervisor's pid, written when the step starts
+  <key>.lock     the step has started
+  <key>.log      its stdout and stderr
+  <key>.rc       its exit status, written when it ends
+  <key>.killed   killed (or refused) on purpose: a timeout, Ctrl-C, `repro cancel`
+  cancelled      left by `repro cancel`: no step of this run starts on this host any more
 """
 
 from __future__ import annotations
@@ -21,26 +32,29 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from repro.errors import HostError
 from repro.transport.base import Completed, Transport
 
 #: a poll waits on the host up to this long (hundredths of a second) for the step to finish, so
-#: a quick step costs one round trip and a long one is looked at about once a second.
+#: quick steps cost one round trip and a long one is looked at about once a second.
 POLL_WAIT = 100
-#: the most log bytes one poll brings back; a chattier step is simply followed over more polls.
+#: the most log bytes one reply brings back; a chattier step is simply followed over more polls.
 LOG_CHUNK = 256 * 1024
-#: a step script up to this size travels as an argument of the exec request (Linux takes one
-#: argument of up to 128 KiB); a larger one goes on stdin
+#: the round's scripts travel as arguments of the exec request up to this size in all (Linux
+#: takes one argument of up to 128 KiB); larger ones are uploaded first (Transport.put).
 MAX_ARG_SCRIPT = 64 * 1024
 
-# Every process a host starts costs: on a small host, or a lab of a hundred on one machine, a
-# `cat` per fact adds up. So these scripts use shell builtins (`read`, `printf`, tests,
-# noclobber redirections) wherever one will do; a quick step costs the launcher about four
-# processes besides the step itself (cat, setsid's sh, one nap, head).
+# Shell builtins (`read`, `printf`, tests, noclobber redirections) wherever one will do: a
+# quick round costs the host the supervisor, a `sh` per step, one timer, one `wc` and one `cat`.
 #
-# Helpers shared by the launcher and the poll. The clock is seconds since boot from
-# /proc/uptime (read, no `date` process); a step never outlives a reboot, so start and now
-# always share it. `rd FILE` puts the file's first line in $v (empty if none).
+# `rd FILE` puts the file's first line in $v (empty if none). The clock is seconds since boot
+# from /proc/uptime (read, no `date` process); a build never outlives a reboot, so start and
+# now always share it. bash as `sh` is in POSIX mode, but one called as bash is not, and only
+# POSIX mode lets a trapped signal end a `wait` (the launcher's bounded wait needs that).
 _LIB = r"""
+[ -z "${BASH_VERSION-}" ] || set -o posix
+nl='
+'
 rd() { v=; [ -s "$1" ] && IFS= read -r v < "$1"; return 0; }
 clock() { if IFS=' ' read -r now _ < /proc/uptime 2>/dev/null; then now=${now%.*}; else now=$(date +%s); fi; }
 # A zombie answers kill -0 until its new parent reaps it; it counts as gone.
@@ -52,111 +66,201 @@ alive() {
   done < "/proc/$1/status"
   return 0
 }
-"""
-
-# What every look at a step ends with: wait (bounded) for it to finish, then one header line
-# and the log from the offset. Expects d, k, off, wt (wait, hundredths of a second), chunk.
-# Naps start short, so a step that takes a few milliseconds costs one round trip and ~20 ms,
-# and a long one is looked at about once a second. Liveness is read BEFORE the rc file: a step
-# that ends in between is seen as finished, never as vanished.
-_STATE = r"""
-# Running = the pid is alive, or the launcher has not written it yet (the first 30 s).
+# Is step $k running? Its supervisor is alive; or it started (lock) and the pid is not written
+# yet (the first 30 s); or it was not reached yet and the round's supervisor is alive (or was
+# launched less than 30 s ago and has not written its pid yet).
 running() {
   if [ -s "$d/$k.pid" ]; then rd "$d/$k.pid"; alive "$v"; return; fi
-  [ -e "$d/$k.lock" ] || return 1
-  [ ! -e "$d/$k.killed" ] || return 1  # refused by a cancelled run: never launched
-  rd "$d/$k.start"; [ -n "$v" ] || return 0
+  if [ -e "$d/$k.lock" ]; then
+    [ ! -e "$d/$k.killed" ] || return 1
+    rd "$d/$k.start"; [ -n "$v" ] || return 0
+    clock; [ $((now - v)) -lt 30 ]; return
+  fi
+  [ ! -e "$d/$k.killed" ] && [ -e "$d/$p.lock" ] && [ ! -s "$d/$p.rc" ] || return 1
+  if [ -s "$d/$p.pid" ]; then rd "$d/$p.pid"; alive "$v"; return; fi
+  rd "$d/$p.lock"; [ -n "$v" ] || return 1
   clock; [ $((now - v)) -lt 30 ]
 }
-n=0
-while [ ! -s "$d/$k.rc" ] && [ $n -lt "$wt" ] && running; do
-  if [ $n -lt 20 ]; then sleep 0.02; n=$((n + 2)); else sleep 0.1; n=$((n + 10)); fi
-done
-alive=0; running && alive=1
-rc=-; rd "$d/$k.rc"; [ -n "$v" ] && rc=$v
-started=0; [ -e "$d/$k.lock" ] && started=1
-killed=0; [ -e "$d/$k.killed" ] && killed=1
-t0=-; rd "$d/$k.start"; [ -n "$v" ] && t0=$v
-if [ "$fresh" = 1 ] && [ "$rc" != - ]; then
-  # A step that ended while its launcher waited: send up to a chunk of its log without
-  # measuring it first (no `wc`); the controller can tell whether that was all of it.
-  size=-1; want=$chunk; [ -s "$d/$k.log" ] || want=0
-else
-  size=0; [ -s "$d/$k.log" ] && size=$(($(wc -c < "$d/$k.log")))
-  want=$((size - off)); [ $want -gt "$chunk" ] && want=$chunk; [ $want -lt 0 ] && want=0
-fi
-clock
-echo "repro-poll rc=$rc alive=$alive started=$started killed=$killed size=$size take=$want t0=$t0 now=$now fresh=$fresh"
-if [ $want -gt 0 ]; then
-  if [ "$off" -eq 0 ]; then head -c $want -- "$d/$k.log"
-  else tail -c +$((off + 1)) -- "$d/$k.log" | head -c $want; fi
-fi
-exit 0
+# Wait (naps, at most $wt hundredths of a second) while step $k runs without an exit status.
+# Naps start short: a step about to end costs ~20 ms, a long one is looked at once a second.
+follow() {
+  n=0
+  while [ ! -s "$d/$k.rc" ] && [ $n -lt "$wt" ] && running; do
+    if [ $n -lt 20 ]; then sleep 0.02; n=$((n + 2)); else sleep 0.1; n=$((n + 10)); fi
+  done
+}
 """
 
-# The launcher. $1 step dir, $2 key, $3 work dir, $4 wait (hundredths), $5 chunk, $6 how the
-# script comes: `arg` (it is $7: the exec request carries the whole command line or nothing,
-# so it can never arrive cut short; no `cat` either) or `stdin` (large scripts; $7 is the
-# marker line the controller appended, and a script without it as its last line arrived
-# truncated, so it must never run, nor hold the lock, and the controller's retry starts the
-# step afresh). The lock is created with noclobber (O_EXCL): if it exists the step was already
-# started (e.g. the reply to an earlier start was lost with the connection): it is never
-# started twice, and this simply reports its state. Once `repro cancel` has left `cancelled`
-# in the step dir, no step of the run starts any more, whichever controller asks (a host
-# still waiting for its turn, the next step, a --resume).
-_START = (
+# The reply: one header line for the round, one per step reported, then the steps' log bytes
+# one after the other (each header says how many). Steps from the $i-th key of $keys on (its log
+# from byte $off), for as long as they ended with status 0 and their whole log fits in the
+# $chunk budget. Liveness is read BEFORE the rc file: a step that ends in between is seen as
+# finished, never as vanished. One `wc` measures every log; when every step reported has ended,
+# one `cat` sends them all (the controller checks the total against the sizes, and asks again
+# with exact=1, a `head -c` per log, if something still wrote to a log after its step ended).
+_REPLY = r"""
+reply() {
+  cnt=0; j=0; logs=
+  for k in $keys; do
+    j=$((j + 1)); [ $j -lt $i ] && continue
+    cnt=$((cnt + 1))
+    a=0; running && a=1
+    rc=-; rd "$d/$k.rc"; [ -n "$v" ] && rc=$v
+    s=0; [ -e "$d/$k.lock" ] && s=1
+    x=0; [ -e "$d/$k.killed" ] && x=1
+    t=-; rd "$d/$k.start"; [ -n "$v" ] && t=$v
+    h=0; [ -s "$d/$k.log" ] && { h=1; logs="$logs$nl$d/$k.log"; }
+    eval "K$cnt=\$k R$cnt=\$rc A$cnt=\$a S$cnt=\$s X$cnt=\$x T$cnt=\$t H$cnt=\$h"
+    [ "$rc" = 0 ] || break
+  done
+  # lists hold one path per line (the step dir may have spaces; never a newline)
+  set -f; IFS=$nl
+  if [ -n "$logs" ]; then set -- $(wc -c -- $logs); else set --; fi
+  c=0; left=$chunk; all=1; cats=
+  while [ $c -lt $cnt ]; do
+    c=$((c + 1))
+    eval "k=\$K$c h=\$H$c rc=\$R$c"
+    size=0
+    if [ "$h" = 1 ] && [ $# -ge 1 ]; then
+      size=${1#"${1%%[! ]*}"}; size=${size%%" "*}; shift
+      case $size in ''|*[!0-9]*) size=0;; esac
+    fi
+    o=0; [ $c -eq 1 ] && o=$off
+    want=$((size - o)); [ $want -lt 0 ] && want=0
+    [ $want -gt $left ] && want=$left
+    left=$((left - want))
+    eval "Z$c=\$size W$c=\$want O$c=\$o"
+    { [ $o -eq 0 ] && [ $want -eq $size ] && [ "$rc" != - ]; } || all=0
+    [ $want -eq 0 ] || cats="$cats$nl$d/$k.log"
+    # a step whose log is not all sent ends the reply: the next poll goes on from there
+    [ $want -ge $((size - o)) ] || { cnt=$c; break; }
+  done
+  clock
+  echo "repro-plan n=$cnt now=$now fresh=$fresh"
+  c=0
+  while [ $c -lt $cnt ]; do
+    c=$((c + 1))
+    eval "echo \"repro-poll key=\$K$c rc=\$R$c alive=\$A$c started=\$S$c killed=\$X$c size=\$Z$c take=\$W$c t0=\$T$c\""
+  done
+  if [ "$all" = 1 ] && [ "$exact" != 1 ]; then
+    [ -z "$cats" ] || cat -- $cats
+  else
+    c=0
+    while [ $c -lt $cnt ]; do
+      c=$((c + 1))
+      eval "k=\$K$c want=\$W$c o=\$O$c"
+      [ "$want" -gt 0 ] || continue
+      if [ "$o" -eq 0 ]; then head -c "$want" -- "$d/$k.log"
+      else tail -c +$((o + 1)) -- "$d/$k.log" | head -c "$want"; fi
+    done
+  fi
+  exit 0
+}
+"""
+
+# The supervisor, in its own session (setsid): its pid is the process group of every step of
+# the round, so a timeout or a cancel kills them all with one `kill`. $1 step dir, $2 plan id,
+# then the keys in order. Before each step it looks for `cancelled` (left by `repro cancel`);
+# after a step that failed nothing more runs.
+_SUPERVISOR = r"""
+# A step is its script read by a subshell of this one: a fork, without exec'ing a new shell
+# (the cost that counts when a host runs many quick steps). It must not see the supervisor's
+# variables or functions, so they are dropped first; only _repro_f (the script's path) stays.
+step() {
+  (
+    _repro_f=$d/$k.sh
+    unset d p k rc now v nl key val
+    unset -f rd clock alive running follow step
+    . "$_repro_f"
+  )
+}
+d=$1; p=$2; shift 2
+echo $$ > "$d/$p.pid"
+rc=0
+for k do
+  if [ -e "$d/cancelled" ]; then echo cancelled > "$d/$k.killed"; rc=130; break; fi
+  clock; echo "$now" > "$d/$k.start"
+  echo $$ > "$d/$k.pid"
+  : > "$d/$k.lock"
+  case $k in
+    *-hash) step > "$d/$k.log" 2> "$d/$k.err" < /dev/null; rc=$? ;;
+    *) step > "$d/$k.log" 2>&1 < /dev/null; rc=$? ;;
+  esac
+  echo $rc > "$d/$k.rc"
+  [ $rc -eq 0 ] || break
+done
+echo $rc > "$d/$p.rc"
+"""
+
+# The launcher. $1 step dir, $2 plan id, $3 work dir, $4 wait (hundredths), $5 chunk, $6 how
+# the scripts come: `arg` (one argument each after the keys: the exec request carries the whole
+# command line or nothing, so a script never arrives cut short) or `files` (uploaded already as
+# <key>.sh), $7 the number of keys, then the keys. The plan lock is created with noclobber
+# (O_EXCL): if it exists the round was already launched (the reply to an earlier launch was
+# lost with the connection, or this is --resume) and this simply reports its state. The
+# supervisor is this shell's child, so a quick round is waited for with `wait`, bounded by a
+# timer whose SIGCHLD also ends the wait: no naps, no polling.
+_LAUNCH = (
     r"""
 set -u
-d=$1; k=$2; w=$3; wt=$4; chunk=$5; how=$6; off=0; fresh=0
+d=$1; p=$2; w=$3; wt=$4; chunk=$5; how=$6; m=$7; shift 7
+i=1; off=0; fresh=0; exact=0; keys=
+while [ $m -gt 0 ]; do keys="$keys $1"; shift; m=$((m - 1)); done
 { [ -d "$d" ] && [ -d "$w" ]; } || mkdir -p -- "$d" "$w" || exit 90
-t="$d/.$k.sh.$$"
-if [ "$how" = arg ]; then
-  printf '%s\n' "$7" > "$t" || exit 91
-else
-  cat > "$t" || { rm -f -- "$t"; exit 91; }
-  last=
-  while IFS= read -r line || [ -n "$line" ]; do last=$line; done < "$t"
-  if [ "$last" != "$7" ]; then
-    rm -f -- "$t"; echo "repro: step script arrived truncated; not started" >&2; exit 93
-  fi
-fi
+clock
 set -C
-if [ -e "$d/cancelled" ] && { true > "$d/$k.lock"; } 2>/dev/null; then
-  # `repro cancel` came first: the step is marked started and killed, and never launched.
+if [ -e "$d/cancelled" ] && { echo "$now" > "$d/$p.lock"; } 2>/dev/null; then
+  # `repro cancel` came first: the round never starts; its first step reads as cancelled.
   set +C
-  rm -f -- "$t"
-  echo cancelled > "$d/$k.killed"
-elif { true > "$d/$k.lock"; } 2>/dev/null; then
+  for k in $keys; do echo cancelled > "$d/$k.killed"; break; done
+  echo 130 > "$d/$p.rc"
+elif { echo "$now" > "$d/$p.lock"; } 2>/dev/null; then
   set +C
   fresh=1
-  clock; echo "$now" > "$d/$k.start"
-  # setsid: own session and process group, so a lost connection sends it no SIGHUP and a
-  # timeout or cancel can kill the whole group. The inner sh records the group id first;
-  # pid and rc are written in one `echo` each and read only when non-empty.
-  (cd -- "$w" && exec setsid sh -c 'echo $$ > "$1/$2.pid"
-    sh -- "$3"; rc=$?
-    echo $rc > "$1/$2.rc"' repro-step "$d" "$k" "$t" > "$d/$k.log" 2>&1 < /dev/null) &
+  for k in $keys; do
+    if [ "$how" = arg ]; then printf '%s\n' "$1" > "$d/$k.sh" || exit 91; shift
+    elif [ ! -f "$d/$k.sh" ]; then echo "repro: $k.sh was not uploaded" >&2; exit 92; fi
+  done
+  trap : CHLD
+  (cd -- "$w" && exec setsid sh -c "$0" repro-supervisor "$d" "$p" $keys) > /dev/null 2>&1 < /dev/null &
+  sup=$!
+  f=$((wt % 100)); [ $f -lt 10 ] && f=0$f
+  sleep "$((wt / 100)).$f" &
+  timer=$!
+  wait "$sup"
+  kill "$timer" 2>/dev/null
+  trap - CHLD
 else
   set +C
-  rm -f -- "$t"
+  for k in $keys; do follow; break; done
 fi
 """
-    + _STATE
+    + _REPLY
+    + "reply\n"
 )
 
-# The poll. $1 step dir, $2 key, $3 log offset, $4 wait (hundredths), $5 chunk size.
+# The poll. $1 step dir, $2 plan id, $3 index of the key to follow (from 1), $4 its log
+# offset, $5 wait (hundredths), $6 chunk, $7 exact (1: a `head -c` per log), then the keys.
 _POLL = (
     r"""
-d=$1; k=$2; off=$3; wt=$4; chunk=$5; fresh=0
+d=$1; p=$2; i=$3; off=$4; wt=$5; chunk=$6; exact=$7; shift 7
+fresh=0; keys=$*
+j=0
+for k in $keys; do j=$((j + 1)); [ $j -lt $i ] || { follow; break; }; done
 """
-    + _STATE
+    + _REPLY
+    + "reply\n"
 )
 
-# The kill. $1 step dir, $2 key, $3 grace seconds. TERM the group, then KILL what is left.
+# The kill. $1 step dir, $2 key, $3 grace seconds, $4 plan id. TERM the group, then KILL what
+# is left. A step not reached yet has no pid of its own: its round's supervisor is the group.
 _KILL = r"""
-d=$1; k=$2
-[ -s "$d/$k.pid" ] || { echo none; exit 0; }
-rd "$d/$k.pid"; g=$v
+d=$1; k=$2; p=$4
+g=
+if [ -s "$d/$k.pid" ]; then rd "$d/$k.pid"; g=$v
+elif [ -n "$p" ] && [ -s "$d/$p.pid" ]; then rd "$d/$p.pid"; g=$v
+fi
+[ -n "$g" ] || { echo none; exit 0; }
 # The marker goes first: a poll that sees the step gone must also see why.
 [ -s "$d/$k.rc" ] || echo killed > "$d/$k.killed"
 # dash's kill takes no `--`; "-$g" after the signal is read as a process group.
@@ -170,25 +274,47 @@ echo done
 
 @dataclass(frozen=True)
 class Poll:
-    """One look at a detached step."""
+    """One look at one step of a round."""
 
+    key: str
     exit_status: int | None  # None while it runs (or if it vanished)
-    alive: bool
+    alive: bool  # it runs, or waits for its turn under a live supervisor
     started: bool
     killed: bool  # killed on purpose (`repro cancel`, a timeout, Ctrl-C)
     size: int  # the log's size on the host
-    chunk: str  # log text from the offset asked for
+    data: bytes  # log bytes from the offset asked for
     next_offset: int
     elapsed: float | None  # host clock: seconds since the step started
-    fresh: bool = False  # this call started the step (False: it was already started)
+
+    @property
+    def chunk(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
 
     @property
     def vanished(self) -> bool:
-        """Started, not running, and no exit status: killed from outside or the host rebooted."""
-        return self.started and not self.alive and self.exit_status is None
+        """Not running and no exit status: killed (on purpose or from outside), refused by a
+        cancelled run, or the host rebooted."""
+        return not self.alive and self.exit_status is None
+
+    @property
+    def done(self) -> bool:
+        """Ended, and all of its log has been read."""
+        return self.exit_status is not None and self.next_offset >= self.size
 
     def __repr__(self) -> str:
-        return f"Poll(rc={self.exit_status}, alive={self.alive}, size={self.size})"
+        return f"Poll({self.key}, rc={self.exit_status}, alive={self.alive}, size={self.size})"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The state of a round from one step on: a Poll per step reported, in order.
+
+    The first is the step asked for; each further one follows a step that ended with status 0
+    and whose whole log came with it.
+    """
+
+    polls: list[Poll]
+    fresh: bool  # this call launched the round (False: it was launched already)
 
 
 def _sh(script: str, *args: str | int) -> str:
@@ -200,45 +326,85 @@ def _sh(script: str, *args: str | int) -> str:
     )
 
 
-async def start(
+def scripts_fit(scripts: list[str]) -> bool:
+    """Whether a round's scripts can travel as arguments of the launch (else: upload first)."""
+    return sum(len(s.encode()) for s in scripts) <= MAX_ARG_SCRIPT and not any(
+        "\0" in s for s in scripts
+    )
+
+
+async def launch(
     transport: Transport,
     step_dir: str,
-    key: str,
+    plan: str,
     work_dir: str,
-    script: str,
+    keys: list[str],
+    scripts: list[str] | None,
     *,
     wait: int = POLL_WAIT,
-) -> Poll:
-    """Start a step detached (never twice) and return its state after waiting up to `wait`."""
-    if len(script.encode()) <= MAX_ARG_SCRIPT and "\0" not in script:
-        cmd = _sh(_START, step_dir, key, work_dir, wait, LOG_CHUNK, "arg", script)
-        data = None
-    else:
-        # Too long for one argument: on stdin, with a marker that must come last, so the
-        # host runs the script only if it arrived whole.
-        mark = f"# repro: end of step {key}"
-        data = (script.rstrip("\n") + "\n" + mark + "\n").encode()
-        cmd = _sh(_START, step_dir, key, work_dir, wait, LOG_CHUNK, "stdin", mark)
-    res = await transport.run(cmd, stdin=data, timeout=60 + wait / 100)
-    return _parse(transport, res, cmd, key, 0, f"could not start step {key} in {work_dir}")
+) -> Reply:
+    """Launch a round detached (never twice) and report it after waiting up to `wait`.
+
+    `scripts` (one per key) travel with the command; None means they were uploaded already
+    as `<step_dir>/<key>.sh` (see `scripts_fit`).
+    """
+    _plain(step_dir, work_dir)
+    how = "arg" if scripts is not None else "files"
+    # The supervisor's script is the launcher's $0: it runs it with `sh -c "$0"`.
+    cmd = (
+        "sh -c "
+        + shlex.quote(_LIB + _LAUNCH)
+        + " "
+        + shlex.quote(_LIB + _SUPERVISOR)
+        + " "
+        + " ".join(
+            shlex.quote(str(a))
+            for a in (step_dir, plan, work_dir, wait, LOG_CHUNK, how, len(keys), *keys)
+        )
+    )
+    if scripts is not None:
+        cmd += " " + " ".join(shlex.quote(s) for s in scripts)
+    res = await transport.run(cmd, timeout=60 + wait / 100)
+    reply = _parse(transport, res, cmd, 0, f"could not launch the steps in {work_dir}")
+    if reply is None:  # a log grew between `wc` and `cat`: ask again, a `head -c` per log
+        return await poll(transport, step_dir, plan, keys, 0, 0, wait=0, exact=True)
+    return reply
 
 
 async def poll(
-    transport: Transport, step_dir: str, key: str, offset: int, *, wait: int = POLL_WAIT
-) -> Poll:
-    """Look at a step: exit status if finished, and the log from `offset` on."""
-    cmd = _sh(_POLL, step_dir, key, offset, wait, LOG_CHUNK)
+    transport: Transport,
+    step_dir: str,
+    plan: str,
+    keys: list[str],
+    index: int,
+    offset: int,
+    *,
+    wait: int = POLL_WAIT,
+    exact: bool = False,
+) -> Reply:
+    """Look at a round from `keys[index]` on (its log from `offset`)."""
+    _plain(step_dir)
+    cmd = _sh(_POLL, step_dir, plan, index + 1, offset, wait, LOG_CHUNK, int(exact), *keys)
     res = await transport.run(cmd, timeout=60 + wait / 100)
-    return _parse(transport, res, cmd, key, offset, f"could not read the state of step {key}")
+    reply = _parse(transport, res, cmd, offset, f"could not read the state of {keys[index]}")
+    if reply is None:
+        if exact:
+            raise HostError(
+                f"the log of {keys[index]} changed size while it was read (truncated?)",
+                host=transport.host.name,
+                command=cmd,
+            )
+        return await poll(transport, step_dir, plan, keys, index, offset, wait=0, exact=True)
+    return reply
 
 
 def _parse(
-    transport: Transport, res: Completed, cmd: str, key: str, offset: int, what: str
-) -> Poll:
-    header, _, chunk = res.stdout.partition("\n")
-    if not header.startswith("repro-poll ") or res.exit_status != 0:
-        from repro.errors import HostError
-
+    transport: Transport, res: Completed, cmd: str, offset: int, what: str
+) -> Reply | None:
+    """The reply's Polls; None when the log bytes do not add up to what the headers say."""
+    raw = res.raw_stdout or res.stdout.encode()
+    first, _, rest = raw.partition(b"\n")
+    if not first.startswith(b"repro-plan ") or res.exit_status != 0:
         detail = (res.stderr or res.stdout).strip()[-300:]
         raise HostError(
             f"{what}: exit {res.exit_status}: {detail}",
@@ -247,37 +413,60 @@ def _parse(
             exit_status=res.exit_status,
             tail=res.stderr[-2000:],
         )
-    fields = dict(kv.split("=", 1) for kv in header.split()[1:] if "=" in kv)
-    rc = fields.get("rc", "-")
-    take = _int(fields.get("take"), 0)
-    size = _int(fields.get("size"), 0)
-    if size < 0:
-        # The launcher sent up to `take` bytes of a finished step's log without measuring it.
-        # Decoding never turns fewer than one byte into a character, nor more than four, so
-        # a text this short cannot have been cut at `take`: it is the whole log. Otherwise
-        # drop it and let a measured poll read from the start.
-        if len(chunk) * 4 < take:
-            size = offset + len(chunk.encode("utf-8", "replace"))
-            take = size - offset
-        else:
-            chunk, take, size = "", 0, offset + 1
-    t0, now = _int(fields.get("t0"), -1), _int(fields.get("now"), -1)
-    return Poll(
-        exit_status=int(rc) if rc != "-" and rc.lstrip("-").isdigit() else None,
-        alive=fields.get("alive") == "1",
-        started=fields.get("started") == "1",
-        killed=fields.get("killed") == "1",
-        size=size,
-        chunk=chunk,
-        next_offset=offset + take,
-        elapsed=float(now - t0) if t0 >= 0 and now >= 0 else None,
-        fresh=fields.get("fresh") == "1",
-    )
+    top = _fields(first)
+    count = _int(top.get("n"), 0)
+    now = _int(top.get("now"), -1)
+    heads = []
+    for _ in range(count):
+        line, _, rest = rest.partition(b"\n")
+        if not line.startswith(b"repro-poll "):
+            raise HostError(f"{what}: garbled reply", host=transport.host.name, command=cmd)
+        heads.append(_fields(line))
+    if sum(max(0, _int(h.get("take"), 0)) for h in heads) != len(rest):
+        return None
+    polls = []
+    for n, h in enumerate(heads):
+        start = offset if n == 0 else 0
+        take = max(0, _int(h.get("take"), 0))
+        data, rest = rest[:take], rest[take:]
+        rc = h.get("rc", "-")
+        t0 = _int(h.get("t0"), -1)
+        polls.append(
+            Poll(
+                key=h.get("key", ""),
+                exit_status=int(rc) if rc != "-" and rc.lstrip("-").isdigit() else None,
+                alive=h.get("alive") == "1",
+                started=h.get("started") == "1",
+                killed=h.get("killed") == "1",
+                size=_int(h.get("size"), 0),
+                data=data,
+                next_offset=start + take,
+                elapsed=float(now - t0) if t0 >= 0 and now >= 0 else None,
+            )
+        )
+    return Reply(polls, top.get("fresh") == "1")
 
 
-async def kill(transport: Transport, step_dir: str, key: str, *, grace: int = 5) -> None:
-    """Kill the step's whole process group on the host: TERM, then KILL after `grace` seconds."""
-    await transport.run(_sh(_KILL, step_dir, key, grace), timeout=grace + 30)
+def _plain(*paths: str) -> None:
+    # The host-side lists are one path per line; the runner's paths never hold a newline.
+    if any("\n" in p for p in paths):
+        raise ValueError(f"a path with a newline: {paths!r}")
+
+
+def _fields(line: bytes) -> dict[str, str]:
+    text = line.decode("ascii", errors="replace")
+    return dict(kv.split("=", 1) for kv in text.split()[1:] if "=" in kv)
+
+
+async def kill(
+    transport: Transport, step_dir: str, key: str, *, grace: int = 5, plan: str = ""
+) -> None:
+    """Kill the step's whole process group on the host: TERM, then KILL after `grace` seconds.
+
+    With `plan`, a step its round's supervisor has not reached yet is stopped too (the
+    supervisor's group is killed, so the step never starts).
+    """
+    await transport.run(_sh(_KILL, step_dir, key, grace, plan), timeout=grace + 30)
 
 
 def _int(value: str | None, default: int) -> int:
@@ -288,9 +477,9 @@ def _int(value: str | None, default: int) -> int:
 
 
 # Cancel a run on one host: first mark it cancelled, so no step starts from now on (the
-# launcher checks), then kill every step that has no exit status. A step launched a moment
-# before the mark may not have written its pid yet: wait for it (bounded) rather than miss it.
-# $1 steps dir, $2 grace seconds.
+# supervisor and the launcher check), then kill every group that has no exit status. A round
+# launched a moment before the mark may not have written its pid yet: wait for it (bounded)
+# rather than miss it. $1 steps dir, $2 grace seconds.
 _KILL_ALL = r"""
 d=$1
 mkdir -p -- "$d" && : > "$d/cancelled" || exit 1
@@ -310,7 +499,7 @@ for l in "$d"/*.lock; do
   i=0
   while kill -0 "-$g" 2>/dev/null && [ $i -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i+1)); done
   kill -KILL "-$g" 2>/dev/null
-  echo "$k"
+  case $k in *-plan) ;; *) echo "$k" ;; esac
 done
 exit 0
 """
@@ -321,8 +510,6 @@ async def kill_all(transport: Transport, steps_dir: str, *, grace: int = 5) -> l
     killed. Returns the keys of the steps killed."""
     res = await transport.run(_sh(_KILL_ALL, steps_dir, grace), timeout=grace * 20 + 60)
     if res.exit_status != 0:
-        from repro.errors import HostError
-
         raise HostError(
             f"could not mark {steps_dir} cancelled: {res.stderr.strip()[-300:]}",
             host=transport.host.name,

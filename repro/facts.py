@@ -80,6 +80,25 @@ _rf_up() {
   esac
 }
 
+# _rf_nproc LIST: how many CPUs an affinity list ("0-3,8,10-11") names; fails on anything else
+_rf_nproc() {
+  case $1 in *[0-9]*) ;; *) return 1 ;; esac
+  _rf_c=0
+  _rf_old=$IFS
+  IFS=,
+  for _rf_r in $1; do
+    _rf_r=${_rf_r#"${_rf_r%%[! 	]*}"}
+    _rf_r=${_rf_r%"${_rf_r##*[! 	]}"}
+    case $_rf_r in
+      *[!0-9-]* | "" | -* | *- | *-*-*) IFS=$_rf_old; return 1 ;;
+      *-*) _rf_c=$((_rf_c + ${_rf_r#*-} - ${_rf_r%-*} + 1)) ;;
+      *) _rf_c=$((_rf_c + 1)) ;;
+    esac
+  done
+  IFS=$_rf_old
+  [ "$_rf_c" -gt 0 ] && echo "$_rf_c"
+}
+
 # nearest existing ancestor: without create, the work dir is usually made later
 _rf_existing() {
   _rf_d=$1
@@ -144,7 +163,14 @@ _repro_facts() {
   _rf_sec cpuinfo
   _rf_lines /proc/cpuinfo 80 8192 block
   _rf_sec nproc
-  nproc || getconf _NPROCESSORS_ONLN
+  # the CPUs this process may run on, as nproc counts them, from the affinity list ("0-3,8")
+  _rf_cpus=
+  if [ -r /proc/self/status ]; then
+    while IFS= read -r _rf_l; do
+      case $_rf_l in Cpus_allowed_list:*) _rf_cpus=${_rf_l#*:}; break ;; esac
+    done </proc/self/status
+  fi
+  _rf_nproc "$_rf_cpus" || nproc || getconf _NPROCESSORS_ONLN
   _rf_sec meminfo
   if [ -r /proc/meminfo ]; then
     while IFS= read -r _rf_l; do
@@ -152,7 +178,15 @@ _repro_facts() {
     done </proc/meminfo
   fi
   _rf_sec uname
-  uname -srm
+  # what `uname -srm` prints, from the kernel's own files when it has them all (Linux >= 6.1)
+  _rf_k=/proc/sys/kernel
+  if [ -r $_rf_k/ostype ] && [ -r $_rf_k/osrelease ] && [ -r $_rf_k/arch ] \
+    && IFS= read -r _rf_os <$_rf_k/ostype && IFS= read -r _rf_rel <$_rf_k/osrelease \
+    && IFS= read -r _rf_arch <$_rf_k/arch && [ -n "$_rf_os$_rf_rel$_rf_arch" ]; then
+    _rf_put "$_rf_os $_rf_rel $_rf_arch" 512
+  else
+    uname -srm
+  fi
   _rf_sec os-release
   _rf_f=/etc/os-release
   [ -r "$_rf_f" ] || _rf_f=/usr/lib/os-release
@@ -174,7 +208,14 @@ _repro_facts() {
     /*) [ "${#_rf_w}" -gt 4096 ] || printf '[%s]\n' "$_rf_w" ;;
   esac
   # mkdir's complaint, if any, lands in this section; the verdict is always its last line
-  if [ "${2-}" = create ] && [ ! -d "$_rf_w" ]; then mkdir -p -- "$_rf_w" 2>&1; fi
+  # with "create", the names after it are made inside too (the run's subdirectories): one mkdir
+  if [ "${2-}" = create ]; then
+    shift 2
+    _rf_n=$#
+    for _rf_s do set -- "$@" "$_rf_w/$_rf_s"; done
+    shift "$_rf_n"
+    { [ -d "$_rf_w" ] && [ $# -eq 0 ]; } || mkdir -p -- "$_rf_w" "$@" 2>&1
+  fi
   if [ -d "$_rf_w" ] && [ -w "$_rf_w" ]; then echo writable; else echo not-writable; fi
   _rf_existing "$_rf_w"
   _rf_dw=$_rf_d
@@ -559,17 +600,18 @@ async def gather_facts(
     work_dir: str | None = None,
     *,
     create: bool = False,
+    subdirs: tuple[str, ...] = (),
     timeout: float = 120.0,
 ) -> dict[str, Any]:
     """Run FACTS_SCRIPT on the host (script on stdin, work dir as a quoted argument) and parse it.
 
     `work_dir` may start with "~" (the host's $HOME). With `create`, the script also makes it
-    (`mkdir -p`), in the same round trip; either way the facts `work_dir` (absolute) and
+    (`mkdir -p`), and `subdirs` inside it, in the same round trip; either way the facts `work_dir` (absolute) and
     `work_dir_writable` say what the host has.
     """
     args = [work_dir or ""] if work_dir or create else []
     if create:
-        args.append("create")
+        args += ["create", *subdirs]
     command = " ".join(["sh -s --", *(shlex.quote(a) for a in args)])
     result = await transport.run(command, timeout=timeout, stdin=FACTS_SCRIPT.encode())
     # the script always exits 0; anything else (no sh, killed) still parses to what came back

@@ -8,6 +8,7 @@ never prints: it emits `repro.events.Event`s and returns a `RunResult`.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 import re
 import shlex
@@ -42,6 +43,10 @@ _SAFE_REMOTE_PATH = re.compile(r"^/[A-Za-z0-9_./+@=,:-]*$")
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 #: how much of a step's log is kept in an error message and a report
 TAIL_LINES = 20
+#: how long hashing the artifacts may take on a host
+HASH_TIMEOUT = 3600.0
+#: the launch of a round waits on the host this many polls' worth for it to end
+LAUNCH_WAITS = 3
 
 
 def utcnow() -> str:
@@ -236,7 +241,11 @@ class Runner:
         from repro.facts import gather_facts
 
         requested = self._requested_run_dir(st)
-        facts = await self._retrying(st, lambda: gather_facts(st.transport, requested, create=True))
+        # the steps' and round 1's directories too: the launcher then has no mkdir to run
+        facts = await self._retrying(
+            st,
+            lambda: gather_facts(st.transport, requested, create=True, subdirs=("steps", "work")),
+        )
         st.result.facts.update(facts)
         self._emit(st, "facts", str(facts.get("describe", "")))
         return self._checked_run_dir(
@@ -258,39 +267,117 @@ class Runner:
             raise HostError("preflight-failed: " + "; ".join(problems), host=st.result.name)
 
     async def _round(self, st: _HostState, rnd: int) -> None:
+        """One round on one host: launch its supervisor, follow it step by step, get hashes."""
         work = self._work_dir(st, rnd)
         steps_dir = f"{st.run_dir}/steps"
+        plan = f"{rnd}-plan"
         if self.playbook.files:
-            await self._upload(st, work, f"{steps_dir}/{_key(rnd, 1)}.lock")
-        for step in st.plan.steps:
-            await self._step(st, rnd, step, steps_dir, work)
-        self._emit(st, "hashing")
-        hashes = await self._hash(st, work)
-        if rnd == 1:
-            st.result.artifacts = hashes
-            await self._read_guix_describe(st, work)
-        else:
-            st.result.extra_rounds.append(hashes)
-
-    async def _upload(self, st: _HostState, work: str, first_lock: str) -> None:
-        # On a resumed run the upload already happened; re-uploading under a running build
-        # could change its inputs, so a file is written only if step 1 never started.
-        for spec in self.playbook.files:
-            data = spec.src.read_bytes()
-            dest = f"{work}/{spec.dest}"
-            await self._retrying(
-                st,
-                lambda: st.transport.put(
-                    data, dest, mode=spec.mode, make_parent=True, unless_exists=first_lock
-                ),
-            )
-
-    async def _step(
-        self, st: _HostState, rnd: int, step: RenderedStep, steps_dir: str, work: str
-    ) -> None:
+            await self._upload(st, work, f"{steps_dir}/{plan}.lock")
+        steps = st.plan.steps
+        keys = [_key(rnd, s.index) for s in steps] + [f"{rnd}-hash"]
+        scripts = [PRELUDE + s.command for s in steps] + [artifacts.hash_command(self.playbook)]
+        sent: list[str] | None = scripts
+        if not detach.scripts_fit(scripts):
+            sent = None  # too long for the command line: uploaded first (not if launched)
+            for key, script in zip(keys, scripts):
+                await self._retrying(
+                    st,
+                    lambda: st.transport.put(
+                        script.encode(),
+                        f"{steps_dir}/{key}.sh",
+                        make_parent=True,
+                        unless_exists=f"{steps_dir}/{plan}.lock",
+                    ),
+                )
         if self._cancelled.is_set():
             raise Cancelled("cancelled", host=st.result.name)
-        key = _key(rnd, step.index)
+        st.current_key = f"{steps_dir}\0{keys[0]}\0{plan}"
+        reply = await self._retrying(
+            st,
+            lambda: detach.launch(
+                st.transport, steps_dir, plan, work, keys, sent, wait=self._launch_wait(steps)
+            ),
+        )
+        index, offset = 0, 0
+        watch: _StepWatch | None = None
+        hash_out = bytearray()
+        hashing_said = False
+        try:
+            while True:
+                last: detach.Poll | None = None
+                for p in reply.polls:
+                    if p.key != keys[index]:
+                        raise UntrustedOutput(
+                            f"the host reported step {p.key[:20]!r} for {keys[index]}",
+                            host=st.result.name,
+                        )
+                    last = p
+                    st.current_key = f"{steps_dir}\0{keys[index]}\0{plan}"
+                    hashing = index == len(steps)
+                    if not hashing and watch is None and (p.started or p.data or p.done):
+                        watch = self._open_step(st, rnd, steps[index])
+                    elif hashing and not hashing_said:
+                        hashing_said = True
+                        self._emit(st, "hashing")
+                    if p.data:
+                        if hashing:
+                            hash_out += p.data
+                            if len(hash_out) > artifacts.MAX_OUTPUT:
+                                raise UntrustedOutput(
+                                    f"artifact list is larger than {artifacts.MAX_OUTPUT} bytes",
+                                    host=st.result.name,
+                                )
+                        else:
+                            assert watch is not None
+                            watch.write(p.data)
+                            self._emit(st, "step-output", p.chunk, step=watch.label)
+                    offset = p.next_offset
+                    if p.done:
+                        if hashing:
+                            hashes = await self._hashes(st, steps_dir, keys[index], p, hash_out)
+                            self._round_done(st, rnd, hashes)
+                            if rnd == 1:
+                                await self._read_guix_describe(st, work)
+                            st.current_key = None
+                            return
+                        assert watch is not None
+                        self._step_done(st, watch, steps[index], p.exit_status)
+                        watch = None
+                        index, offset = index + 1, 0
+                        continue
+                    await self._not_done(st, p, watch, steps[index] if not hashing else None)
+                    break
+                if self._cancelled.is_set():
+                    await self._kill_current(st)
+                    raise Cancelled("cancelled", host=st.result.name)
+                more = last is not None and last.key == keys[index] and offset < last.size
+                reply = await self._retrying(
+                    st,
+                    lambda: detach.poll(
+                        st.transport,
+                        steps_dir,
+                        plan,
+                        keys,
+                        index,
+                        offset,
+                        wait=0 if more else self.options.poll_wait,
+                    ),
+                )
+        finally:
+            if watch is not None:
+                watch.close()
+
+    def _launch_wait(self, steps: list[RenderedStep]) -> int:
+        """How long (hundredths of a second) the launch may wait on the host for the round.
+
+        Waiting there is free (the launcher sleeps in `wait`, no naps), and a round of quick
+        steps on a busy host may take more than one poll's wait: LAUNCH_WAITS polls' worth,
+        but never past the shortest step timeout, which only a reply lets the controller see.
+        """
+        shortest = min((s.timeout for s in steps), default=HASH_TIMEOUT)
+        return max(1, min(self.options.poll_wait * LAUNCH_WAITS, int(shortest * 100)))
+
+    def _open_step(self, st: _HostState, rnd: int, step: RenderedStep) -> _StepWatch:
         label = step.name if self.rounds == 1 else f"{step.name} (round {rnd})"
         local_log = self._local_log(st, rnd, step)
         sr = StepResult(
@@ -301,77 +388,93 @@ class Runner:
         )
         st.result.steps.append(sr)
         self._emit(st, "step-start", label, step=label)
-        st.current_key = f"{steps_dir}\0{key}"
-        # The start reports the step's state like a poll does: a quick step is done in one trip.
-        p = await self._retrying(
-            st,
-            lambda: detach.start(
-                st.transport,
-                steps_dir,
-                key,
-                work,
-                PRELUDE + step.command,
-                wait=self.options.poll_wait,
-            ),
-        )
-        offset = 0
-        tail = _Tail()
         local_log.parent.mkdir(parents=True, exist_ok=True)
-        with open(local_log, "wb") as fh:
-            while True:
-                if p.chunk:
-                    data = p.chunk.encode("utf-8", "replace")
-                    fh.write(data)
-                    fh.flush()
-                    tail.add(p.chunk)
-                    self._emit(st, "step-output", p.chunk, step=label)
-                offset = p.next_offset
-                if p.exit_status is not None and offset >= p.size:
-                    break
-                if p.vanished and offset >= p.size:
-                    sr.finished_at = utcnow()
-                    if p.killed:
-                        raise Cancelled(f"step '{label}' was cancelled", host=st.result.name)
-                    raise StepFailed(
-                        f"step '{label}' stopped without an exit status (killed on the host?)",
-                        host=st.result.name,
-                        command=step.command,
-                        tail=tail.text(),
-                    )
-                if p.exit_status is None and p.elapsed is not None and p.elapsed > step.timeout:
-                    await self._kill_current(st)
-                    sr.finished_at = utcnow()
-                    raise StepTimeout(
-                        f"step '{label}' timed out after {_duration(step.timeout)}; its processes were killed",
-                        host=st.result.name,
-                        command=step.command,
-                        tail=tail.text(),
-                    )
-                if self._cancelled.is_set():
-                    await self._kill_current(st)
-                    raise Cancelled("cancelled", host=st.result.name)
-                p = await self._retrying(
-                    st,
-                    lambda: detach.poll(
-                        st.transport,
-                        steps_dir,
-                        key,
-                        offset,
-                        wait=0 if offset < p.size else self.options.poll_wait,
-                    ),
-                )
-        st.current_key = None
-        sr.exit_status = p.exit_status
-        sr.finished_at = utcnow()
-        self._emit(st, "step-done", f"exit {p.exit_status}", step=label)
-        if p.exit_status != 0:
-            last = tail.last_line()
+        return _StepWatch(label, sr, open(local_log, "wb"))
+
+    def _step_done(
+        self, st: _HostState, watch: _StepWatch, step: RenderedStep, status: int | None
+    ) -> None:
+        watch.close()
+        watch.result.exit_status = status
+        watch.result.finished_at = utcnow()
+        self._emit(st, "step-done", f"exit {status}", step=watch.label)
+        if status != 0:
+            last = watch.tail.last_line()
             raise StepFailed(
-                f"step '{label}' exited {p.exit_status}" + (f": {last}" if last else ""),
+                f"step '{watch.label}' exited {status}" + (f": {last}" if last else ""),
                 host=st.result.name,
                 command=step.command,
+                exit_status=status,
+                tail=watch.tail.text(),
+            )
+
+    async def _not_done(
+        self,
+        st: _HostState,
+        p: detach.Poll,
+        watch: _StepWatch | None,
+        step: RenderedStep | None,
+    ) -> None:
+        """A step (None: the hashing) that is still running or stopped without a status."""
+        label = watch.label if watch else (step.name if step else "hashing")
+        tail = watch.tail.text() if watch else ""
+        if p.vanished and p.next_offset >= p.size:
+            if watch:
+                watch.result.finished_at = utcnow()
+            if p.killed:
+                raise Cancelled(f"step '{label}' was cancelled", host=st.result.name)
+            raise StepFailed(
+                f"step '{label}' stopped without an exit status (killed on the host?)",
+                host=st.result.name,
+                command=step.command if step else "",
+                tail=tail,
+            )
+        limit = step.timeout if step else HASH_TIMEOUT
+        if p.exit_status is None and p.elapsed is not None and p.elapsed > limit:
+            await self._kill_current(st)
+            if watch:
+                watch.result.finished_at = utcnow()
+            raise StepTimeout(
+                f"step '{label}' timed out after {_duration(limit)}; its processes were killed",
+                host=st.result.name,
+                command=step.command if step else "",
+                tail=tail,
+            )
+
+    async def _hashes(
+        self, st: _HostState, steps_dir: str, key: str, p: detach.Poll, out: bytearray
+    ) -> dict[str, Any]:
+        """The artifact hashes from the hashing step's output (untrusted, strictly parsed)."""
+        if p.exit_status != 0:
+            err = f"{steps_dir}/{key}.err"
+            res = await self._retrying(
+                st, lambda: st.transport.run(f"head -c 2000 -- {shlex.quote(err)}", timeout=30)
+            )
+            raise HostError(
+                f"hashing the artifacts failed (exit {p.exit_status}): {_one_line(res.stdout)[-200:]}",
+                host=st.result.name,
                 exit_status=p.exit_status,
-                tail=tail.text(),
+            )
+        text = bytes(out).decode("utf-8", errors="replace")
+        return dict(artifacts.parse_hash_output(st.result.name, text))
+
+    def _round_done(self, st: _HostState, rnd: int, hashes: dict[str, Any]) -> None:
+        if rnd == 1:
+            st.result.artifacts = hashes
+        else:
+            st.result.extra_rounds.append(hashes)
+
+    async def _upload(self, st: _HostState, work: str, plan_lock: str) -> None:
+        # On a resumed run the upload already happened; re-uploading under a running build
+        # could change its inputs, so a file is written only if the round never started.
+        for spec in self.playbook.files:
+            data = spec.src.read_bytes()
+            dest = f"{work}/{spec.dest}"
+            await self._retrying(
+                st,
+                lambda: st.transport.put(
+                    data, dest, mode=spec.mode, make_parent=True, unless_exists=plan_lock
+                ),
             )
 
     def _local_log(self, st: _HostState, rnd: int, step: RenderedStep) -> Path:
@@ -381,18 +484,6 @@ class Runner:
             else f"r{rnd}-{step.index:02d}-{step.name}.log"
         )
         return self.report_dir / "hosts" / st.result.name / name
-
-    async def _hash(self, st: _HostState, work: str) -> dict[str, Any]:
-        cmd = f"cd -- {shlex.quote(work)} && " + artifacts.hash_command(self.playbook)
-        res = await self._retrying(st, lambda: st.transport.run(cmd, timeout=3600))
-        if res.exit_status != 0:
-            raise HostError(
-                f"hashing the artifacts failed (exit {res.exit_status}): {_one_line(res.stderr)[-200:]}",
-                host=st.result.name,
-                command=cmd,
-                exit_status=res.exit_status,
-            )
-        return dict(artifacts.parse_hash_output(st.result.name, res.stdout))
 
     async def _read_guix_describe(self, st: _HostState, work: str) -> None:
         """Record the Guix channel commit the build really used (from its describe file)."""
@@ -415,11 +506,13 @@ class Runner:
     async def _kill_current(self, st: _HostState) -> None:
         if not st.current_key:
             return
-        steps_dir, key = st.current_key.split("\0")
+        steps_dir, key, plan = st.current_key.split("\0")
         try:
             # Bounded: TERM, 2 s grace, KILL. A host that is away is not waited for (Ctrl-C
             # must stay prompt); `repro cancel RUN_ID` can finish the job once it is back.
-            await asyncio.wait_for(detach.kill(st.transport, steps_dir, key, grace=2), 5)
+            await asyncio.wait_for(
+                detach.kill(st.transport, steps_dir, key, grace=2, plan=plan), 5
+            )
             st.current_key = None
         except Exception:
             pass
@@ -515,6 +608,26 @@ def _host_reconnect_timeout(host: Host, default: float) -> float:
 
 def _key(rnd: int, index: int) -> str:
     return f"{rnd}-{index:02d}"
+
+
+class _StepWatch:
+    """A step being followed: its result, its local log file and the tail for messages."""
+
+    def __init__(self, label: str, result: StepResult, fh: Any) -> None:
+        self.label = label
+        self.result = result
+        self.fh = fh
+        self.tail = _Tail()
+        self._decode = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def write(self, data: bytes) -> None:
+        self.fh.write(data)
+        self.fh.flush()
+        self.tail.add(self._decode.decode(data))
+
+    def close(self) -> None:
+        if not self.fh.closed:
+            self.fh.close()
 
 
 class _Tail:

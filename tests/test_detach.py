@@ -1,6 +1,7 @@
-"""The detached-step protocol (repro/detach.py), run for real through the local transport:
-never started twice, quick steps in one round trip, logs followed by offset, kills that take
-the whole process group, and a step killed from outside told apart from a cancelled one."""
+"""The detached-round protocol (repro/detach.py), run for real through the local transport: a
+round launched once and never twice, quick steps and their hashing in one round trip, logs
+followed by offset (byte for byte), a failed step ending the round, kills that take the whole
+process group, `repro cancel`, and a step killed from outside told apart from a cancelled one."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from repro import detach
+from repro.errors import HostError
 from repro.inventory import Host
+from repro.transport.base import Completed
 from repro.transport.local import LocalTransport
 from tests.procs import group_alive
 
@@ -24,164 +29,245 @@ def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
 
 
-def test_quick_step_finishes_in_the_start_round_trip(tmp_path: Path) -> None:
-    async def go() -> detach.Poll:
-        t = transport()
-        await t.connect()
-        return await detach.start(
-            t,
-            str(tmp_path / "steps"),
-            "1-01",
-            str(tmp_path / "w"),
-            "echo out; echo err >&2; pwd; exit 3",
-        )
-
-    p = run(go())
-    assert p.fresh and p.started and p.exit_status == 3
-    assert p.chunk == f"out\nerr\n{tmp_path / 'w'}\n"
-    assert p.next_offset == p.size == len(p.chunk.encode())
+def keys_for(n: int, rnd: int = 1) -> list[str]:
+    return [f"{rnd}-{i:02d}" for i in range(1, n + 1)] + [f"{rnd}-hash"]
 
 
-def test_a_step_is_never_started_twice(tmp_path: Path) -> None:
-    steps, work = str(tmp_path / "steps"), str(tmp_path / "w")
+async def launch(tmp_path: Path, scripts: list[str], *, wait: int = 200, rnd: int = 1,
+                 work: str = "w") -> detach.Reply:
+    t = transport()
+    await t.connect()
+    return await detach.launch(t, str(tmp_path / "steps"), f"{rnd}-plan", str(tmp_path / work),
+                               keys_for(len(scripts) - 1, rnd), scripts, wait=wait)
 
-    async def go() -> tuple[detach.Poll, detach.Poll]:
-        t = transport()
-        await t.connect()
-        first = await detach.start(t, steps, "1-01", work, "echo ran >> count")
-        again = await detach.start(t, steps, "1-01", work, "echo ran >> count")
-        return first, again
+
+async def poll(tmp_path: Path, n: int, index: int, offset: int, *, wait: int = 0,
+               exact: bool = False) -> detach.Reply:
+    t = transport()
+    await t.connect()
+    return await detach.poll(t, str(tmp_path / "steps"), "1-plan", keys_for(n), index, offset,
+                             wait=wait, exact=exact)
+
+
+def test_a_quick_round_ends_in_the_launch_round_trip(tmp_path: Path) -> None:
+    scripts = ["echo out; echo err >&2; pwd", "printf 'caf\\303\\251 \\377 end'", ":",
+               "echo hashes; echo warning >&2"]
+    r = run(launch(tmp_path, scripts))
+    assert r.fresh
+    assert [p.key for p in r.polls] == keys_for(3)
+    assert all(p.exit_status == 0 and p.started and p.done for p in r.polls)
+    first, second, third, hashing = r.polls
+    assert first.data == f"out\nerr\n{tmp_path / 'w'}\n".encode()
+    assert second.data == b"caf\xc3\xa9 \xff end"  # bytes as the step wrote them
+    assert third.data == b"" and third.size == 0
+    assert hashing.data == b"hashes\n"  # the hashing step's stderr is kept apart
+    assert (tmp_path / "steps" / "1-hash.err").read_text() == "warning\n"
+    assert (tmp_path / "steps" / "1-plan.rc").read_text() == "0\n"
+
+
+def test_a_round_is_never_launched_twice(tmp_path: Path) -> None:
+    scripts = ["echo one >> count", "echo two >> count", "true"]
+
+    async def go() -> tuple[detach.Reply, detach.Reply]:
+        return await launch(tmp_path, scripts), await launch(tmp_path, scripts)
 
     first, again = run(go())
     assert first.fresh and not again.fresh
-    assert again.exit_status == 0
-    assert (tmp_path / "w" / "count").read_text() == "ran\n"
+    assert [p.exit_status for p in again.polls] == [0, 0, 0]
+    assert (tmp_path / "w" / "count").read_text() == "one\ntwo\n"
 
 
-def test_long_step_is_followed_by_offset_and_chunks(tmp_path: Path) -> None:
-    steps, work = str(tmp_path / "steps"), str(tmp_path / "w")
-    # more than one LOG_CHUNK of output, then a pause, then the end
+def test_a_failed_step_ends_the_round(tmp_path: Path) -> None:
+    scripts = ["echo a", "echo broken; exit 3", "touch never", "touch never-hashed"]
+    r = run(launch(tmp_path, scripts))
+    assert [(p.key, p.exit_status) for p in r.polls] == [("1-01", 0), ("1-02", 3)]
+    assert r.polls[1].data == b"broken\n"
+    assert not (tmp_path / "w" / "never").exists()
+    assert not (tmp_path / "w" / "never-hashed").exists()
+    later = run(poll(tmp_path, 3, 2, 0)).polls[0]  # a step the supervisor never reached
+    assert later.key == "1-03" and later.vanished and not later.started and not later.killed
+
+
+def test_a_long_step_is_followed_by_offset_and_chunks(tmp_path: Path) -> None:
+    # more than one LOG_CHUNK of output, then a pause, then the end; a quick step after it
     script = f"head -c {detach.LOG_CHUNK + 1000} /dev/zero | tr '\\0' x; sleep 0.5; echo; echo done"
+    keys = keys_for(2)
 
-    async def go() -> tuple[str, list[detach.Poll]]:
-        t = transport()
-        await t.connect()
-        p = await detach.start(t, steps, "1-01", work, script, wait=0)
-        polls = [p]
-        text, off = p.chunk, p.next_offset
-        for _ in range(100):
-            if p.exit_status is not None and off >= p.size:
+    async def go() -> tuple[dict[str, bytes], list[detach.Poll]]:
+        # follow the round the way the runner does: key by key, by offset
+        r = await launch(tmp_path, [script, "echo next", "true"], wait=0)
+        seen: list[detach.Poll] = []
+        logs = dict.fromkeys(keys, b"")
+        index = 0
+        for _ in range(200):
+            off = 0
+            for p in r.polls:
+                seen.append(p)
+                logs[p.key] += p.data
+                off = p.next_offset
+                if not p.done:
+                    break
+                index, off = index + 1, 0
+            if index == len(keys):
                 break
-            p = await detach.poll(t, steps, "1-01", off, wait=20)
-            polls.append(p)
-            text += p.chunk
-            off = p.next_offset
-        return text, polls
+            more = off < r.polls[-1].size and r.polls[-1].key == keys[index]
+            r = await poll(tmp_path, 2, index, off, wait=0 if more else 20)
+        return logs, seen
 
-    text, polls = run(go())
-    assert text == "x" * (detach.LOG_CHUNK + 1000) + "\ndone\n"
-    assert polls[-1].exit_status == 0
-    assert any(0 < len(p.chunk) <= detach.LOG_CHUNK for p in polls)
+    logs, seen = run(go())
+    assert logs["1-01"] == b"x" * (detach.LOG_CHUNK + 1000) + b"\ndone\n"
+    assert logs["1-02"] == b"next\n"
+    assert any(p.key == "1-01" and 0 < len(p.data) <= detach.LOG_CHUNK for p in seen)
+    assert sum(1 for p in seen if p.key == "1-01" and not p.done) >= 2  # followed, not waited out
+
+
+def test_the_log_budget_is_shared_by_the_steps_of_one_reply(tmp_path: Path) -> None:
+    size = detach.LOG_CHUNK * 3 // 4
+    make = f"head -c {size} /dev/zero"
+    r = run(launch(tmp_path, [make, make, "true"]))
+    one, two = r.polls  # the reply stops at the step whose log did not fit
+    assert one.done and len(one.data) == size
+    assert two.exit_status == 0 and len(two.data) == detach.LOG_CHUNK - size and not two.done
+    rest = run(poll(tmp_path, 2, 1, two.next_offset)).polls
+    assert rest[0].key == "1-02" and rest[0].done and len(rest[0].data) == 2 * size - detach.LOG_CHUNK
+    assert rest[1].key == "1-hash" and rest[1].done
+
+
+def test_exact_mode_sends_the_same_bytes(tmp_path: Path) -> None:
+    run(launch(tmp_path, ["printf 'a\\nb'", "echo second", "true"]))
+    fast = run(poll(tmp_path, 2, 0, 0))
+    exact = run(poll(tmp_path, 2, 0, 0, exact=True))
+    assert [(p.key, p.data) for p in fast.polls] == [(p.key, p.data) for p in exact.polls]
+    assert fast.polls[0].data == b"a\nb"
+
+
+def test_a_reply_whose_bytes_do_not_add_up_is_refused(tmp_path: Path) -> None:
+    # What a log that grew between `wc` and `cat` looks like: more bytes than the headers say.
+    t = transport()
+    body = b"repro-plan n=1 now=5 fresh=0\nrepro-poll key=1-01 rc=0 alive=0 started=1 " \
+           b"killed=0 size=3 take=3 t0=1\nabcd"
+    res = Completed("x", 0, body.decode(), "", body)
+    assert detach._parse(t, res, "x", 0, "what") is None
+    good = Completed("x", 0, "", "", body[:-1])
+    reply = detach._parse(t, good, "x", 0, "what")
+    assert reply is not None and reply.polls[0].data == b"abc" and reply.polls[0].elapsed == 4.0
+    with pytest.raises(HostError, match="exit 1"):
+        detach._parse(t, Completed("x", 1, "oops", "no such dir", b"oops"), "x", 0, "what")
 
 
 def test_kill_takes_the_whole_group_and_marks_it(tmp_path: Path) -> None:
-    steps, work = str(tmp_path / "steps"), str(tmp_path / "w")
+    steps = str(tmp_path / "steps")
 
     async def go() -> tuple[int, detach.Poll]:
         t = transport()
         await t.connect()
-        p = await detach.start(t, steps, "1-01", work, "sleep 300 & sleep 300", wait=20)
-        assert p.alive and p.exit_status is None
+        r = await launch(tmp_path, ["sleep 300 & sleep 300", "touch after", "true"], wait=20)
+        assert r.polls[0].alive and r.polls[0].exit_status is None
         pgid = int((tmp_path / "steps" / "1-01.pid").read_text())
-        await detach.kill(t, steps, "1-01", grace=1)
-        return pgid, await detach.poll(t, steps, "1-01", 0, wait=0)
+        await detach.kill(t, steps, "1-01", grace=1, plan="1-plan")
+        return pgid, (await poll(tmp_path, 2, 0, 0)).polls[0]
 
     pgid, p = run(go())
     assert not group_alive(pgid)
     assert p.vanished and p.killed and p.exit_status is None
+    assert not (tmp_path / "w" / "after").exists()
 
 
-def test_a_step_killed_from_outside_is_vanished_not_cancelled(tmp_path: Path) -> None:
-    steps, work = str(tmp_path / "steps"), str(tmp_path / "w")
+def test_killing_a_step_not_reached_yet_stops_its_round(tmp_path: Path) -> None:
+    steps = str(tmp_path / "steps")
 
     async def go() -> detach.Poll:
         t = transport()
         await t.connect()
-        await detach.start(t, steps, "1-01", work, "sleep 300", wait=10)
+        await launch(tmp_path, ["sleep 300", "touch never", "true"], wait=10)
+        await detach.kill(t, steps, "1-02", grace=1, plan="1-plan")
+        return (await poll(tmp_path, 2, 1, 0)).polls[0]
+
+    p = run(go())
+    assert p.key == "1-02" and p.vanished and p.killed and not p.started
+    assert not (tmp_path / "w" / "never").exists()
+
+
+def test_a_step_killed_from_outside_is_vanished_not_cancelled(tmp_path: Path) -> None:
+    async def go() -> detach.Poll:
+        await launch(tmp_path, ["sleep 300", "true"], wait=10)
         pgid = int((tmp_path / "steps" / "1-01.pid").read_text())
         os.killpg(pgid, signal.SIGKILL)  # the OOM killer, a reboot, an admin
         deadline = time.monotonic() + 10
         while group_alive(pgid) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        return await detach.poll(t, steps, "1-01", 0, wait=0)
+        return (await poll(tmp_path, 1, 0, 0)).polls[0]
 
     p = run(go())
     assert p.vanished and not p.killed
 
 
-def test_kill_all_kills_every_running_step_of_a_run(tmp_path: Path) -> None:
-    steps, work = str(tmp_path / "steps"), str(tmp_path / "w")
+def test_kill_all_kills_every_running_round_and_no_round_starts_after(tmp_path: Path) -> None:
+    steps = str(tmp_path / "steps")
 
-    async def go() -> tuple[list[str], list[int]]:
+    async def go() -> tuple[list[str], list[int], detach.Reply]:
         t = transport()
         await t.connect()
-        await detach.start(t, steps, "1-01", work, "exit 0")
-        await detach.start(t, steps, "1-02", work, "sleep 300", wait=10)
-        await detach.start(t, steps, "2-01", work + "2", "sleep 300", wait=10)
+        await launch(tmp_path, ["exit 0", "sleep 300", "true"], wait=20)
+        await launch(tmp_path, ["sleep 300", "true"], wait=10, rnd=2, work="w2")
         pgids = [int((tmp_path / "steps" / f"{k}.pid").read_text()) for k in ("1-02", "2-01")]
-        return await detach.kill_all(t, steps, grace=1), pgids
+        killed = await detach.kill_all(t, steps, grace=1)
+        later = await launch(tmp_path, ["touch never", "true"], rnd=3, work="w3")
+        return killed, pgids, later
 
-    killed, pgids = run(go())
+    killed, pgids, later = run(go())
     assert sorted(killed) == ["1-02", "2-01"]
     assert not any(group_alive(g) for g in pgids)
     assert not (tmp_path / "steps" / "1-01.killed").exists()
+    p = later.polls[0]
+    assert p.key == "3-01" and p.vanished and p.killed
+    assert not (tmp_path / "w3" / "never").exists()
 
 
 def test_hostile_paths_are_data_not_code(tmp_path: Path) -> None:
     odd = tmp_path / "a dir; touch CANARY $(touch CANARY2)"
 
-    async def go() -> detach.Poll:
+    async def go() -> detach.Reply:
         t = transport()
         await t.connect()
-        return await detach.start(t, str(odd / "steps"), "1-01", str(odd / "w"), "echo ok")
+        return await detach.launch(t, str(odd / "steps"), "1-plan", str(odd / "w"),
+                                   keys_for(1), ["echo ok", "true"])
 
-    p = run(go())
-    assert p.exit_status == 0 and p.chunk == "ok\n"
+    r = run(go())
+    assert r.polls[0].exit_status == 0 and r.polls[0].data == b"ok\n"
     assert not list(tmp_path.rglob("CANARY*")) and not Path("CANARY").exists()
 
 
-def test_scripts_travel_whole_by_argument_or_stdin(tmp_path: Path) -> None:
-    # Small scripts ride in the command line, large ones on stdin with an end marker; both
-    # must reach the host byte for byte (quotes, $, backslashes, a last line without newline).
+def test_scripts_travel_whole_by_argument_or_upload(tmp_path: Path) -> None:
+    # Small scripts ride in the command line, large ones are uploaded first; both must reach
+    # the host byte for byte (quotes, $, backslashes, a last line without newline).
     nasty = "printf '%s\\n' 'a \"b\" $c `d` \\\\e'\n"
     big = nasty + "# pad\n" * (detach.MAX_ARG_SCRIPT // 6 + 1) + "echo big"
+    assert detach.scripts_fit([nasty, "true"]) and not detach.scripts_fit([big, "true"])
+    steps = tmp_path / "steps"
 
-    async def go() -> list[detach.Poll]:
+    async def go() -> tuple[detach.Reply, detach.Reply]:
+        small = await launch(tmp_path, [nasty, "true"])
         t = transport()
         await t.connect()
-        out = []
-        for i, script in enumerate((nasty, big), 1):
-            out.append(await detach.start(t, str(tmp_path / "steps"), f"1-0{i}",
-                                          str(tmp_path / "w"), script, wait=200))
-        return out
-    small, large = run(go())
-    assert small.exit_status == 0 and small.chunk == 'a "b" $c `d` \\\\e\n'
-    assert large.exit_status == 0 and large.chunk == 'a "b" $c `d` \\\\e\nbig\n'
-
-
-def test_a_finished_steps_whole_log_comes_with_the_start(tmp_path: Path) -> None:
-    # The launcher skips measuring the log of a step that already ended; the controller must
-    # still get every byte, and, for a log too long to be sure of, read it again measured.
-    async def go() -> tuple[detach.Poll, detach.Poll]:
-        t = transport()
-        await t.connect()
-        small = await detach.start(t, str(tmp_path / "s"), "1-01", str(tmp_path / "w"),
-                                   "printf 'caf\\303\\251 \\377 end'", wait=200)
-        large = await detach.start(t, str(tmp_path / "s"), "1-02", str(tmp_path / "w"),
-                                   f"head -c {detach.LOG_CHUNK * 2} /dev/zero", wait=200)
+        for key, script in zip(keys_for(1, 2), [big, "true"]):
+            await t.put(script.encode(), f"{steps}/{key}.sh", make_parent=True)
+        large = await detach.launch(t, str(steps), "2-plan", str(tmp_path / "w2"),
+                                    keys_for(1, 2), None, wait=200)
         return small, large
+
     small, large = run(go())
-    assert small.exit_status == 0 and small.chunk == "café \ufffd end"
-    assert small.next_offset >= small.size  # nothing more to read
-    assert large.exit_status == 0 and large.chunk == "" and large.next_offset == 0
-    assert large.size > large.next_offset  # the runner polls again, measured
+    assert small.polls[0].exit_status == 0 and small.polls[0].data == b'a "b" $c `d` \\\\e\n'
+    assert large.polls[0].exit_status == 0
+    assert large.polls[0].data == b'a "b" $c `d` \\\\e\nbig\n'
+
+
+def test_a_round_whose_scripts_were_not_uploaded_is_refused(tmp_path: Path) -> None:
+    async def go() -> detach.Reply:
+        t = transport()
+        await t.connect()
+        return await detach.launch(t, str(tmp_path / "s"), "1-plan", str(tmp_path / "w"),
+                                   keys_for(1), None)
+
+    with pytest.raises(HostError, match="1-01.sh was not uploaded"):
+        run(go())

@@ -68,9 +68,13 @@ def run(
 
 
 def latest_report(out: Path) -> dict[str, Any]:
-    """report.json of the newest run in out (run ids sort by time)."""
-    newest = max(p for p in out.iterdir() if p.is_dir())
-    data: dict[str, Any] = json.loads((newest / "report.json").read_text())
+    """report.json of the newest run in out. Not by run id: two runs can start in the same
+    second, and then the ids' random suffixes decide their order."""
+    newest = max(
+        (p / "report.json" for p in out.iterdir() if (p / "report.json").is_file()),
+        key=lambda p: p.stat().st_mtime_ns,
+    )
+    data: dict[str, Any] = json.loads(newest.read_text())
     return data
 
 
@@ -222,9 +226,11 @@ def test_small_tmp_fails_preflight_and_nothing_runs_there(
     assert hosts["genoa"]["steps"] == []
     assert hosts["spr"]["status"] == hosts["cloudvm"]["status"] == "ok"
     assert next(a for a in data["artifacts"] if a["name"] == ARTIFACT)["status"] == "identical"
-    # Nothing ran on genoa: no step was started, no mirror cloned, no work dir made.
+    # Nothing ran on genoa: no step was started, no mirror cloned, nothing written.
     genoa_run = lab.host("genoa").home / ".cache" / "repro" / "runs" / data["run_id"]
-    assert genoa_run.is_dir() and sorted(p.name for p in genoa_run.iterdir()) == []
+    # (the facts call made the run's empty dirs; nothing was put in them)
+    assert sorted(p.name for p in genoa_run.iterdir()) == ["steps", "work"]
+    assert not any((genoa_run / "steps").iterdir()) and not any((genoa_run / "work").iterdir())
     assert not (lab.host("genoa").home / MIRROR).exists()
     assert (lab.host("spr").home / MIRROR).is_dir()
     assert message in " ".join(stdout.split())

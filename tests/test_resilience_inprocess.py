@@ -41,11 +41,14 @@ def slow_playbook(tmp: Path, seconds: float = 3, timeout: str = "1m") -> Path:
 
 
 def step_pids(lab_root: Path) -> list[int]:
-    return [
-        int(p.read_text())
-        for p in lab_root.glob(".cache/repro/runs/*/steps/*.pid")
-        if p.read_text().strip()
-    ]
+    """The process groups of a host's rounds (every step's pid file names its round's group)."""
+    return sorted(
+        {
+            int(p.read_text())
+            for p in lab_root.glob(".cache/repro/runs/*/steps/*.pid")
+            if p.read_text().strip()
+        }
+    )
 
 
 def test_sshd_dies_mid_step_and_returns(tmp_path: Path) -> None:

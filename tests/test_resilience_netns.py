@@ -369,37 +369,40 @@ def test_a_truncated_step_script_is_never_run(netlab: NetnsLab) -> None:
     host = load_inventory(netlab.inventory_path).hosts["h1"]
     steps, work = "/root/cut/steps", "/root/cut/work"
     # Cut anywhere, this script would still count a start, then do only part of the job.
-    # Over detach.MAX_ARG_SCRIPT, so it travels on stdin (a smaller one rides in the exec
-    # request's command line, which arrives whole or not at all).
+    # Over detach.MAX_ARG_SCRIPT, so it is uploaded before the launch (a smaller one rides in
+    # the exec request's command line, which arrives whole or not at all).
     script = (
         'echo start >> "$HOME/starts-cut"\n'
         + "echo part >> parts\n" * 50
         + "# padding\n" * (detach.MAX_ARG_SCRIPT // 10 + 1)
         + "echo done\n"
     )
-    assert len(script) > detach.MAX_ARG_SCRIPT
+    assert not detach.scripts_fit([script, "true"])
+    keys = ["1-01", "1-hash"]
 
-    async def go() -> tuple[str, detach.Poll]:
+    async def upload(t: AsyncsshTransport) -> None:
+        for key, text in zip(keys, [script, "true"]):
+            await t.put(text.encode(), f"{steps}/{key}.sh", make_parent=True,
+                        unless_exists=f"{steps}/1-plan.lock")
+
+    async def go() -> tuple[str, detach.Reply]:
         t = _CutTransport(host)
         await t.connect()
         try:
             with pytest.raises(HostError) as cut:
-                await detach.start(t, steps, "1-01", work, script)
-            # The retry the runner makes after a lost connection: starts it, once, whole.
-            return str(cut.value), await detach.start(t, steps, "1-01", work, script)
+                await upload(t)
+            # The retry the runner makes after a lost connection: uploads whole, runs once.
+            await upload(t)
+            return str(cut.value), await detach.launch(t, steps, "1-plan", work, keys, None)
         finally:
             await t.close()
 
-    error, started = asyncio.run(asyncio.wait_for(go(), 30))
-    assert "truncated" in error and "exit 93" in error, error
-    assert started.fresh and started.exit_status == 0, started
+    error, launched = asyncio.run(asyncio.wait_for(go(), 30))
+    assert "could not write /root/cut/steps/1-01.sh" in error and "truncated" in error, error
+    first = launched.polls[0]
+    assert launched.fresh and first.exit_status == 0 and first.data == b"done\n", launched
     home = netlab.host("h1").home
     assert (home / "starts-cut").read_text() == "start\n"
     assert (home / "cut" / "work" / "parts").read_text() == "part\n" * 50
-    names = sorted(p.name for p in (home / "cut" / "steps").iterdir())
-    # the script the step ran keeps the launcher's unique upload name; the cut upload is gone
-    scripts = [n for n in names if n.startswith(".1-01.sh.")]
-    assert len(scripts) == 1
-    assert [n for n in names if n not in scripts] == [
-        "1-01.lock", "1-01.log", "1-01.pid", "1-01.rc", "1-01.start",
-    ]  # fmt: skip
+    assert (home / "cut" / "steps" / "1-01.sh").read_text() == script
+    assert not list((home / "cut" / "steps").glob("*.repro-tmp"))

@@ -96,7 +96,9 @@ class AsyncsshTransport(Transport):
         if status is None:
             # Neither a status nor a signal: the channel closed under us (sshd died).
             raise self._lost(command, None)
-        return Completed(command, status, _text(done.stdout), _text(done.stderr))
+        return Completed(
+            command, status, _text(done.stdout), _text(done.stderr), _raw(done.stdout)
+        )
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -311,6 +313,12 @@ def _abandon(proc: asyncssh.SSHClientProcess[bytes]) -> None:
     except (OSError, asyncssh.Error):
         pass
     proc.close()
+
+
+def _raw(data: bytes | str | None) -> bytes:
+    if data is None:
+        return b""
+    return data.encode() if isinstance(data, str) else bytes(data)
 
 
 def _text(data: bytes | str | None) -> str:

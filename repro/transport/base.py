@@ -19,12 +19,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Completed:
-    """The outcome of one short command. Output is decoded with errors="replace"."""
+    """The outcome of one short command. Output is decoded with errors="replace".
+
+    `raw_stdout` is stdout's exact bytes, for replies framed by byte counts (repro.detach).
+    """
 
     command: str
     exit_status: int
     stdout: str
     stderr: str
+    raw_stdout: bytes = b""
 
     def __repr__(self) -> str:
         return f"Completed(exit={self.exit_status}, {self.command[:40]!r})"
@@ -80,7 +84,13 @@ class Transport(abc.ABC):
         """
         q = shlex.quote(remote_path)
         tmp = shlex.quote(remote_path + ".repro-tmp")
-        cmd = f"cat > {tmp} && chmod {mode:o} {tmp} && mv -f {tmp} {q}"
+        # A link that dies mid-send ends stdin early and `cat` succeeds on what came: the size
+        # check keeps a truncated file from ever taking the real name.
+        cmd = (
+            f"cat > {tmp} && n=$(wc -c < {tmp}) && if [ \"$n\" -ne {len(data)} ]; then"
+            f" rm -f {tmp}; echo 'repro: upload arrived truncated' >&2; exit 93; fi"
+            f" && chmod {mode:o} {tmp} && mv -f {tmp} {q}"
+        )
         if make_parent:
             cmd = f"mkdir -p -- {shlex.quote(remote_path.rsplit('/', 1)[0] or '/')} && {cmd}"
         if unless_exists is not None:

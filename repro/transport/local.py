@@ -75,6 +75,7 @@ class LocalTransport(Transport):
             status,
             out.decode("utf-8", errors="replace"),
             err.decode("utf-8", errors="replace"),
+            out,
         )
 
 
