@@ -44,6 +44,13 @@ DOC_BEGIN = "<!-- fanout-bench:begin -->"
 DOC_END = "<!-- fanout-bench:end -->"
 FLOOR = "bare-asyncssh"
 GOAL_N = 100
+# The labs (every host's home) and the runs' output go on a tmpfs mounted for the benchmark: on
+# the machine of docs/benchmarks.md, creating a file on the disk costs 0.5-0.9 ms of kernel CPU
+# in a directory tree where many files were deleted lately (as after every benchmark run: 400
+# files took 0.17-0.38 s there, under 0.03 s elsewhere on the same disk), and which tree that is
+# changes from run to run. That charged each file a host writes to whichever controller makes
+# it write, at random: the same repro run measured 1.5x and 2.5x the floor.
+DEFAULT_WORK_DIR = "/var/tmp"
 
 
 # --- measuring one process tree -------------------------------------------------------------
@@ -679,7 +686,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--write", type=Path, metavar="MD", help="write the results into this file")
     p.add_argument("--keep", action="store_true", help="keep the work dir (logs, reports)")
     p.add_argument("--no-install", action="store_true", help="never create the ansible venv")
+    p.add_argument("--work-dir", type=Path, default=Path(DEFAULT_WORK_DIR), metavar="DIR",
+                   help="where the labs (the hosts' homes) and every run's output go "
+                        f"(default {DEFAULT_WORK_DIR})")
+    p.add_argument("--on-disk", action="store_true",
+                   help="keep them on the disk instead of a tmpfs mounted for the benchmark "
+                        "(see docs/benchmarks.md: file creation cost on this machine's disk)")
     args = p.parse_args(argv)
+    if not args.work_dir.is_dir():
+        p.error(f"--work-dir {args.work_dir}: not a directory")
     if not 1 <= args.repeat <= 10:
         p.error("--repeat must be 1..10")
     return args
@@ -714,19 +729,26 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _sigterm)
     cleanup_stale(LAB_PREFIX)
-    base = Path(tempfile.mkdtemp(prefix="repro-fanout-"))
+    base = Path(tempfile.mkdtemp(prefix="repro-fanout-", dir=args.work_dir))
     samples: list[Sample] = []
+    mounted = False
     try:
+        if not args.on_disk:
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4g,mode=0755", "tmpfs", str(base)],
+                           check=True, timeout=30)
+            mounted = True
         for n in ns:
             samples += bench_n(n, tools, args.repeat, base, args.timeout, args.quiet_wait)
     except KeyboardInterrupt:
         print("fanout: interrupted; the lab was torn down", file=sys.stderr)
         return 130
     finally:
-        if not args.keep:
-            subprocess.run(["rm", "-rf", "--one-file-system", str(base)], check=False, timeout=120)
+        if args.keep:
+            print(f"work dir kept: {base}" + (" (a tmpfs: `umount` it when done)" if mounted else ""))
         else:
-            print(f"work dir kept: {base}")
+            if mounted:
+                subprocess.run(["umount", str(base)], check=False, timeout=60)
+            subprocess.run(["rm", "-rf", "--one-file-system", str(base)], check=False, timeout=120)
     rows = summarize(samples, tools)
     command = "python3 bench/fanout.py " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))

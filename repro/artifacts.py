@@ -232,6 +232,30 @@ def _find_expr(specs: list[_Spec]) -> list[str]:
             "-o", "-type", "d", "-prune", "-o", "-type", "f", "(", *files, ")"]  # fmt: skip
 
 
+_GLOB_CHARS = frozenset("*?[")
+
+
+def _literal_command(specs: list[_Spec], script: str) -> str:
+    """hash_command when every spec names one path (no glob character, no manifest).
+
+    No `find` to look for them, nor a `sh` for its batch: the batch script runs in the
+    substitution's own subshell on the paths that find would have kept: a regular file, not a
+    symlink, below directories that are not symlinks either (find does not follow them).
+    """
+    tests = []
+    for pattern in dict.fromkeys(s.pattern for s in specs):
+        parts = pattern.split("/")[1:]  # "./a/b" -> ["a", "b"]
+        checks = [
+            f"[ -d {q} ] && [ ! -L {q} ]"
+            for q in (shlex.quote("./" + "/".join(parts[:i])) for i in range(1, len(parts)))
+        ]
+        q = shlex.quote(pattern)
+        checks.append(f"[ -f {q} ] && [ ! -L {q} ]")
+        tests.append("if " + " && ".join(checks) + f'; then set -- "$@" {q}; fi')
+    body = "LC_ALL=C; export LC_ALL; set --\n" + "\n".join(tests) + "\n" + script
+    return "{ out=$(" + body + ') && { [ -z "$out" ] || printf \'%s\\n\' "$out"; }; }'
+
+
 def hash_command(playbook: Playbook) -> str:
     """One POSIX sh command, run in the work dir, printing `<sha256> <size> <name>` per file.
 
@@ -244,6 +268,8 @@ def hash_command(playbook: Playbook) -> str:
     if not specs:
         return "true"
     script = _HEAD + (_MANIFEST if playbook.manifests else "") + _classify(specs) + _BATCH
+    if not playbook.manifests and not any(_GLOB_CHARS & set(s.pattern) for s in specs):
+        return _literal_command(specs, script)
     words = ["find", ".", *_find_expr(specs), "-exec", "sh", "-c", script, "sh", "{}", "+"]
     find = " ".join(shlex.quote(w) for w in words)
     # One simple command in $(…): the shell execs find in the substitution's own process. The

@@ -127,6 +127,29 @@ def test_a_file_matched_twice_is_listed_once(tmp_path: Path) -> None:
     assert run_hash(work, pb) == {"hello": expect(data)}
 
 
+def test_literal_paths_skip_find_and_keep_its_rules(tmp_path: Path) -> None:
+    # Every spec names one path: no find, same answer as find would give.
+    work = tmp_path / "w"
+    hello = put(work / "out" / "hello", b"hello")
+    top = put(work / "f", b"top")
+    put(tmp_path / "elsewhere" / "x", b"outside")
+    (work / "out" / "link").symlink_to(tmp_path / "elsewhere" / "x")  # a symlinked file
+    (work / "d").symlink_to(tmp_path / "elsewhere")  # a symlinked dir: not followed
+    (work / "out" / "adir").mkdir()  # a directory is not an artifact
+    specs = [ArtifactSpec("hello", "out"), ArtifactSpec("f"), ArtifactSpec("link", "out"),
+             ArtifactSpec("x", "d"), ArtifactSpec("adir", "out"), ArtifactSpec("missing"),
+             ArtifactSpec("out/hello")]  # the same file under a second name
+    pb = playbook(specs)
+    assert "find" not in hash_command(pb)
+    want = {"hello": expect(hello), "f": expect(top), "out/hello": expect(hello)}
+    assert run_hash(work, pb) == want
+    # the general command (one glob among them) agrees
+    assert run_hash(work, playbook([*specs, ArtifactSpec("nothing-*")])) == want
+    env, log = shim_env(tmp_path)
+    assert sh(hash_command(pb), work, env=env).returncode == 0
+    assert commands_run(log) == Counter({"sha256sum": 1, "wc": 1})
+
+
 def test_manifests_hash_the_listed_files_by_their_listed_names(tmp_path: Path) -> None:
     work = tmp_path / "w"
     out = work / "guix-build-26.0" / "output"

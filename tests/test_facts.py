@@ -609,6 +609,8 @@ def test_script_runs_few_commands(tmp_path: Path, shell: str) -> None:
     # the kernel's files stand in for uname and nproc where it has them (Linux >= 6.1)
     if Path("/proc/sys/kernel/arch").exists():
         assert "uname" not in ran and "nproc" not in ran, ran
+    assert "date" not in ran, ran  # the clock is btime + uptime
+    assert abs(facts["clock"] - time.time()) < 5
     assert facts["work_dir"] == str(run_dir) and run_dir.is_dir()
     assert (run_dir / "steps").is_dir() and (run_dir / "work").is_dir()
     assert facts["cores"] and facts["kernel"] and facts["free_work_bytes"] and facts["glibc"]
