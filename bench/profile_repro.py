@@ -70,12 +70,12 @@ class Recorder:
 #: how a round trip is named, by what its command line contains (first match wins); the
 #: runner moves fast, so anything unknown is shown by its first words instead
 KINDS: tuple[tuple[str, str], ...] = (
-    ("setsid", "step start (detach.start)"),
-    ("repro-poll", "step poll (detach.poll)"),
+    ("setsid", "launch the round (detach.launch)"),
+    ("repro-poll", "poll the round (detach.poll)"),
     ("sh -s", "facts (+ preflight)"),
     ("mkdir -p", "work dir"),
     ('"$HOME"', "home dir"),
-    ("LC_ALL=C sort -u", "hash artifacts"),
+    ("head -c 2000", "hashing error (.err)"),
     ("cat > ", "upload (put)"),
     ("head -c 65536", "guix describe"),
     ("command -v", "preflight"),
