@@ -119,6 +119,36 @@ _rf_clock() {
   echo $((_rf_bt + _rf_up))
 }
 
+# systemd-detect-virt, kept per boot: it costs a few ms (4x any other command of this script),
+# and what it says cannot change before a reboot. The answer is cached in ~/.cache/repro/virt
+# under the kernel's boot id and the hostname (a container sharing the host's home has its own
+# name); read back only if it looks like an answer, and written only where that dir exists.
+_rf_virt() {
+  _rf_key=
+  _rf_cache=
+  if [ -n "${HOME:-}" ] && [ -r /proc/sys/kernel/random/boot_id ] \
+    && IFS= read -r _rf_key </proc/sys/kernel/random/boot_id; then
+    _rf_h=
+    [ -r /proc/sys/kernel/hostname ] && IFS= read -r _rf_h </proc/sys/kernel/hostname
+    _rf_key="$_rf_key $_rf_h"
+    _rf_cache=$HOME/.cache/repro/virt
+    if [ -f "$_rf_cache" ] && IFS= read -r _rf_l <"$_rf_cache"; then
+      _rf_v=${_rf_l#"$_rf_key "}
+      if [ "$_rf_v" != "$_rf_l" ]; then
+        case $_rf_v in *[!a-z0-9_-]* | "") ;; *) echo "$_rf_v"; return 0 ;; esac
+      fi
+    fi
+  fi
+  _rf_v=$(systemd-detect-virt)
+  _rf_put "$_rf_v" 64
+  [ -n "$_rf_cache" ] && [ -d "${_rf_cache%/*}" ] || return 0
+  case $_rf_v in
+    *[!a-z0-9_-]* | "") ;;
+    *) printf '%s %s\n' "$_rf_key" "$_rf_v" >"$_rf_cache" 2>/dev/null ;;
+  esac
+  return 0
+}
+
 # nearest existing ancestor: without create, the work dir is usually made later
 _rf_existing() {
   _rf_d=$1
@@ -216,7 +246,7 @@ _repro_facts() {
     _rf_put "$(ldd --version 2>&1)" 256
   fi
   _rf_sec virt
-  if _rf_have systemd-detect-virt; then _rf_put "$(systemd-detect-virt)" 64; fi
+  if _rf_have systemd-detect-virt; then _rf_virt; fi
   _rf_sec dmi-vendor
   _rf_lines /sys/class/dmi/id/sys_vendor 1 256
   _rf_sec dmi-product

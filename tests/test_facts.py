@@ -616,8 +616,37 @@ def test_script_runs_few_commands(tmp_path: Path, shell: str) -> None:
     assert facts["cores"] and facts["kernel"] and facts["free_work_bytes"] and facts["glibc"]
 
     log.unlink()
-    run_script(str(run_dir), "create", env=env, shell=shell)  # a resumed run: it is there
-    assert "mkdir" not in log.read_text().split()
+    again = parse_facts(run_script(str(run_dir), "create", env=env, shell=shell).stdout)
+    ran = log.read_text().split()
+    assert "mkdir" not in ran  # a resumed run: it is there
+    # systemd-detect-virt's answer is kept per boot in ~/.cache/repro/virt once that dir exists
+    # (the first run made it after asking): the third run does not ask again
+    log.unlink()
+    third = parse_facts(run_script(str(run_dir), env=env, shell=shell).stdout)
+    assert "systemd-detect-virt" not in log.read_text().split()
+    assert third["virtualization"] == again["virtualization"] == facts["virtualization"]
+
+
+@pytest.mark.skipif(not shutil.which("systemd-detect-virt"), reason="no systemd-detect-virt here")
+def test_the_cached_virtualization_is_checked_before_it_is_believed(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".cache" / "repro").mkdir(parents=True)
+    cache = home / ".cache" / "repro" / "virt"
+    env = {**os.environ, "HOME": str(home)}
+    real = subprocess.run(["systemd-detect-virt"], capture_output=True, text=True).stdout.strip()
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    host = Path("/proc/sys/kernel/hostname").read_text().strip()
+    for stale in (
+        f"{boot} {host} $(touch {tmp_path}/CANARY)",  # not an answer: ignored
+        f"another-boot {host} xen",  # another boot: ignored
+        f"{boot} other-host xen",  # another hostname (a container sharing this home)
+    ):
+        cache.write_text(stale + "\n")
+        assert parse_facts(run_script(env=env).stdout)["virtualization"] == real
+        assert cache.read_text() == f"{boot} {host} {real}\n"
+    assert not (tmp_path / "CANARY").exists()
+    cache.write_text(f"{boot} {host} kvm\n")  # a valid entry for this boot is believed
+    assert parse_facts(run_script(env=env).stdout)["virtualization"] == "kvm"
 
 
 # --- the work dir: made in the facts round trip -----------------------------------------------
