@@ -224,11 +224,17 @@ elif { echo "$now" > "$d/$p.lock"; } 2>/dev/null; then
   trap : CHLD
   (cd -- "$w" && exec setsid sh -c "$0" repro-supervisor "$d" "$p" $keys) > /dev/null 2>&1 < /dev/null &
   sup=$!
-  f=$((wt % 100)); [ $f -lt 10 ] && f=0$f
-  sleep "$((wt / 100)).$f" &
-  timer=$!
-  wait "$sup"
-  kill "$timer" 2>/dev/null
+  if [ "$wt" -ge 50 ]; then
+    # A timer that ended before `wait` began would leave it waiting for the whole round: a
+    # race only a wait of a few hundredths can lose, so short waits nap instead (below).
+    f=$((wt % 100)); [ $f -lt 10 ] && f=0$f
+    sleep "$((wt / 100)).$f" &
+    timer=$!
+    wait "$sup"
+    kill "$timer" 2>/dev/null
+  else
+    for k in $keys; do follow; break; done
+  fi
   trap - CHLD
 else
   set +C

@@ -271,3 +271,28 @@ def test_a_round_whose_scripts_were_not_uploaded_is_refused(tmp_path: Path) -> N
 
     with pytest.raises(HostError, match="1-01.sh was not uploaded"):
         run(go())
+
+
+def test_the_launch_wait_is_bounded_whatever_its_length(tmp_path: Path) -> None:
+    # A long step: the launch must come back while it still runs, for a nap-sized wait and for
+    # a timer-sized one alike (the test gives up long before the step would end).
+    steps = tmp_path / "steps"
+
+    async def go(rnd: int, wait: int) -> detach.Poll:
+        r = await asyncio.wait_for(
+            launch(tmp_path, ["sleep 60", "true"], wait=wait, rnd=rnd, work=f"w{rnd}"), 30
+        )
+        return r.polls[0]
+
+    try:
+        for rnd, wait in ((1, 0), (2, 10), (3, 60), (4, 150)):
+            p = run(go(rnd, wait))
+            # running, or not started yet by its (live) supervisor: never waited out
+            assert p.key == f"{rnd}-01" and p.alive and p.exit_status is None
+    finally:
+        async def stop() -> None:
+            t = transport()
+            await t.connect()
+            await detach.kill_all(t, str(steps), grace=1)
+
+        run(stop())
