@@ -421,6 +421,8 @@ def _parse(
         )
     top = _fields(first)
     count = _int(top.get("n"), 0)
+    if count < 1:  # the step asked about is always reported: anything else would loop forever
+        raise HostError(f"{what}: garbled reply (no step reported)", host=transport.host.name)
     now = _int(top.get("now"), -1)
     heads = []
     for _ in range(count):

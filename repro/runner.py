@@ -47,6 +47,9 @@ TAIL_LINES = 20
 HASH_TIMEOUT = 3600.0
 #: the launch of a round waits on the host this many polls' worth for it to end
 LAUNCH_WAITS = 3
+#: seconds past a step's timeout, on the controller's clock, after which it is killed whatever
+#: the host's clock says
+CLOCK_GRACE = 300.0
 
 
 def utcnow() -> str:
@@ -302,6 +305,7 @@ class Runner:
         watch: _StepWatch | None = None
         hash_out = bytearray()
         hashing_said = False
+        seen: dict[str, float] = {}  # when the controller first saw each key running
         try:
             while True:
                 last: detach.Poll | None = None
@@ -345,7 +349,11 @@ class Runner:
                         watch = None
                         index, offset = index + 1, 0
                         continue
-                    await self._not_done(st, p, watch, steps[index] if not hashing else None)
+                    if p.started:
+                        seen.setdefault(p.key, time.monotonic())
+                    await self._not_done(
+                        st, p, watch, steps[index] if not hashing else None, seen.get(p.key)
+                    )
                     break
                 if self._cancelled.is_set():
                     await self._kill_current(st)
@@ -414,8 +422,14 @@ class Runner:
         p: detach.Poll,
         watch: _StepWatch | None,
         step: RenderedStep | None,
+        seen_since: float | None,
     ) -> None:
-        """A step (None: the hashing) that is still running or stopped without a status."""
+        """A step (None: the hashing) that is still running or stopped without a status.
+
+        Its timeout counts on the host's clock (right across a --resume); the controller's own
+        clock backs it up, with CLOCK_GRACE to spare, so a host whose clock is broken (or that
+        lies about it) cannot keep a run from ever ending.
+        """
         label = watch.label if watch else (step.name if step else "hashing")
         tail = watch.tail.text() if watch else ""
         if p.vanished and p.next_offset >= p.size:
@@ -430,7 +444,10 @@ class Runner:
                 tail=tail,
             )
         limit = step.timeout if step else HASH_TIMEOUT
-        if p.exit_status is None and p.elapsed is not None and p.elapsed > limit:
+        mine = time.monotonic() - seen_since if seen_since is not None else None
+        host_says = p.elapsed is not None and p.elapsed > limit
+        overdue = host_says or (mine is not None and mine > limit + CLOCK_GRACE)
+        if p.exit_status is None and overdue:
             await self._kill_current(st)
             if watch:
                 watch.result.finished_at = utcnow()

@@ -151,6 +151,11 @@ def test_a_reply_whose_bytes_do_not_add_up_is_refused(tmp_path: Path) -> None:
     good = Completed("x", 0, "", "", body[:-1])
     reply = detach._parse(t, good, "x", 0, "what")
     assert reply is not None and reply.polls[0].data == b"abc" and reply.polls[0].elapsed == 4.0
+    with pytest.raises(HostError, match="no step reported"):
+        detach._parse(t, Completed("x", 0, "", "", b"repro-plan n=0 now=1 fresh=0\n"), "x", 0, "w")
+    with pytest.raises(HostError, match="garbled"):
+        detach._parse(t, Completed("x", 0, "", "", b"repro-plan n=2 now=1\nrepro-poll key=1-01\n"),
+                      "x", 0, "w")
     with pytest.raises(HostError, match="exit 1"):
         detach._parse(t, Completed("x", 1, "oops", "no such dir", b"oops"), "x", 0, "what")
 
