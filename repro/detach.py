@@ -108,6 +108,9 @@ reply() {
     rc=-; rd "$d/$k.rc"; [ -n "$v" ] && rc=$v
     s=0; [ -e "$d/$k.lock" ] && s=1
     x=0; [ -e "$d/$k.killed" ] && x=1
+    # not started, and its round's supervisor was killed on purpose (`repro cancel` between
+    # two steps): this step was cancelled too
+    [ $s = 0 ] && [ -e "$d/$p.killed" ] && x=1
     t=-; rd "$d/$k.start"; [ -n "$v" ] && t=$v
     h=0; [ -s "$d/$k.log" ] && { h=1; logs="$logs$nl$d/$k.log"; }
     eval "K$cnt=\$k R$cnt=\$rc A$cnt=\$a S$cnt=\$s X$cnt=\$x T$cnt=\$t H$cnt=\$h"

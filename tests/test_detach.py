@@ -301,3 +301,21 @@ def test_the_launch_wait_is_bounded_whatever_its_length(tmp_path: Path) -> None:
             await detach.kill_all(t, str(steps), grace=1)
 
         run(stop())
+
+
+def test_a_step_whose_round_was_cancelled_before_it_started_reads_as_cancelled(
+    tmp_path: Path,
+) -> None:
+    # `repro cancel` killed the supervisor between step 1 and step 2: step 2 never started.
+    steps = tmp_path / "steps"
+
+    async def go() -> detach.Poll:
+        await launch(tmp_path, ["true", "true", "true"])
+        for name in ("1-02.lock", "1-02.pid", "1-02.start", "1-02.log", "1-02.rc"):
+            (steps / name).unlink()
+        (steps / "1-plan.rc").unlink()
+        (steps / "1-plan.killed").write_text("cancelled\n")
+        return (await poll(tmp_path, 2, 1, 0)).polls[0]
+
+    p = run(go())
+    assert p.key == "1-02" and not p.started and p.vanished and p.killed
