@@ -319,3 +319,30 @@ def test_a_step_whose_round_was_cancelled_before_it_started_reads_as_cancelled(
 
     p = run(go())
     assert p.key == "1-02" and not p.started and p.vanished and p.killed
+
+
+def test_a_log_still_written_after_its_step_ended_is_read_exactly(tmp_path: Path) -> None:
+    # A step that leaves a writer behind (it keeps the log open and chatters): the log grows
+    # between the reply's `wc` and its `cat`, and the controller asks again, a `head -c` per log.
+    steps = str(tmp_path / "steps")
+    chatter = "(while :; do echo chatter; done) & sleep 0.3; echo end-of-step"
+
+    async def go() -> list[detach.Reply]:
+        t = transport()
+        await t.connect()
+        try:
+            out = [await launch(tmp_path, [chatter, "echo two", "true"])]
+            for _ in range(5):
+                out.append(await poll(tmp_path, 2, 0, 0))
+            return out
+        finally:
+            await detach.kill_all(t, steps, grace=1)
+
+    for reply in run(go()):
+        first = reply.polls[0]
+        assert first.exit_status == 0 and len(first.data) == first.next_offset
+        # what was sent is a prefix of the log, cut where `wc` measured it: whole lines
+        assert set(first.data.decode().splitlines()) <= {"chatter", "end-of-step"}
+        for p in reply.polls[1:]:
+            assert p.key in ("1-02", "1-hash")
+            assert p.data in (b"two\n", b"", b"two")
