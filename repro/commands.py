@@ -256,7 +256,7 @@ def cmd_cancel(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.hostops import cancel_run
     from repro.session import load_plan
 
-    prep = load_plan(args.out, args.run_id)
+    prep = load_plan(args.out, args.run_id, to_cancel=True)
     results = asyncio.run(cancel_run(prep))
     bad = 0
     for name, msg in results:

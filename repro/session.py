@@ -28,7 +28,10 @@ from repro.source import resolve_ref
 from repro.transport import make_transport
 from repro.transport.base import Transport
 
-PLAN_SCHEMA = "repro-run/1"
+#: /2: the hosts run a round under one supervisor (repro.detach); a run started by a repro that
+#: launched steps one by one (/1) must not be resumed by this one: it could start a step twice.
+PLAN_SCHEMA = "repro-run/2"
+OLD_PLAN_SCHEMA = "repro-run/1"
 
 
 def new_run_id() -> str:
@@ -141,8 +144,15 @@ def save_plan(prep: Prepared) -> None:
     atomic_write(prep.report_dir / "run.json", json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def load_plan(out_dir: str | Path, run_id: str, *, options: RunOptions | None = None) -> Prepared:
-    """Rebuild a Prepared run from its run.json (for --resume and cancel)."""
+def load_plan(
+    out_dir: str | Path,
+    run_id: str,
+    *,
+    options: RunOptions | None = None,
+    to_cancel: bool = False,
+) -> Prepared:
+    """Rebuild a Prepared run from its run.json (for --resume and, `to_cancel`, for cancel:
+    that also takes a run of the previous plan schema, whose host-side files it can kill)."""
     if not RUN_ID_RE.match(run_id):
         raise UsageError(f"run id {run_id!r} is not of the form 20261125T194203Z-1a2b3c")
     path = Path(out_dir) / run_id / "run.json"
@@ -152,6 +162,13 @@ def load_plan(out_dir: str | Path, run_id: str, *, options: RunOptions | None = 
         raise ReportError(f"{path}: no such run (looked for its run.json)") from exc
     except (OSError, ValueError) as exc:
         raise ReportError(f"{path}: cannot read: {exc}") from exc
+    if isinstance(data, dict) and data.get("schema") == OLD_PLAN_SCHEMA and to_cancel:
+        data["schema"] = PLAN_SCHEMA
+    if isinstance(data, dict) and data.get("schema") == OLD_PLAN_SCHEMA:
+        raise ReportError(
+            f"{path}: this run was started by an older repro, whose hosts run steps another way; "
+            "resume it with that version, or cancel it and start a new run"
+        )
     if not isinstance(data, dict) or data.get("schema") != PLAN_SCHEMA:
         raise ReportError(f"{path}: not a repro run plan ({PLAN_SCHEMA})")
     pb = load_playbook(data["playbook_path"])

@@ -91,6 +91,27 @@ def test_killed_controller_resumes_without_redoing(tmp_path: Path) -> None:
     assert data["run_id"] == run_id and data["verdict"] == "reproducible"
 
 
+def test_a_run_of_the_previous_layout_is_cancelled_but_never_resumed(tmp_path: Path) -> None:
+    # A run started by a repro that launched steps one by one: resuming it with this one could
+    # start a step twice, so --resume refuses (exit 2, saying why); cancel still works.
+    out = tmp_path / "reports"
+    with LabThread(tmp_path / "lab", n=2) as lab:
+        code, _, err = run_cli(
+            "run", "-i", str(lab.inventory_path), "-p", str(slow_playbook(tmp_path, 0.1)),
+            "--out", str(out),
+        )  # fmt: skip
+        assert code == 0, err
+        run_id = only_run_dir(out).name
+        plan = out / run_id / "run.json"
+        data = json.loads(plan.read_text())
+        plan.write_text(json.dumps({**data, "schema": "repro-run/1"}))
+        code, _, err = run_cli("run", "--resume", run_id, "--out", str(out))
+        assert code == 2 and "started by an older repro" in err, err
+        assert err.count("\n") == 1  # one line
+        code, stdout, err = run_cli("cancel", run_id, "--out", str(out))
+        assert code == 0 and "nothing running" in stdout, err + stdout
+
+
 def test_resume_of_unknown_run_is_bad_input(tmp_path: Path) -> None:
     code, _, err = run_cli("run", "--resume", "20260101T000000Z-abcdef", "--out", str(tmp_path))
     assert code == 2 and "20260101T000000Z-abcdef" in err
