@@ -66,6 +66,21 @@ alive() {
   done < "/proc/$1/status"
   return 0
 }
+# Has process group $1 a member that is not a zombie? kill -0 says yes while one is left to
+# reap, and where PID 1 reaps orphans slowly (a container without an init) that made every kill
+# wait out its grace; so the members' states are read from /proc (only on the kill path).
+group_live() {
+  kill -0 "-$1" 2>/dev/null || return 1
+  [ -r /proc/self/stat ] || return 0
+  _g=$1
+  for _f in /proc/[0-9]*/stat; do
+    _l=
+    IFS= read -r _l < "$_f" 2>/dev/null || [ -n "$_l" ] || continue
+    set -f; set -- ${_l##*) }; set +f  # after "(comm) ": state, ppid, pgrp, ...
+    [ "${3-}" = "$_g" ] && [ "$1" != Z ] && return 0
+  done
+  return 1
+}
 # Is step $k running? Its supervisor is alive; or it started (lock) and the pid is not written
 # yet (the first 30 s); or it was not reached yet and the round's supervisor is alive (or was
 # launched less than 30 s ago and has not written its pid yet).
@@ -275,7 +290,7 @@ fi
 # dash's kill takes no `--`; "-$g" after the signal is read as a process group.
 kill -TERM "-$g" 2>/dev/null
 i=0
-while kill -0 "-$g" 2>/dev/null && [ $i -lt $(($3 * 10)) ]; do sleep 0.1; i=$((i+1)); done
+while group_live "$g" && [ $i -lt $(($3 * 10)) ]; do sleep 0.1; i=$((i+1)); done
 kill -KILL "-$g" 2>/dev/null
 echo done
 """
@@ -504,11 +519,11 @@ for l in "$d"/*.lock; do
   [ -s "$d/$k.rc" ] && continue
   [ -s "$d/$k.pid" ] || continue
   rd "$d/$k.pid"; g=$v
-  kill -0 "-$g" 2>/dev/null || continue
+  group_live "$g" || continue
   echo cancelled > "$d/$k.killed"  # first: a poll that sees the step gone must see why
   kill -TERM "-$g" 2>/dev/null
   i=0
-  while kill -0 "-$g" 2>/dev/null && [ $i -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i+1)); done
+  while group_live "$g" && [ $i -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i+1)); done
   kill -KILL "-$g" 2>/dev/null
   case $k in *-plan) ;; *) echo "$k" ;; esac
 done
