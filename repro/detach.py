@@ -505,9 +505,11 @@ def _int(value: str | None, default: int) -> int:
 # Cancel a run on one host: first mark it cancelled, so no step starts from now on (the
 # supervisor and the launcher check), then kill every group that has no exit status. A round
 # launched a moment before the mark may not have written its pid yet: wait for it (bounded)
-# rather than miss it. $1 steps dir, $2 grace seconds.
+# rather than miss it. $1 steps dir (a leading `~/` is this host's $HOME: no round trip to ask
+# for it), $2 grace seconds.
 _KILL_ALL = r"""
 d=$1
+case $d in "~/"*) d=$HOME/${d#"~/"} ;; esac
 mkdir -p -- "$d" && : > "$d/cancelled" || exit 1
 for l in "$d"/*.lock; do
   [ -e "$l" ] || continue

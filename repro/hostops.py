@@ -65,14 +65,6 @@ def _work_base(host: Host) -> str:
     return str(host.vars.get("repro_work_dir") or DEFAULT_WORK_BASE)
 
 
-async def _home_path(t: Transport, host: Host) -> str:
-    base = _work_base(host)
-    if base == "~" or base.startswith("~/"):
-        res = await t.run('printf %s "$HOME"', timeout=30)
-        base = res.stdout.strip() + base[1:]
-    return base
-
-
 async def gather_all(hosts: list[Host]) -> list[HostFacts]:
     from repro.facts import gather_facts
 
@@ -117,7 +109,8 @@ async def cancel_run(prep: Any) -> list[tuple[str, str]]:
     hosts = [p.host for p in prep.plans]
 
     async def work(h: Host, t: Transport) -> str:
-        steps_dir = f"{await _home_path(t, h)}/{prep.run_id}/steps"
+        # a leading ~ stays: the kill script expands it on the host
+        steps_dir = f"{_work_base(h)}/{prep.run_id}/steps"
         killed = await detach.kill_all(t, steps_dir)
         return f"killed {len(killed)} running step(s)" if killed else "nothing running"
 

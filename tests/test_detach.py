@@ -346,3 +346,21 @@ def test_a_log_still_written_after_its_step_ended_is_read_exactly(tmp_path: Path
         for p in reply.polls[1:]:
             assert p.key in ("1-02", "1-hash")
             assert p.data in (b"two\n", b"", b"two")
+
+
+def test_kill_all_takes_a_steps_dir_under_the_hosts_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `repro cancel` names the dir as the inventory does ("~/.cache/…"): the host expands it.
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+    async def go() -> tuple[list[str], int]:
+        t = transport()
+        await t.connect()
+        await launch(tmp_path, ["sleep 300", "true"], wait=10)
+        pgid = int((tmp_path / "steps" / "1-01.pid").read_text())
+        return await detach.kill_all(t, "~/steps", grace=1), pgid
+
+    killed, pgid = run(go())
+    assert killed == ["1-01"] and not group_alive(pgid)
+    assert (tmp_path / "steps" / "cancelled").exists()
