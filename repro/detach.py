@@ -40,8 +40,9 @@ from repro.transport.base import Completed, Transport
 POLL_WAIT = 100
 #: the most log bytes one reply brings back; a chattier step is simply followed over more polls.
 LOG_CHUNK = 256 * 1024
-#: the round's scripts travel as arguments of the exec request up to this size in all (Linux
-#: takes one argument of up to 128 KiB); larger ones are uploaded first (Transport.put).
+#: the round's scripts travel as arguments of the exec request up to this size in all, quoted
+#: (the login shell gets the whole command line as ONE argument, and Linux takes one of up to
+#: 128 KiB: this, plus ~9 KiB of launcher, stays well under); larger ones are uploaded first.
 MAX_ARG_SCRIPT = 64 * 1024
 
 # Shell builtins (`read`, `printf`, tests, noclobber redirections) wherever one will do: a
@@ -352,9 +353,9 @@ def _sh(script: str, *args: str | int) -> str:
 
 def scripts_fit(scripts: list[str]) -> bool:
     """Whether a round's scripts can travel as arguments of the launch (else: upload first)."""
-    return sum(len(s.encode()) for s in scripts) <= MAX_ARG_SCRIPT and not any(
-        "\0" in s for s in scripts
-    )
+    # quoted: a script of single quotes grows fivefold ('"'"' for each)
+    size = sum(len(shlex.quote(s).encode()) + 1 for s in scripts)
+    return size <= MAX_ARG_SCRIPT and not any("\0" in s for s in scripts)
 
 
 async def launch(

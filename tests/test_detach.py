@@ -249,6 +249,8 @@ def test_scripts_travel_whole_by_argument_or_upload(tmp_path: Path) -> None:
     nasty = "printf '%s\\n' 'a \"b\" $c `d` \\\\e'\n"
     big = nasty + "# pad\n" * (detach.MAX_ARG_SCRIPT // 6 + 1) + "echo big"
     assert detach.scripts_fit([nasty, "true"]) and not detach.scripts_fit([big, "true"])
+    quotes = "'" * (detach.MAX_ARG_SCRIPT // 4)  # a quarter of the limit, unquoted
+    assert not detach.scripts_fit([quotes, "true"])  # but over it once quoted
     steps = tmp_path / "steps"
 
     async def go() -> tuple[detach.Reply, detach.Reply]:
