@@ -40,10 +40,14 @@ from repro.transport.base import Completed, Transport
 POLL_WAIT = 100
 #: the most log bytes one reply brings back; a chattier step is simply followed over more polls.
 LOG_CHUNK = 256 * 1024
-#: the round's scripts travel as arguments of the exec request up to this size in all, quoted
-#: (the login shell gets the whole command line as ONE argument, and Linux takes one of up to
-#: 128 KiB: this, plus ~9 KiB of launcher, stays well under); larger ones are uploaded first.
-MAX_ARG_SCRIPT = 64 * 1024
+#: the round's scripts travel in the exec request up to this size in all, quoted; larger ones
+#: are uploaded first. With the ~9 KiB launcher the request stays within the 32 KiB payload
+#: every SSH server must take (RFC 4253 6.1; OpenSSH takes more, dropbear does not), and far
+#: below Linux's 128 KiB for the one argument the login shell gets it as.
+MAX_ARG_SCRIPT = 20 * 1024
+#: what an exec request may carry at most (RFC 4253's minimum payload, less the request's own
+#: fields)
+MAX_COMMAND = 32768 - 1024
 
 # Shell builtins (`read`, `printf`, tests, noclobber redirections) wherever one will do: a
 # quick round costs the host the supervisor, a `sh` per step, one timer, one `wc` and one `cat`.

@@ -366,3 +366,29 @@ def test_kill_all_takes_a_steps_dir_under_the_hosts_home(
     killed, pgid = run(go())
     assert killed == ["1-01"] and not group_alive(pgid)
     assert (tmp_path / "steps" / "cancelled").exists()
+
+
+def test_the_largest_launch_fits_any_ssh_servers_packet(tmp_path: Path) -> None:
+    # Scripts just inside the limit: the exec request stays within RFC 4253's 32 KiB payload.
+    commands: list[str] = []
+
+    class Recording(LocalTransport):
+        async def run(self, command: str, **kw):  # type: ignore[no-untyped-def]
+            commands.append(command)
+            return await super().run(command, **kw)
+
+    scripts = ["echo " + "x" * detach.MAX_ARG_SCRIPT, "echo " + "y" * 100, "true"]
+    while not detach.scripts_fit(scripts):
+        scripts[0] = scripts[0][:-64]
+    long_dir = str(tmp_path / ("d" * 200))
+
+    async def go() -> detach.Reply:
+        t = Recording(Host(name="here", address="localhost", connection="local"))
+        await t.connect()
+        keys = [f"1-{i:02d}" for i in range(1, 3)] + ["1-hash"]
+        return await detach.launch(t, long_dir + "/steps", "1-plan", long_dir + "/w", keys,
+                                   scripts)
+
+    reply = run(go())
+    assert reply.polls[0].exit_status == 0
+    assert len(commands[0].encode()) <= detach.MAX_COMMAND, len(commands[0])
