@@ -213,6 +213,11 @@ for k do
   [ $rc -eq 0 ] || break
 done
 echo $rc > "$d/$p.rc"
+# Nothing of the round outlives it: what a step left running in the background (still in this
+# process group) gets SIGTERM now; `repro cancel` KILLs whatever ignores it. One syscall, no wait.
+trap '' TERM
+kill -TERM "-$$" 2>/dev/null
+exit 0
 """
 
 # The launcher. $1 step dir, $2 plan id, $3 work dir, $4 wait (hundredths), $5 chunk, $6 how
@@ -523,7 +528,8 @@ for l in "$d"/*.lock; do
   while [ ! -s "$d/$k.pid" ] && [ ! -s "$d/$k.rc" ] && [ ! -e "$d/$k.killed" ] && [ $i -lt 50 ]; do
     sleep 0.1; i=$((i+1))
   done
-  [ -s "$d/$k.rc" ] && continue
+  # a step that ended is left alone; a round that ended is not, if something of it lives on
+  case $k in *-plan) ;; *) [ -s "$d/$k.rc" ] && continue ;; esac
   [ -s "$d/$k.pid" ] || continue
   rd "$d/$k.pid"; g=$v
   group_live "$g" || continue

@@ -327,7 +327,8 @@ def test_a_log_still_written_after_its_step_ended_is_read_exactly(tmp_path: Path
     # A step that leaves a writer behind (it keeps the log open and chatters): the log grows
     # between the reply's `wc` and its `cat`, and the controller asks again, a `head -c` per log.
     steps = str(tmp_path / "steps")
-    chatter = "(while :; do echo chatter; done) & sleep 0.3; echo end-of-step"
+    # the writer ignores the TERM its round sends leftovers when it ends: cancel must KILL it
+    chatter = "(trap '' TERM; while :; do echo chatter; done) & sleep 0.3; echo end-of-step"
 
     async def go() -> list[detach.Reply]:
         t = transport()
@@ -340,7 +341,10 @@ def test_a_log_still_written_after_its_step_ended_is_read_exactly(tmp_path: Path
         finally:
             await detach.kill_all(t, steps, grace=1)
 
-    for reply in run(go()):
+    replies = run(go())
+    group = int((tmp_path / "steps" / "1-plan.pid").read_text())
+    assert not group_alive(group), "cancel left the round's background writer running"
+    for reply in replies:
         first = reply.polls[0]
         assert first.exit_status == 0 and len(first.data) == first.next_offset
         # what was sent is a prefix of the log, cut where `wc` measured it: whole lines
@@ -392,3 +396,13 @@ def test_the_largest_launch_fits_any_ssh_servers_packet(tmp_path: Path) -> None:
     reply = run(go())
     assert reply.polls[0].exit_status == 0
     assert len(commands[0].encode()) <= detach.MAX_COMMAND, len(commands[0])
+
+
+def test_what_a_step_leaves_in_the_background_ends_with_its_round(tmp_path: Path) -> None:
+    r = run(launch(tmp_path, ["sleep 300 & echo started", "true"]))
+    assert [p.exit_status for p in r.polls] == [0, 0]
+    group = int((tmp_path / "steps" / "1-plan.pid").read_text())
+    deadline = time.monotonic() + 10
+    while group_alive(group) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not group_alive(group), "a background process outlived its round"
