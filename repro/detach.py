@@ -17,6 +17,7 @@ Host-side layout in `<run_dir>/steps/`, per round `<r>` (the plan, `<r>-plan`) a
   <r>-plan.lock  created atomically (holding the host's clock) before launch: never run twice
   <r>-plan.pid   the supervisor's pid = the process group of every step of the round
   <r>-plan.rc    the exit status of the last step that ran, written when the supervisor ends
+  <r>-plan.killed  the round was killed by `repro cancel` (a step it had not started reads so)
   <key>.sh       the rendered step script (never re-quoted: an argument or an uploaded file)
   <key>.start    the host's clock (seconds since boot) when the step started, for timeouts
   <key>.pid      the supervisor's pid, written when the step starts
