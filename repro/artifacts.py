@@ -252,8 +252,12 @@ def _literal_command(specs: list[_Spec], script: str) -> str:
         q = shlex.quote(pattern)
         checks.append(f"[ -f {q} ] && [ ! -L {q} ]")
         tests.append("if " + " && ".join(checks) + f'; then set -- "$@" {q}; fi')
-    body = "LC_ALL=C; export LC_ALL; set --\n" + "\n".join(tests) + "\n" + script
-    return "{ out=$(" + body + ') && { [ -z "$out" ] || printf \'%s\\n\' "$out"; }; }'
+    return _all_or_nothing("LC_ALL=C; export LC_ALL; set --\n" + "\n".join(tests) + "\n" + script)
+
+
+def _all_or_nothing(command: str) -> str:
+    """Run `command` in $(…) and print its output only if it succeeded: all of it, or nothing."""
+    return "{ out=$(" + command + ') && { [ -z "$out" ] || printf \'%s\\n\' "$out"; }; }'
 
 
 def hash_command(playbook: Playbook) -> str:
@@ -275,7 +279,7 @@ def hash_command(playbook: Playbook) -> str:
     # One simple command in $(…): the shell execs find in the substitution's own process. The
     # output is held back until find (and so every batch) succeeded: all of it, or nothing.
     # C locale: the same bracket ranges in find and case, and untranslated tool output.
-    return "{ out=$(LC_ALL=C " + find + ') && { [ -z "$out" ] || printf \'%s\\n\' "$out"; }; }'
+    return _all_or_nothing("LC_ALL=C " + find)
 
 
 # --- the parser for what comes back -----------------------------------------------------------

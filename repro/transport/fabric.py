@@ -185,7 +185,7 @@ class FabricTransport(Transport):
             # Neither a status nor a signal: the channel closed under us (sshd died).
             raise self._lost(command, None, conn)
         return Completed(
-            command, status, _text(outcome.stdout), _text(outcome.stderr), _raw(outcome.stdout)
+            command, status, _text(outcome.stdout), _text(outcome.stderr), outcome.stdout
         )
 
     async def close(self) -> None:
@@ -611,12 +611,6 @@ def _abandon(chan: paramiko.Channel) -> None:
         chan.close()
     except (OSError, EOFError, paramiko.SSHException):
         pass
-
-
-def _raw(data: bytes | str | None) -> bytes:
-    if data is None:
-        return b""
-    return data.encode() if isinstance(data, str) else bytes(data)
 
 
 def _text(data: bytes) -> str:
