@@ -72,21 +72,6 @@ alive() {
   done < "/proc/$1/status"
   return 0
 }
-# Has process group $1 a member that is not a zombie? kill -0 says yes while one is left to
-# reap, and where PID 1 reaps orphans slowly (a container without an init) that made every kill
-# wait out its grace; so the members' states are read from /proc (only on the kill path).
-group_live() {
-  kill -0 "-$1" 2>/dev/null || return 1
-  [ -r /proc/self/stat ] || return 0
-  _g=$1
-  for _f in /proc/[0-9]*/stat; do
-    _l=
-    IFS= read -r _l < "$_f" 2>/dev/null || [ -n "$_l" ] || continue
-    set -f; set -- ${_l##*) }; set +f  # after "(comm) ": state, ppid, pgrp, ...
-    [ "${3-}" = "$_g" ] && [ "$1" != Z ] && return 0
-  done
-  return 1
-}
 # Is step $k running? Its supervisor is alive; or it started (lock) and the pid is not written
 # yet (the first 30 s); or it was not reached yet and the round's supervisor is alive (or was
 # launched less than 30 s ago and has not written its pid yet).
@@ -287,6 +272,32 @@ for k in $keys; do j=$((j + 1)); [ $j -lt $i ] || { follow; break; }; done
     + "reply\n"
 )
 
+# What only the kill scripts need (kept out of _LIB: it rides in every launch and supervisor).
+_STOP = r"""
+# Has process group $1 a member that is not a zombie? kill -0 says yes while one is left to
+# reap, and where PID 1 reaps orphans slowly (a container without an init) that made every kill
+# wait out its grace; so the members' states are read from /proc (only on the kill path).
+group_live() {
+  kill -0 "-$1" 2>/dev/null || return 1
+  [ -r /proc/self/stat ] || return 0
+  _g=$1
+  for _f in /proc/[0-9]*/stat; do
+    _l=
+    IFS= read -r _l < "$_f" 2>/dev/null || [ -n "$_l" ] || continue
+    set -f; set -- ${_l##*) }; set +f  # after "(comm) ": state, ppid, pgrp, ...
+    [ "${3-}" = "$_g" ] && [ "$1" != Z ] && return 0
+  done
+  return 1
+}
+# TERM group $1, wait up to $2 seconds for what is left of it, KILL that.
+stop_group() {
+  kill -TERM "-$1" 2>/dev/null
+  _i=0
+  while group_live "$1" && [ $_i -lt $(($2 * 10)) ]; do sleep 0.1; _i=$((_i + 1)); done
+  kill -KILL "-$1" 2>/dev/null
+}
+"""
+
 # The kill. $1 step dir, $2 key, $3 grace seconds, $4 plan id. TERM the group, then KILL what
 # is left. A step not reached yet has no pid of its own: its round's supervisor is the group.
 _KILL = r"""
@@ -299,10 +310,7 @@ fi
 # The marker goes first: a poll that sees the step gone must also see why.
 [ -s "$d/$k.rc" ] || echo killed > "$d/$k.killed"
 # dash's kill takes no `--`; "-$g" after the signal is read as a process group.
-kill -TERM "-$g" 2>/dev/null
-i=0
-while group_live "$g" && [ $i -lt $(($3 * 10)) ]; do sleep 0.1; i=$((i+1)); done
-kill -KILL "-$g" 2>/dev/null
+stop_group "$g" "$3"
 echo done
 """
 
@@ -352,12 +360,11 @@ class Reply:
     fresh: bool  # this call launched the round (False: it was launched already)
 
 
-def _sh(script: str, *args: str | int) -> str:
-    return (
-        "sh -c "
-        + shlex.quote(_LIB + script)
-        + " repro "
-        + " ".join(shlex.quote(str(a)) for a in args)
+def _sh(script: str, *args: str | int, zero: str = "repro") -> str:
+    """`sh -c` running _LIB + `script` with `zero` as $0 and `args`, every word quoted."""
+    return " ".join(
+        ["sh", "-c", shlex.quote(_LIB + script), shlex.quote(zero)]
+        + [shlex.quote(str(a)) for a in args]
     )
 
 
@@ -386,19 +393,8 @@ async def launch(
     _plain(step_dir, work_dir)
     how = "arg" if scripts is not None else "files"
     # The supervisor's script is the launcher's $0: it runs it with `sh -c "$0"`.
-    cmd = (
-        "sh -c "
-        + shlex.quote(_LIB + _LAUNCH)
-        + " "
-        + shlex.quote(_LIB + _SUPERVISOR)
-        + " "
-        + " ".join(
-            shlex.quote(str(a))
-            for a in (step_dir, plan, work_dir, wait, LOG_CHUNK, how, len(keys), *keys)
-        )
-    )
-    if scripts is not None:
-        cmd += " " + " ".join(shlex.quote(s) for s in scripts)
+    args: list[str | int] = [step_dir, plan, work_dir, wait, LOG_CHUNK, how, len(keys), *keys]
+    cmd = _sh(_LAUNCH, *args, *(scripts or ()), zero=_LIB + _SUPERVISOR)
     res = await transport.run(cmd, timeout=60 + wait / 100)
     reply = _parse(transport, res, cmd, 0, f"could not launch the steps in {work_dir}")
     if reply is None:  # a log grew between `wc` and `cat`: ask again, a `head -c` per log
@@ -503,7 +499,7 @@ async def kill(
     With `plan`, a step its round's supervisor has not reached yet is stopped too (the
     supervisor's group is killed, so the step never starts).
     """
-    await transport.run(_sh(_KILL, step_dir, key, grace, plan), timeout=grace + 30)
+    await transport.run(_sh(_STOP + _KILL, step_dir, key, grace, plan), timeout=grace + 30)
 
 
 def _int(value: str | None, default: int) -> int:
@@ -535,10 +531,7 @@ for l in "$d"/*.lock; do
   rd "$d/$k.pid"; g=$v
   group_live "$g" || continue
   echo cancelled > "$d/$k.killed"  # first: a poll that sees the step gone must see why
-  kill -TERM "-$g" 2>/dev/null
-  i=0
-  while group_live "$g" && [ $i -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i+1)); done
-  kill -KILL "-$g" 2>/dev/null
+  stop_group "$g" "$2"
   case $k in *-plan) ;; *) echo "$k" ;; esac
 done
 exit 0
@@ -548,7 +541,7 @@ exit 0
 async def kill_all(transport: Transport, steps_dir: str, *, grace: int = 5) -> list[str]:
     """Cancel a run on one host (`repro cancel`): no step starts any more, every running one is
     killed. Returns the keys of the steps killed."""
-    res = await transport.run(_sh(_KILL_ALL, steps_dir, grace), timeout=grace * 20 + 60)
+    res = await transport.run(_sh(_STOP + _KILL_ALL, steps_dir, grace), timeout=grace * 20 + 60)
     if res.exit_status != 0:
         raise HostError(
             f"could not mark {steps_dir} cancelled: {res.stderr.strip()[-300:]}",
