@@ -85,7 +85,8 @@ class _HostState:
     transport: Transport
     started: float = field(default_factory=time.monotonic)
     run_dir: str = ""  # absolute, on the host
-    current_key: str | None = None  # the step running now, for cancel
+    # the step followed now, for a kill: (steps dir, its key, its round's plan id)
+    current: tuple[str, str, str] | None = None
 
 
 class Runner:
@@ -294,7 +295,7 @@ class Runner:
                 )
         if self._cancelled.is_set():
             raise Cancelled("cancelled", host=st.result.name)
-        st.current_key = f"{steps_dir}\0{keys[0]}\0{plan}"
+        st.current = (steps_dir, keys[0], plan)
         reply = await self._retrying(
             st,
             lambda: detach.launch(
@@ -316,7 +317,7 @@ class Runner:
                             host=st.result.name,
                         )
                     last = p
-                    st.current_key = f"{steps_dir}\0{keys[index]}\0{plan}"
+                    st.current = (steps_dir, keys[index], plan)
                     hashing = index == len(steps)
                     if not hashing and watch is None and (p.started or p.data or p.done):
                         watch = self._open_step(st, rnd, steps[index])
@@ -342,7 +343,7 @@ class Runner:
                             self._round_done(st, rnd, hashes)
                             if rnd == 1:
                                 await self._read_guix_describe(st, work)
-                            st.current_key = None
+                            st.current = None
                             return
                         assert watch is not None
                         self._step_done(st, watch, steps[index], p.exit_status)
@@ -521,16 +522,16 @@ class Runner:
             )
 
     async def _kill_current(self, st: _HostState) -> None:
-        if not st.current_key:
+        if not st.current:
             return
-        steps_dir, key, plan = st.current_key.split("\0")
+        steps_dir, key, plan = st.current
         try:
             # Bounded: TERM, 2 s grace, KILL. A host that is away is not waited for (Ctrl-C
             # must stay prompt); `repro cancel RUN_ID` can finish the job once it is back.
             await asyncio.wait_for(
                 detach.kill(st.transport, steps_dir, key, grace=2, plan=plan), 5
             )
-            st.current_key = None
+            st.current = None
         except Exception:
             pass
 
