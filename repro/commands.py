@@ -172,7 +172,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.output == "-":
         out.write(text)
     else:
-        from repro.report import atomic_write
+        from repro.store import atomic_write
 
         dest = Path(args.output)
         atomic_write(dest, text)

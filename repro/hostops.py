@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from repro.errors import ReproError
 from repro.inventory import Host
 from repro.playbook import Playbook
-from repro.runner import DEFAULT_WORK_BASE
+from repro.store import RemoteRun, work_base
 from repro.transport import make_transport
 from repro.transport.base import Transport
 
@@ -61,16 +61,12 @@ def _error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _work_base(host: Host) -> str:
-    return str(host.vars.get("repro_work_dir") or DEFAULT_WORK_BASE)
-
-
 async def gather_all(hosts: list[Host]) -> list[HostFacts]:
     from repro.facts import gather_facts
 
     async def work(h: Host, t: Transport) -> HostFacts:
         # the facts script expands a leading ~ itself: one round trip per host
-        return HostFacts(h.name, await gather_facts(t, _work_base(h)))
+        return HostFacts(h.name, await gather_facts(t, work_base(h)))
 
     out = []
     for h, r in zip(hosts, await _each(hosts, work)):
@@ -83,8 +79,8 @@ async def preflight_all(hosts: list[Host], playbook: Playbook) -> list[HostFacts
     from repro.preflight import check
 
     async def work(h: Host, t: Transport) -> HostFacts:
-        facts = await gather_facts(t, _work_base(h), create=True)
-        base = facts.get("work_dir") or _work_base(h)
+        facts = await gather_facts(t, work_base(h), create=True)
+        base = facts.get("work_dir") or work_base(h)
         problems = (
             []
             if facts.get("work_dir_writable")
@@ -110,7 +106,7 @@ async def cancel_run(prep: Any) -> list[tuple[str, str]]:
 
     async def work(h: Host, t: Transport) -> str:
         # a leading ~ stays: the kill script expands it on the host
-        steps_dir = f"{_work_base(h)}/{prep.run_id}/steps"
+        steps_dir = RemoteRun.requested(h, prep.run_id).steps
         killed = await detach.kill_all(t, steps_dir)
         return f"killed {len(killed)} running step(s)" if killed else "nothing running"
 

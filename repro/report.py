@@ -5,12 +5,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +16,7 @@ from typing import Any, NoReturn
 from repro.compare import EXIT_CODES, ArtifactComparison, Comparison, HashGroup
 from repro.errors import ReportError, UsageError
 from repro.results import ArtifactHash, HostResult, RunResult, StepResult
+from repro.store import atomic_write, sync_dir
 
 SCHEMA = "repro-report/1"
 FILENAMES = {"json": "report.json", "md": "report.md", "html": "report.html"}
@@ -279,36 +277,10 @@ def write_report(
         run_dir.mkdir(parents=True, exist_ok=True)
         for path, text in texts.items():
             atomic_write(path, text)
-        _sync_dir(run_dir)
+        sync_dir(run_dir)
     except OSError as e:
         raise ReportError(f"{e.filename or run_dir}: cannot write the report: {e.strerror}") from e
     return list(texts)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Replace `path` with `text` (UTF-8) so readers see the old file or the new, never a part."""
-    # The temp file sits in the same directory, so os.replace is a rename on one filesystem.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _sync_dir(directory: Path) -> None:
-    # The renames are durable only once the directory entry itself reaches the disk.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_report(run_dir: Path) -> tuple[RunResult, Comparison]:
