@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--forks", type=int, help="hosts worked on at once (default: all)")
     r.add_argument("--rounds", type=int, help="builds per host, each in its own work dir")
     r.add_argument(
-        "--handshakes", type=int, default=32, help="SSH handshakes in flight at once (default 32)"
+        "--handshakes", type=int, help="SSH handshakes in flight at once (default 32)"
     )
     r.add_argument("--transport", choices=["asyncssh", "fabric"], help="override the inventory's")
     r.add_argument("--out", default="reports", help="where run directories go (default reports/)")

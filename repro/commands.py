@@ -83,7 +83,7 @@ def finish(
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from repro.runner import RunOptions
+    from repro.runner import HANDSHAKES, RunOptions
     from repro.session import execute, load_plan, prepare
 
     if args.forks is not None and args.forks < 1:
@@ -92,12 +92,12 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"--rounds {args.rounds}: must be 1 to 5")
     if args.reconnect_timeout <= 0:
         raise UsageError(f"--reconnect-timeout {args.reconnect_timeout}: must be positive")
-    if args.handshakes < 1:
+    if args.handshakes is not None and args.handshakes < 1:
         raise UsageError(f"--handshakes {args.handshakes}: must be at least 1")
     options = RunOptions(
         forks=args.forks,
         rounds=args.rounds,
-        handshakes=args.handshakes,
+        handshakes=args.handshakes or HANDSHAKES,
         reconnect_timeout=args.reconnect_timeout,
     )
     if args.resume:

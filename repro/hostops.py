@@ -1,12 +1,11 @@
 """Operations on many hosts that are not a build: facts, preflight, and cancelling a run.
 
-Each host is connected to in parallel (handshakes bounded), its outcome recorded; one host's
-failure never stops the others.
+Each host is connected to through the runner's fan-out (handshakes bounded alike), its outcome
+recorded; one host's failure never stops the others.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -14,12 +13,12 @@ from typing import Any, TypeVar
 from repro.errors import ReproError
 from repro.inventory import Host
 from repro.playbook import Playbook
+from repro.runner import FanOut
 from repro.store import RemoteRun, work_base
 from repro.transport import make_transport
 from repro.transport.base import Transport
 
 T = TypeVar("T")
-HANDSHAKES = 10
 
 
 @dataclass
@@ -36,13 +35,12 @@ class HostFacts:
 async def _each(
     hosts: list[Host], work: Callable[[Host, Transport], Awaitable[T]]
 ) -> list[T | ReproError | Exception]:
-    sem = asyncio.Semaphore(HANDSHAKES)
+    fan = FanOut(len(hosts))
 
     async def one(h: Host) -> T | ReproError | Exception:
         t = make_transport(h)
         try:
-            async with sem:
-                await t.connect()
+            await fan.connect(t)
             return await work(h, t)
         except Exception as exc:  # recorded per host; never stops the others
             return exc
@@ -52,7 +50,7 @@ async def _each(
             except Exception:
                 pass
 
-    return list(await asyncio.gather(*(one(h) for h in hosts)))
+    return await fan.each(hosts, one)
 
 
 def _error(exc: Exception) -> str:

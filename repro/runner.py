@@ -43,6 +43,9 @@ from repro.store import (
 from repro.transport.base import Transport
 
 T = TypeVar("T")
+X = TypeVar("X")
+#: SSH handshakes in flight at once, by default (`--handshakes`)
+HANDSHAKES = 32
 
 #: how much of a step's log is kept in an error message and a report
 TAIL_LINES = 20
@@ -59,6 +62,29 @@ def utcnow() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class FanOut:
+    """Every host at once, bounded by `forks` (hosts worked on) and, separately, by how many
+    SSH handshakes may be in flight: key exchange is CPU on both ends. Runs and host
+    operations (facts, check, cancel) share it."""
+
+    def __init__(self, n: int, *, forks: int | None = None, handshakes: int = HANDSHAKES) -> None:
+        self.forks = asyncio.Semaphore(forks or max(1, n))
+        self.handshakes = asyncio.Semaphore(max(1, handshakes))
+
+    async def each(self, items: list[X], work: Callable[[X], Awaitable[T]]) -> list[T]:
+        """`work` on every item at once (at most `forks` at a time); results in item order."""
+
+        async def one(item: X) -> T:
+            async with self.forks:
+                return await work(item)
+
+        return list(await asyncio.gather(*(one(i) for i in items)))
+
+    async def connect(self, transport: Transport) -> None:
+        async with self.handshakes:
+            await transport.connect()
+
+
 @dataclass
 class HostPlan:
     """What one host will do: its record and its rendered steps (same for every round)."""
@@ -73,7 +99,7 @@ class HostPlan:
 @dataclass
 class RunOptions:
     forks: int | None = None  # hosts worked on at once; None = all
-    handshakes: int = 32  # SSH handshakes in flight at once (key exchange is CPU on both ends)
+    handshakes: int = HANDSHAKES  # SSH handshakes in flight at once
     rounds: int | None = None  # overrides the playbook's rounds
     reconnect_timeout: float = 300.0  # how long a host may stay away before it is unreachable
     poll_wait: int = detach.POLL_WAIT  # hundredths of a second a poll may wait on the host
@@ -137,14 +163,12 @@ class Runner:
         self._cancelled.set()
 
     async def run(self) -> RunResult:
-        forks = asyncio.Semaphore(self.options.forks or max(1, len(self.plans)))
-        handshakes = asyncio.Semaphore(max(1, self.options.handshakes))
+        fan = FanOut(len(self.plans), forks=self.options.forks, handshakes=self.options.handshakes)
 
-        async def one(plan: HostPlan, result: HostResult) -> None:
-            async with forks:
-                await self._host(plan, result, handshakes)
+        async def one(pair: tuple[HostPlan, HostResult]) -> None:
+            await self._host(pair[0], pair[1], fan.handshakes)
 
-        await asyncio.gather(*(one(p, r) for p, r in zip(self.plans, self.result.hosts)))
+        await fan.each(list(zip(self.plans, self.result.hosts)), one)
         self.result.finished_at = utcnow()
         return self.result
 
