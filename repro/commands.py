@@ -75,7 +75,12 @@ def finish(
     from repro.render import render
 
     out.write(render(fmt, run, comparison, width=term_width(out), color=is_tty(out)))
-    err.write(f"report: {report_dir / 'report.md'} (and report.json)\n")
+    from repro.render import FORMATS, SAVED
+    from repro.store import RunDir
+
+    first, *rest = (RunDir(report_dir).report(str(FORMATS[f].ext)) for f in SAVED)
+    also = f" (and {', '.join(p.name for p in rest)})" if rest else ""
+    err.write(f"report: {first}{also}\n")
     return comparison.exit_code
 
 

@@ -19,12 +19,13 @@ from repro.errors import ReportError, UsageError
 from repro.events import Listener, ignore
 from repro.inventory import Host, load_inventory, select
 from repro.playbook import Playbook, RenderedStep, load_playbook, render
+from repro.render import SAVED
 from repro.report import write_report
 from repro.results import RunResult
 from repro.runner import HostPlan, RunOptions, Runner
 from repro.source import resolve_ref
 from repro.store import RUN_ID_RE, RunDir, atomic_write, new_run_id
-from repro.transport import make_transport
+from repro.transport import TRANSPORTS, make_transport
 from repro.transport.base import Transport
 
 #: /2: the hosts run a round under one supervisor (repro.detach); a run started by a repro that
@@ -73,8 +74,8 @@ def prepare(
     run_id: str | None = None,
 ) -> Prepared:
     """Load and check everything; render every step for every host. Raises InputError (exit 2)."""
-    if transport not in (None, "asyncssh", "fabric"):
-        raise UsageError(f"--transport {transport!r}: choose asyncssh or fabric")
+    if transport is not None and transport not in TRANSPORTS:
+        raise UsageError(f"--transport {transport!r}: choose {' or '.join(TRANSPORTS)}")
     pb = load_playbook(playbook)
     variables = dict(extra_vars)
     commit = None
@@ -197,7 +198,7 @@ def execute(
     *,
     listener: Listener = ignore,
     transport_factory: Callable[[Host], Transport] = make_transport,
-    formats: tuple[str, ...] = ("json", "md"),
+    formats: tuple[str, ...] = SAVED,
     on_runner: Callable[[Runner], None] | None = None,
 ) -> tuple[RunResult, Comparison]:
     """Run a prepared plan (synchronously, in a fresh event loop) and write its report."""
@@ -217,7 +218,7 @@ async def execute_async(
     *,
     listener: Listener = ignore,
     transport_factory: Callable[[Host], Transport] = make_transport,
-    formats: tuple[str, ...] = ("json", "md"),
+    formats: tuple[str, ...] = SAVED,
     on_runner: Callable[[Runner], None] | None = None,
 ) -> tuple[RunResult, Comparison]:
     prep.report_dir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,8 @@ import pytest
 from repro import store
 from repro.compare import Comparison, compare
 from repro.errors import ReportError, UsageError
-from repro.report import SCHEMA, from_dict, load_report, to_dict, write_report
+from repro.report import load_report, write_report
+from repro.schema import SCHEMA, from_dict, to_dict
 from repro.results import ArtifactHash, HostResult, RunResult, StepResult
 
 A, B = hashlib.sha256(b"a").hexdigest(), hashlib.sha256(b"b").hexdigest()
