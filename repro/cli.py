@@ -160,7 +160,7 @@ def main(
     except ReproError as exc:
         err.write(f"repro: error: {exc}\n")
         return exc.exit_code if isinstance(exc, InputError) else 3
-    except (KeyboardInterrupt, _Stop):
+    except KeyboardInterrupt:
         err.write("repro: interrupted\n")
         return EXIT_ABORTED
     except Exception as exc:  # a bug: never 1 (a difference) nor 2 (bad input)
@@ -168,18 +168,16 @@ def main(
         return _crashed(exc, what, argv, err)
 
 
-class _Stop(BaseException):
-    """SIGTERM or SIGHUP outside a run (a run cancels its hosts and writes its report)."""
-
-
 @contextmanager
 def _stopped_by_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP stop the CLI like Ctrl-C does (exit 130), not with the signal's
-    own status. Only in the main thread; the handlers before are put back after."""
+    """SIGTERM and SIGHUP stop the CLI as Ctrl-C does (exit 130), not with the signal's own
+    status: they raise SIGINT, which asyncio.run turns into a clean cancel of its task, and
+    which is a KeyboardInterrupt elsewhere. A run installs its own handlers (cancel the hosts,
+    write the report). Only in the main thread; the handlers before are put back after."""
     before = {}
     try:
         for sig in (signal.SIGTERM, signal.SIGHUP):
-            before[sig] = signal.signal(sig, _raise_stop)
+            before[sig] = signal.signal(sig, _as_ctrl_c)
     except ValueError:  # not the main thread: leave signals alone
         pass
     try:
@@ -189,8 +187,8 @@ def _stopped_by_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _raise_stop(signum: int, frame: object) -> None:
-    raise _Stop(signal.Signals(signum).name)
+def _as_ctrl_c(signum: int, frame: object) -> None:
+    signal.raise_signal(signal.SIGINT)
 
 
 def _crashed(exc: BaseException, what: str, argv: Sequence[str] | None, err: TextIO) -> int:
