@@ -6,9 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.guix_scenarios import ARTIFACT, SMOKE, fixture_repo, install_double, run_args
 from tests.labthread import LabThread
 from tests.test_cli_inprocess import report, run_cli
+
+# The guix double's containers need bubblewrap: skip without (fail under REPRO_REQUIRE_NETNS=1).
+pytestmark = pytest.mark.usefixtures("guix_container")
 
 
 def lab_with_double(

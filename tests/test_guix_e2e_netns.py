@@ -21,7 +21,8 @@ from tests.fixtures.guix_repos import FIXTURE_GUIX_COMMIT, git
 from tests.guix_scenarios import ARTIFACT, CUPRATED, SMOKE, fixture_repo, install_double, run_args
 from tests.test_cli_inprocess import report, run_cli
 
-pytestmark = pytest.mark.netns
+# The guix double's containers need bubblewrap: skip without (fail under REPRO_REQUIRE_NETNS=1).
+pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("guix_container")]
 
 REPO = Path(__file__).resolve().parents[1]
 CPUINFO = REPO / "tests" / "fixtures" / "cpuinfo"
