@@ -12,6 +12,7 @@ import shlex
 import time
 from typing import Any
 
+from repro import guix
 from repro.hostenv import PRELUDE
 from repro.playbook import Requirements
 from repro.transport.base import Transport
@@ -50,12 +51,9 @@ async def check(
         missing, store = await _probe(transport, requires.commands, "store" in requires.disk)
         problems += missing
     if requires.commands:
-        if (
-            "guix" in requires.commands
-            and "guix" not in " ".join(problems)
-            and not facts.get("guix_daemon")
-        ):
-            problems.append("no guix-daemon answers (start it: `sudo systemctl start guix-daemon`)")
+        daemon = guix.daemon_problem(requires.commands, problems, facts)
+        if daemon:
+            problems.append(daemon)
     for where, need in sorted(requires.disk.items()):
         if where == "store":
             label, have = store
