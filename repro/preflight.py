@@ -26,9 +26,13 @@ _SAFE_PATH = re.compile(r"/[A-Za-z0-9_./+@=,:-]{0,254}")
 # Free space of the store's file system: of its nearest existing ancestor when there is no store
 # yet (a first `guix pull` makes it there). One line each, whatever the path holds.
 _STORE_PROBE = r"""
-s=${NIX_STORE_DIR:-/gnu/store}; d=$s; n=0
+s=${NIX_STORE_DIR:-/gnu/store}
+case $s in /*) ;; *) s=/gnu/store ;; esac
+case $s in *'
+'*) s=/gnu/store ;; esac
+d=$s; n=0
 while [ ! -e "$d" ] && [ "$n" -lt 64 ]; do d=$(dirname -- "$d"); n=$((n + 1)); done
-printf 'store %s\n' "$s" | head -n 1
+printf 'store %s\n' "$s"
 df -Pk -- "$d" 2>/dev/null | tail -n 1 | { read -r _ _ _ a _ && echo "avail $a"; }
 """
 

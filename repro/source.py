@@ -39,7 +39,7 @@ def resolve_ref(repo_url: str, ref: str, *, timeout: float = 60.0) -> str:
         wanted = [f"refs/tags/{ref}^{{}}", f"refs/tags/{ref}", f"refs/heads/{ref}", f"refs/{ref}"]
     try:
         proc = subprocess.run(
-            ["git", "ls-remote", "--", repo_url, *(w for w in wanted if not w.endswith("^{}"))],
+            ["git", "ls-remote", "--", repo_url, *wanted],
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -161,3 +161,28 @@ def test_guix_generic_compares_every_file_of_the_manifests(tmp_path: Path) -> No
     assert any(n.startswith("x86_64-linux-gnu/") for n in names)
     assert any(n.startswith("aarch64-linux-gnu/") for n in names)
     assert all(a["status"] == "identical" for a in data["artifacts"])
+
+
+def test_a_pull_request_ref_is_resolved_once_and_built(tmp_path: Path) -> None:
+    from tests.fixtures.guix_repos import git
+
+    repo, first = fixture_repo(tmp_path / "src")
+    # A proposed change only refs/pull/615/head reaches, as GitHub serves pull requests.
+    git(repo, "checkout", "--quiet", "-b", "proposal")
+    (repo / "NEWS").write_text("Fixture: a proposed change.\n")
+    git(repo, "add", "NEWS")
+    git(repo, "commit", "--quiet", "-m", "Fixture: proposed")
+    proposed = git(repo, "rev-parse", "HEAD")
+    git(repo, "update-ref", "refs/pull/615/head", proposed)
+    git(repo, "checkout", "--quiet", "main")
+    git(repo, "branch", "--quiet", "-D", "proposal")
+    out = tmp_path / "reports"
+    with LabThread(tmp_path / "lab", n=2) as lab:
+        setup_hosts(lab, {})
+        args = run_args(lab.inventory_path, repo, out)
+        args[args.index("main")] = "pull/615/head"
+        code, stdout, err = run_cli(*args)
+    assert code == 0, err + stdout
+    data = report(out)
+    assert data["commit"] == proposed != first and data["vars"]["ref"] == "pull/615/head"
+    assert all(h["status"] == "ok" for h in data["hosts"])

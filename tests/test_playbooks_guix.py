@@ -7,8 +7,10 @@ containers, checksums, guard, on-host hashing).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -371,3 +373,90 @@ def test_guix_generic_steps_build_and_hash_every_listed_file(
     refused = run_step(bad[1], other, env)
     assert refused.returncode == 1 and "not a platform triple" in refused.stderr
     assert not canary.exists()
+
+
+# --- uses: (the shared checkout), preflight's store, --ref ------------------------------------
+
+
+def test_uses_takes_only_shipped_steps_and_never_with_run(tmp_path: Path) -> None:
+    both = tmp_path / "both.yaml"
+    both.write_text("name: x\nsteps:\n  - {name: c, uses: checkout, run: 'true'}\n")
+    with pytest.raises(PlaybookError, match="either run: or uses:"):
+        load_playbook(both)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("name: x\nsteps:\n  - {name: c, uses: ../../etc/passwd}\n")
+    with pytest.raises(PlaybookError, match="not a shipped step"):
+        load_playbook(unknown)
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("name: x\nvars: {repo_url: u, mirror_name: m}\nsteps:\n"
+                  "  - {name: c, uses: checkout}\n")  # fmt: skip
+    pb = load_playbook(ok)
+    # The script's arguments are the playbook's variables: commit is required like any other.
+    with pytest.raises(PlaybookError, match="'commit' has no value"):
+        render(pb, {})
+    assert "{{" not in uses_script("checkout").split("\n", 1)[1]
+
+
+def test_checkout_script_is_clean_posix_sh() -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (scripts/sysdeps.sh)")
+    script = Path(__file__).resolve().parent.parent / "repro" / "hostside" / "checkout.sh"
+    done = subprocess.run([shellcheck, "-s", "sh", str(script)], capture_output=True, text=True,
+                          timeout=TIMEOUT, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout
+
+
+def test_preflight_measures_the_store_where_guix_has_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from repro.inventory import Host
+    from repro.playbook import Requirements
+    from repro.preflight import check
+    from repro.transport.local import LocalTransport
+
+    async def problems(disk: dict[str, int]) -> list[str]:
+        transport = LocalTransport(Host(name="local", address="localhost", connection="local"))
+        await transport.connect()
+        try:
+            return await check(transport, Requirements(disk=disk), {}, str(tmp_path))
+        finally:
+            await transport.close()
+
+    monkeypatch.delenv("NIX_STORE_DIR", raising=False)
+    assert asyncio.run(problems({"store": 1024})) == []
+    [huge] = asyncio.run(problems({"store": 1024**5}))
+    # No store on this machine: the file system it would be made on is measured, under its name.
+    assert huge.startswith("only ")
+    assert huge.endswith(" free in /gnu/store, playbook needs 1024.0 TiB")
+    # Guix honours NIX_STORE_DIR; so does preflight (a plain path is shown as it is).
+    store = tmp_path / "store"
+    store.mkdir()
+    monkeypatch.setenv("NIX_STORE_DIR", str(store))
+    [moved] = asyncio.run(problems({"store": 1024**5}))
+    assert f" free in {store}, playbook needs" in moved
+    monkeypatch.setenv("NIX_STORE_DIR", "/x\n/y; evil")
+    [odd] = asyncio.run(problems({"store": 1024**5}))
+    assert " free in /gnu/store, " in odd
+
+
+def test_ref_takes_any_ref_the_remote_serves(cuprate: tuple[Path, str]) -> None:
+    from repro.errors import UsageError
+    from repro.source import resolve_ref
+
+    origin, first = cuprate
+    git(origin, "checkout", "--quiet", "-b", "pr")
+    (origin / "NEWS").write_text("proposed\n")
+    git(origin, "add", "NEWS")
+    git(origin, "commit", "--quiet", "-m", "proposed")
+    proposed = git(origin, "rev-parse", "HEAD")
+    git(origin, "update-ref", "refs/pull/615/head", proposed)
+    git(origin, "checkout", "--quiet", "main")
+    git(origin, "branch", "--quiet", "-D", "pr")
+    git(origin, "tag", "-a", "-m", "release", "cuprated-0.0.9", first)
+    assert resolve_ref(str(origin), "pull/615/head") == proposed
+    assert resolve_ref(str(origin), "refs/pull/615/head") == proposed
+    assert resolve_ref(str(origin), "cuprated-0.0.9") == first  # the peeled tag, not the object
+    assert resolve_ref(str(origin), "main") == first
+    with pytest.raises(UsageError, match="pull/616/head"):
+        resolve_ref(str(origin), "pull/616/head")
