@@ -164,18 +164,10 @@ def test_guix_generic_compares_every_file_of_the_manifests(tmp_path: Path) -> No
 
 
 def test_a_pull_request_ref_is_resolved_once_and_built(tmp_path: Path) -> None:
-    from tests.fixtures.guix_repos import git
+    from tests.fixtures.guix_repos import add_pull_request
 
     repo, first = fixture_repo(tmp_path / "src")
-    # A proposed change only refs/pull/615/head reaches, as GitHub serves pull requests.
-    git(repo, "checkout", "--quiet", "-b", "proposal")
-    (repo / "NEWS").write_text("Fixture: a proposed change.\n")
-    git(repo, "add", "NEWS")
-    git(repo, "commit", "--quiet", "-m", "Fixture: proposed")
-    proposed = git(repo, "rev-parse", "HEAD")
-    git(repo, "update-ref", "refs/pull/615/head", proposed)
-    git(repo, "checkout", "--quiet", "main")
-    git(repo, "branch", "--quiet", "-D", "proposal")
+    proposed = add_pull_request(repo, 615, "Fixture: a proposed change.\n")
     out = tmp_path / "reports"
     with LabThread(tmp_path / "lab", n=2) as lab:
         setup_hosts(lab, {})

@@ -23,6 +23,7 @@ from tests.fixtures.guix_repos import (
     CUPRATE_TARGET,
     CUPRATED_VERSION,
     FIXTURE_GUIX_COMMIT,
+    add_pull_request,
     git,
     make_bitcoin_repo,
     write_knob_file,
@@ -223,14 +224,7 @@ def test_checkout_is_a_complete_clone_through_the_persistent_mirror(
     assert git(mirror, "worktree", "list", "--porcelain") == f"worktree {mirror}\nbare"
     assert git(old / "src", "remote", "get-url", "origin") == str(origin)
     # A nightly change, only on a pull-request ref (as GitHub serves refs/pull/N/head).
-    git(origin, "checkout", "--quiet", "-b", "pr")
-    (origin / "NEWS").write_text("nightly change\n")
-    git(origin, "add", "NEWS")
-    git(origin, "commit", "--quiet", "-m", "nightly")
-    second = git(origin, "rev-parse", "HEAD")
-    git(origin, "update-ref", "refs/pull/615/head", second)
-    git(origin, "checkout", "--quiet", "main")
-    git(origin, "branch", "--quiet", "-D", "pr")
+    second = add_pull_request(origin, 615, "nightly change\n")
     new = tmp_path / "new"
     new.mkdir()
     done = run_step(cuprated_steps(origin, second)[0], new, env)
@@ -445,14 +439,7 @@ def test_ref_takes_any_ref_the_remote_serves(cuprate: tuple[Path, str]) -> None:
     from repro.source import resolve_ref
 
     origin, first = cuprate
-    git(origin, "checkout", "--quiet", "-b", "pr")
-    (origin / "NEWS").write_text("proposed\n")
-    git(origin, "add", "NEWS")
-    git(origin, "commit", "--quiet", "-m", "proposed")
-    proposed = git(origin, "rev-parse", "HEAD")
-    git(origin, "update-ref", "refs/pull/615/head", proposed)
-    git(origin, "checkout", "--quiet", "main")
-    git(origin, "branch", "--quiet", "-D", "pr")
+    proposed = add_pull_request(origin, 615, "proposed\n")
     git(origin, "tag", "-a", "-m", "release", "cuprated-0.0.9", first)
     assert resolve_ref(str(origin), "pull/615/head") == proposed
     assert resolve_ref(str(origin), "refs/pull/615/head") == proposed
