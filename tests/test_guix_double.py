@@ -250,6 +250,9 @@ def test_container_sees_only_cwd_and_mappings(
     no_cwd = run([*shell, "--no-cwd", "--", "sh", "-c", script], repo, env).stdout.splitlines()
     assert no_cwd[0] == "no-cwd" and no_cwd[1] != str(repo) and no_cwd[2:] == []
     run(["guix", "shell", "--no-cwd", "--", "true"], repo, env, expect=1)  # needs --container
+    for unimplemented in ("--emulate-fhs", "--user=alice", "-P"):
+        refused = run([*shell, unimplemented, "--", "true"], repo, env, expect=1)
+        assert "does not implement" in refused.stderr
     run([*shell, "--share=/nonexistent-dir=/x", "--", "true"], repo, env, expect=1)
 
 
