@@ -8,7 +8,7 @@ setup(
     description="Run a pinned (Guix) build on many hosts over SSH and compare the bytes.",
     python_requires=">=3.11",
     packages=find_packages(include=["repro", "repro.*"]),
-    package_data={"repro": ["py.typed"]},
+    package_data={"repro": ["py.typed", "hostside/*.sh"]},
     install_requires=[
         "asyncssh>=2.14",
         "fabric>=3.2",

@@ -16,7 +16,12 @@ import pytest
 
 from repro.lab import LocalLab
 from repro.netlab import NetlabUnavailable, NetnsLab, cleanup_stale
-from tests.fixtures.guix_repos import container_problem, double_env, make_cuprate_repo
+from tests.fixtures.guix_repos import (
+    container_problem,
+    double_env,
+    make_cuprate_repo,
+    require_containers,
+)
 
 
 @pytest.fixture
@@ -49,11 +54,7 @@ def home(tmp_path: Path) -> Path:
 def guix_container() -> None:
     """The guix double's `shell --container` needs bubblewrap and user namespaces: without them
     the test skips with the reason, or fails under REPRO_REQUIRE_NETNS=1 (CI), like netns."""
-    problem = container_problem()
-    if problem is not None:
-        if os.environ.get("REPRO_REQUIRE_NETNS") == "1":
-            pytest.fail(f"REPRO_REQUIRE_NETNS=1 but the guix double has no containers: {problem}")
-        pytest.skip(f"guix double containers unavailable: {problem}")
+    require_containers(container_problem(), os.environ.get("REPRO_REQUIRE_NETNS") == "1")
 
 
 @pytest.fixture

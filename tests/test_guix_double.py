@@ -15,6 +15,8 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from repro.facts import _guix_version
 
 from tests.fixtures.guix_repos import (
@@ -25,6 +27,7 @@ from tests.fixtures.guix_repos import (
     git,
     make_bitcoin_repo,
     make_cuprate_repo,
+    require_containers,
     write_knob_file,
 )
 
@@ -67,6 +70,14 @@ def build(repo: Path, env: dict[str, str], *extra: str) -> Path:
 
 
 # --- the guix double -------------------------------------------------------------------------
+
+
+def test_missing_containers_skip_or_fail_in_ci() -> None:
+    require_containers(None, required=True)  # containers here: nothing happens
+    with pytest.raises(pytest.skip.Exception, match="no bwrap"):
+        require_containers("no bwrap", required=False)
+    with pytest.raises(pytest.fail.Exception, match="REPRO_REQUIRE_NETNS=1.*no bwrap"):
+        require_containers("no bwrap", required=True)
 
 
 def test_fixture_commit_is_stable(tmp_path: Path) -> None:
