@@ -64,11 +64,13 @@ def make_listener(hosts: list[str], err: TextIO, verbose: bool) -> Listener:
 
 
 def playbooks_dir() -> Path:
-    """The built-in playbooks: `playbooks/` beside the `repro` package in a checkout."""
-    here = Path(__file__).resolve().parent.parent / "playbooks"
-    if not here.is_dir():
-        raise UsageError(f"built-in playbooks not found at {here}; run from a repro checkout")
-    return here
+    """The built-in playbooks: `repro/playbooks/` when installed (package data, see setup.py),
+    `playbooks/` beside the `repro` package in a checkout."""
+    package = Path(__file__).resolve().parent
+    for here in (package / "playbooks", package.parent / "playbooks"):
+        if (here / "demo.yaml").is_file():
+            return here
+    raise UsageError(f"built-in playbooks not found in {package}: a broken install of repro?")
 
 
 def finish(
