@@ -79,10 +79,10 @@ def finish(
     from repro.render import render
 
     out.write(render(fmt, run, comparison, width=term_width(out), color=is_tty(out)))
-    from repro.render import FORMATS, SAVED
+    from repro.render import FORMATS, saved
     from repro.store import RunDir
 
-    first, *rest = (RunDir(report_dir).report(str(FORMATS[f].ext)) for f in SAVED)
+    first, *rest = (RunDir(report_dir).report(str(FORMATS[f].ext)) for f in saved())
     also = f" (and {', '.join(p.name for p in rest)})" if rest else ""
     err.write(f"report: {first}{also}\n")
     return comparison.exit_code

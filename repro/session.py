@@ -19,7 +19,6 @@ from repro.errors import Aborted, ReportError, ReportWriteError, UsageError
 from repro.events import Listener, ignore
 from repro.inventory import Host, load_inventory, select
 from repro.playbook import Playbook, RenderedStep, load_playbook, render
-from repro.render import SAVED
 from repro.report import write_report
 from repro.results import RunResult
 from repro.runner import HostPlan, RunOptions, Runner
@@ -200,7 +199,7 @@ def execute(
     *,
     listener: Listener = ignore,
     transport_factory: Callable[[Host], Transport] = make_transport,
-    formats: tuple[str, ...] = SAVED,
+    formats: tuple[str, ...] | None = None,
     on_runner: Callable[[Runner], None] | None = None,
 ) -> tuple[RunResult, Comparison]:
     """Run a prepared plan (synchronously, in a fresh event loop) and write its report."""
@@ -220,7 +219,7 @@ async def execute_async(
     *,
     listener: Listener = ignore,
     transport_factory: Callable[[Host], Transport] = make_transport,
-    formats: tuple[str, ...] = SAVED,
+    formats: tuple[str, ...] | None = None,
     on_runner: Callable[[Runner], None] | None = None,
 ) -> tuple[RunResult, Comparison]:
     try:
