@@ -28,11 +28,13 @@ class Host:
     name: str  # inventory_hostname; validated as path-safe ([A-Za-z0-9_.-], no leading dot)
     address: str  # ansible_host, or the name
     port: int = 22  # ansible_port
+    port_set: bool = True  # False: the inventory sets no port, so ~/.ssh/config's Port applies
     user: str | None = None  # ansible_user
     key_file: str | None = None  # ansible_ssh_private_key_file (~ expanded)
     connection: str = "ssh"  # ansible_connection: "ssh" or "local"
     transport: str = "asyncssh"  # repro_transport: "asyncssh" or "fabric" (ssh hosts only)
     known_hosts: str | None = None  # repro_known_hosts: file; None means ~/.ssh/known_hosts
+    proxy_jump: str | None = None  # ProxyJump from ansible_ssh_*_args; None: ~/.ssh/config's
     groups: tuple[str, ...] = ()  # every group the host is in, outermost first ("all" first)
     vars: dict[str, Any] = field(default_factory=dict, compare=False)  # all layered vars
 
@@ -436,6 +438,7 @@ class _HostBuilder:
             name=self.name,
             address=self.address(),
             port=self.port(),
+            port_set=_pick(self.vars, _PORT_VARS)[1] is not None,
             user=self.user(),
             key_file=self.key_file(),
             connection=self.connection(),

@@ -308,6 +308,12 @@ class _LabServer(asyncssh.SSHServer):
     def password_auth_supported(self) -> bool:
         return False
 
+    def connection_requested(
+        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+    ) -> bool:
+        # A lab host can be a jump host (ProxyJump) to the others, all on loopback; nowhere else.
+        return dest_host == "127.0.0.1"
+
 
 async def _pump(
     process: asyncssh.SSHServerProcess[bytes], proc: asyncio.subprocess.Process
