@@ -15,9 +15,18 @@ setup(
         "paramiko>=3.4",
         "tabulate>=0.9",
         "pyyaml>=6.0",
+        "jinja2>=3.1",
     ],
     extras_require={
-        "test": ["pytest>=8", "mypy>=1.8", "types-PyYAML", "types-tabulate", "types-paramiko"],
+        "test": [
+            "pytest>=8",
+            "mypy>=1.8",
+            "types-PyYAML",
+            "types-tabulate",
+            "types-paramiko",
+            # the differential tests compare `repro inventory` with Ansible's own reading
+            "ansible-core>=2.16",
+        ],
     },
     entry_points={"console_scripts": ["repro = repro.cli:main_entry"]},
 )

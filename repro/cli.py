@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence, TextIO
+from typing import Any, Sequence, TextIO
 
 from repro import __version__
 from repro.errors import InputError, ReproError, UsageError
@@ -29,11 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common_hosts(sp: argparse.ArgumentParser) -> None:
+        _inventory_args(sp)
         sp.add_argument(
-            "-i", "--inventory", default="inventory.yaml", help="Ansible YAML inventory"
-        )
-        sp.add_argument(
-            "-l", "--limit", help="Ansible host pattern (a:b, a:!b, a:&b, globs, ~regex)"
+            "-l",
+            "--limit",
+            help="Ansible host pattern (a:b, a:!b, a:&b, globs, ~regex, group[0], @file)",
         )
         sp.add_argument(
             "-e",
@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("run_id")
     x.add_argument("--out", default="reports")
 
+    _add_inventory_command(sub)
+
     lab = sub.add_parser("lab", help="real OpenSSH hosts in network namespaces (root)")
     lsub = lab.add_subparsers(dest="lab_command", required=True, parser_class=_Parser)
     up = lsub.add_parser("up", help="start N hosts and write an inventory")
@@ -129,6 +131,41 @@ def build_parser() -> argparse.ArgumentParser:
     down = lsub.add_parser("down", help="stop the lab and remove its namespaces")
     down.add_argument("--dir", default=".lab/netlab")
     return p
+
+
+def _inventory_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "-i",
+        "--inventory",
+        help="Ansible inventory: YAML or INI file, directory, or host1,host2, "
+        "(default: $ANSIBLE_INVENTORY, else inventory.yaml)",
+    )
+    sp.add_argument(
+        "--inventory-via",
+        choices=["auto", "builtin", "ansible"],
+        default="auto",
+        help="read -i with repro's loader, or through ansible-inventory (auto: only what "
+        "repro cannot read: plugins, scripts, vault)",
+    )
+
+
+def _add_inventory_command(sub: Any) -> None:
+    inv = sub.add_parser(
+        "inventory", help="show the hosts, groups and variables an inventory resolves to"
+    )
+    _inventory_args(inv)
+    inv.add_argument(
+        "-e", "--extra-vars", action="append", default=[], metavar="KEY=VALUE", help="as for run"
+    )
+    shape = inv.add_mutually_exclusive_group()
+    shape.add_argument("--list", action="store_true", help="every group and host (default)")
+    shape.add_argument("--graph", nargs="?", const="all", metavar="GROUP", help="a tree")
+    shape.add_argument("--host", metavar="HOST", help="one host's variables")
+    inv.add_argument(
+        "--resolved",
+        action="store_true",
+        help="with --host: templated values and the file each came from",
+    )
 
 
 def main(

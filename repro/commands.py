@@ -33,6 +33,7 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "cancel": cmd_cancel,
         "sigs": cmd_sigs,
         "lab": cmd_lab,
+        "inventory": cmd_inventory,
     }[args.command]
     return handler(args, out, err)
 
@@ -106,7 +107,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if not args.playbook:
             raise UsageError("run: -p/--playbook is required (or --resume RUN_ID)")
         prep = prepare(
-            inventory=args.inventory,
+            inventory=inventory_path(args),
+            inventory_via=args.inventory_via,
             playbook=args.playbook,
             extra_vars=parse_extra_vars(args.extra_vars),
             limit=args.limit,
@@ -115,6 +117,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             transport=args.transport,
             options=options,
         )
+    warn(err, prep.warnings)
     names = [p.host.name for p in prep.plans]
     err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")
     run, comparison = execute(prep, listener=make_listener(names, err, args.verbose))
@@ -199,16 +202,49 @@ def cmd_sigs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 # --- facts, check ----------------------------------------------------------------------------
 
 
-def _hosts(args: argparse.Namespace) -> list[Any]:
-    inv = load_inventory(args.inventory, parse_extra_vars(args.extra_vars))
+def inventory_path(args: argparse.Namespace) -> str:
+    """-i, else $ANSIBLE_INVENTORY (as Ansible), else inventory.yaml."""
+    return str(args.inventory or os.environ.get("ANSIBLE_INVENTORY") or "inventory.yaml")
+
+
+def warn(err: TextIO, warnings: Any) -> None:
+    from repro.render.safe import term_safe
+
+    for line in warnings:
+        err.write(f"repro: warning: {term_safe(line)}\n")
+
+
+def _hosts(args: argparse.Namespace, err: TextIO) -> list[Any]:
+    inv = load_inventory(
+        inventory_path(args), parse_extra_vars(args.extra_vars), via=args.inventory_via
+    )
+    warn(err, inv.warnings)
     return select(inv, args.limit)
+
+
+def cmd_inventory(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from repro import inventory_view as view
+
+    inv = load_inventory(
+        inventory_path(args), parse_extra_vars(args.extra_vars), via=args.inventory_via
+    )
+    warn(err, inv.warnings)
+    if args.resolved and not args.host:
+        raise UsageError("inventory: --resolved goes with --host HOST")
+    if args.graph:
+        out.write(view.as_graph(inv, args.graph))
+    elif args.host:
+        out.write(view.dumps(view.host_vars(inv, args.host, resolved=args.resolved)))
+    else:
+        out.write(view.dumps(view.as_list(inv)))
+    return 0
 
 
 def cmd_facts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.hostops import gather_all
     from repro.render.facts import facts_json, facts_table
 
-    hosts = _hosts(args)
+    hosts = _hosts(args, err)
     results = asyncio.run(gather_all(hosts))
     out.write(
         facts_json(results)
@@ -224,7 +260,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.render.facts import check_table
 
     pb = load_playbook(args.playbook)
-    hosts = _hosts(args)
+    hosts = _hosts(args, err)
     results = asyncio.run(preflight_all(hosts, pb))
     out.write(check_table(results))
     return 0 if all(r.error is None and not r.problems for r in results) else 3
@@ -236,7 +272,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_hosts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.trust import trust_hosts
 
-    hosts = _hosts(args)
+    hosts = _hosts(args, err)
 
     def confirm(question: str) -> bool:
         if args.yes:

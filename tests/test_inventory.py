@@ -551,7 +551,7 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
         InventoryError, match=f"^{re.escape(str(missing))}: inventory file not found$"
     ):
         load_inventory(missing)
-    with pytest.raises(InventoryError, match="is a directory"):
+    with pytest.raises(InventoryError, match="inventory directory holds no inventory file"):
         load_inventory(tmp_path)
 
 
