@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import InventoryError
+from repro.jinja_vars import UnsafeText
 
 #: how long `ansible-inventory` may take (a cloud plugin pages through an API)
 TIMEOUT_SECONDS = 300.0
@@ -56,12 +57,30 @@ def ansible_list(path: Path, why: Exception | None) -> tuple[dict[str, Any], str
     if len(done.stdout) > _MAX_OUTPUT:
         raise InventoryError(f"{reason}ansible-inventory printed more than {_MAX_OUTPUT} bytes")
     try:
-        data = json.loads(done.stdout)
+        data = json.loads(done.stdout, object_hook=_unwrap)
+    except _Vaulted:
+        raise InventoryError(
+            f"{reason}ansible-inventory left a value vault-encrypted; give it the vault password "
+            "(ANSIBLE_VAULT_PASSWORD_FILE)"
+        ) from None
     except ValueError as exc:
         raise InventoryError(f"{reason}ansible-inventory printed no JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InventoryError(f"{reason}ansible-inventory printed no mapping of groups")
     return data, _last_error(done.stderr.decode("utf-8", errors="replace"))
+
+
+class _Vaulted(Exception):
+    pass
+
+
+def _unwrap(obj: dict[str, Any]) -> Any:
+    """Ansible's JSON markers: an unsafe string stays data (never templated); vault is refused."""
+    if len(obj) == 1 and "__ansible_unsafe" in obj:
+        return UnsafeText(obj["__ansible_unsafe"])
+    if len(obj) == 1 and "__ansible_vault" in obj:
+        raise _Vaulted()
+    return obj
 
 
 def _last_error(stderr: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from repro.errors import UnknownHostError
 from repro.inventory import Inventory
+from repro.jinja_vars import UnsafeText
 
 
 def _children(inventory: Inventory, group: str) -> list[str]:
@@ -39,9 +40,22 @@ def as_list(inventory: Inventory) -> dict[str, Any]:
             result[group] = entry
 
     visit("all")
-    hostvars = {name: host.raw_vars for name, host in inventory.hosts.items() if host.raw_vars}
+    hostvars = {
+        name: _marked(host.raw_vars) for name, host in inventory.hosts.items() if host.raw_vars
+    }
     result["_meta"] = {"hostvars": hostvars}
     return result
+
+
+def _marked(value: Any) -> Any:
+    """Values Ansible marked unsafe shown with its marker, as ansible-inventory shows them."""
+    if isinstance(value, UnsafeText):
+        return {"__ansible_unsafe": str(value)}
+    if isinstance(value, dict):
+        return {k: _marked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_marked(v) for v in value]
+    return value
 
 
 def as_graph(inventory: Inventory, group: str = "all") -> str:

@@ -64,8 +64,16 @@ for _name in _LOOKUPS:
     _ENV.globals[_name] = _refuse_lookup(_name)
 
 
+class UnsafeText(str):
+    """A value Ansible marked unsafe (`__ansible_unsafe`): data, never templated."""
+
+    __slots__ = ()
+
+
 def needs_template(value: Any) -> bool:
     """Whether `value` (or anything nested in it) holds Jinja markup."""
+    if isinstance(value, UnsafeText):
+        return False
     if isinstance(value, str):
         return any(m in value for m in _MARKERS)
     if isinstance(value, dict):
