@@ -180,6 +180,8 @@ class LocalLab:
             process_factory=lambda process: self._serve(node, process),
             encoding=None,
             login_timeout=10,
+            # asyncssh < 2.17 defaults to False: start_host rebinds the port it just closed
+            reuse_address=True,
         )
         if port == 0:
             node.host = LabHost(node.host.name, node.acceptor.get_port(), node.host.root)
