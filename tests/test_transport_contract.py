@@ -71,7 +71,7 @@ async def fabric_rig(tmp: Path) -> AsyncIterator[Rig]:
 @asynccontextmanager
 async def _jump_rig(tmp: Path, kind: type[Transport]) -> AsyncIterator[Rig]:
     """lab2 reached only through lab1 as a ProxyJump host: both keys checked, every test."""
-    async with LocalLab(tmp / "lab", n=2) as lab:
+    async with LocalLab(tmp / "lab", n=2, jump_hosts=True) as lab:
         bastion = lab.hosts[0]
         host = dataclasses.replace(
             lab.host("lab2"), proxy_jump=f"{lab.user}@127.0.0.1:{bastion.port}"

@@ -25,6 +25,12 @@ KINDS = [AsyncsshTransport, FabricTransport]
 
 
 @pytest.fixture
+def local_lab(tmp_path: Path) -> LocalLab:
+    """Three lab hosts that forward to each other: lab1 is the bastion for lab2."""
+    return LocalLab(tmp_path / "lab", n=3, jump_hosts=True)
+
+
+@pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty HOME with ~/.ssh, so the machine's own ssh_config never leaks in."""
     home = tmp_path / "home"
@@ -216,3 +222,20 @@ def test_rekeyed_target_behind_a_jump_host_is_refused(
         assert lab_fingerprint(lab, "lab2") in str(err)
 
     in_lab(local_lab, body)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+def test_jump_host_that_will_not_forward(
+    tmp_path: Path, kind: type[Transport], home: Path
+) -> None:
+    async def body(lab: LocalLab) -> None:
+        host = dataclasses.replace(
+            lab.host("lab2"), proxy_jump=f"127.0.0.1:{lab.hosts[0].port}"
+        )
+        err = await connect_error(kind, host)
+        assert not isinstance(err, HostKeyError)
+        assert f"cannot connect to 127.0.0.1:{lab.hosts[1].port}: the jump host refused" in str(
+            err
+        )
+
+    in_lab(LocalLab(tmp_path / "closed", n=2), body)  # forwards nothing
