@@ -7,6 +7,8 @@ setup(
     version="0.1.0",
     description="Run a pinned (Guix) build on many hosts over SSH and compare the bytes.",
     python_requires=">=3.11",
+    license="MIT",
+    license_files=["LICENSE"],
     packages=find_packages(include=["repro", "repro.*"]),
     package_data={"repro": ["py.typed"]},
     install_requires=[

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--resume", metavar="RUN_ID", help="reattach to a run whose controller died")
     report_format(r, "what to print at the end")
-    r.add_argument("-v", "--verbose", action="store_true", help="stream every host's build output")
+    _heartbeat_arg(r)
 
     d = sub.add_parser("demo", help="run the demo playbook on a local lab of SSH hosts")
     d.add_argument("--hosts", type=int, default=3, help="how many lab hosts (default 3)")
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--out", default="reports")
     report_format(d, "what to print at the end")
-    d.add_argument("-v", "--verbose", action="store_true")
+    _heartbeat_arg(d)
 
     rep = sub.add_parser("report", help="re-render a saved run")
     rep.add_argument("run_dir", help="reports/<run-id>")
@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", default="reports")
 
     _add_inventory_command(sub)
+    completion = sub.add_parser("completion", help="print a shell completion script")
+    completion.add_argument("shell", choices=["bash", "zsh"])
 
     lab = sub.add_parser("lab", help="real OpenSSH hosts in network namespaces (root)")
     lsub = lab.add_subparsers(dest="lab_command", required=True, parser_class=_Parser)
@@ -130,7 +132,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     down = lsub.add_parser("down", help="stop the lab and remove its namespaces")
     down.add_argument("--dir", default=".lab/netlab")
+    _output_flags(p)
     return p
+
+
+def _heartbeat_arg(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--heartbeat",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="in CI logs, a line per host in a quiet step this often (default 30; 0: none)",
+    )
+
+
+def _output_flags(parser: argparse.ArgumentParser) -> None:
+    """-v/-q on every command (and subcommand), after its own options."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for action in subs:
+        for child in action.choices.values():
+            _output_flags(child)
+    if subs:
+        return
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more output: run/demo stream build output; -vv SSH library logs, -vvv debug",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="errors, warnings and results only"
+    )
+
+
+_LOG_HANDLERS: list[Any] = []  # ours, so a second main() in one process does not double them
+
+
+def _logging(verbose: int, err: TextIO) -> None:
+    """-vv: the SSH libraries' INFO logs (connects, auth methods) to stderr; -vvv: DEBUG."""
+    import logging
+
+    for name in ("repro", "asyncssh", "paramiko"):
+        for handler in _LOG_HANDLERS:
+            logging.getLogger(name).removeHandler(handler)
+    _LOG_HANDLERS.clear()
+    if verbose <= 0:
+        return
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("repro: %(name)s: %(message)s"))
+    _LOG_HANDLERS.append(handler)
+    ssh_level = {1: logging.WARNING, 2: logging.INFO}.get(verbose, logging.DEBUG)
+    for name, level in (("repro", logging.INFO), ("asyncssh", ssh_level), ("paramiko", ssh_level)):
+        logger = logging.getLogger(name)
+        logger.setLevel(min(level, logging.DEBUG) if verbose >= 3 else level)
+        logger.addHandler(handler)
 
 
 def _inventory_args(sp: argparse.ArgumentParser) -> None:
@@ -175,6 +231,9 @@ def main(
     err = stderr or sys.stderr
     try:
         args = build_parser().parse_args(argv)
+        if getattr(args, "quiet", False) and getattr(args, "verbose", 0):
+            raise UsageError("-q/--quiet and -v/--verbose cannot go together")
+        _logging(getattr(args, "verbose", 0), err)
         from repro import commands
 
         return commands.dispatch(args, out, err)

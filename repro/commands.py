@@ -34,6 +34,7 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "sigs": cmd_sigs,
         "lab": cmd_lab,
         "inventory": cmd_inventory,
+        "completion": cmd_completion,
     }[args.command]
     return handler(args, out, err)
 
@@ -54,12 +55,23 @@ def term_width(stream: TextIO) -> int:
     return 100
 
 
-def make_listener(hosts: list[str], err: TextIO, verbose: bool) -> Listener:
+def use_color(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    return is_tty(stream) and not os.environ.get("NO_COLOR")
+
+
+def make_listener(hosts: list[str], err: TextIO, args: argparse.Namespace) -> Listener:
+    from repro.events import ignore
     from repro.render.progress import LineProgress, LiveProgress
 
-    if is_tty(err) and not verbose and os.environ.get("CI") is None:
-        return LiveProgress(hosts, err, width=term_width(err))
-    return LineProgress(err, verbose=verbose)
+    if args.quiet:
+        return ignore
+    if args.heartbeat < 0:
+        raise UsageError(f"--heartbeat {args.heartbeat:g}: must be 0 (none) or more seconds")
+    if is_tty(err) and not args.verbose and os.environ.get("CI") is None:
+        size = shutil.get_terminal_size((100, 24))
+        return LiveProgress(hosts, err, width=term_width(err), height=size.lines)
+    return LineProgress(err, verbose=args.verbose > 0, heartbeat=args.heartbeat)
 
 
 def playbooks_dir() -> Path:
@@ -71,11 +83,19 @@ def playbooks_dir() -> Path:
 
 
 def finish(
-    run: RunResult, comparison: Comparison, report_dir: Path, fmt: str, out: TextIO, err: TextIO
+    run: RunResult,
+    comparison: Comparison,
+    report_dir: Path,
+    fmt: str,
+    out: TextIO,
+    err: TextIO,
+    quiet: bool = False,
 ) -> int:
     from repro.render import render
 
-    out.write(render(fmt, run, comparison, width=term_width(out), color=is_tty(out)))
+    out.write(render(fmt, run, comparison, width=term_width(out), color=use_color(out)))
+    if quiet:
+        return comparison.exit_code
     from repro.render import FORMATS, SAVED
     from repro.store import RunDir
 
@@ -124,9 +144,10 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         )
     warn(err, prep.warnings)
     names = [p.host.name for p in prep.plans]
-    err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")
-    run, comparison = execute(prep, listener=make_listener(names, err, args.verbose))
-    return finish(run, comparison, prep.report_dir, args.format, out, err)
+    if not args.quiet:
+        err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")
+    run, comparison = execute(prep, listener=make_listener(names, err, args))
+    return finish(run, comparison, prep.report_dir, args.format, out, err, args.quiet)
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -149,12 +170,13 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             prep = prepare(
                 inventory=lab.inventory_path, playbook=playbook, extra_vars={}, out_dir=args.out
             )
-            err.write(
-                f"demo: {args.hosts} SSH hosts on 127.0.0.1 "
-                f"(ports {', '.join(str(h.port) for h in lab.hosts)}), run {prep.run_id}\n"
-            )
+            if not args.quiet:
+                err.write(
+                    f"demo: {args.hosts} SSH hosts on 127.0.0.1 "
+                    f"(ports {', '.join(str(h.port) for h in lab.hosts)}), run {prep.run_id}\n"
+                )
             run, comparison = await execute_async(
-                prep, listener=make_listener(names, err, args.verbose)
+                prep, listener=make_listener(names, err, args)
             )
             return prep, run, comparison
 
@@ -162,7 +184,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         prep, run, comparison = asyncio.run(go())
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    return finish(run, comparison, prep.report_dir, args.format, out, err)
+    return finish(run, comparison, prep.report_dir, args.format, out, err, args.quiet)
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -175,7 +197,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         run,
         comparison,
         width=term_width(out),
-        color=args.output == "-" and is_tty(out),
+        color=args.output == "-" and use_color(out),
     )
     if args.output == "-":
         out.write(text)
@@ -184,7 +206,8 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
         dest = Path(args.output)
         atomic_write(dest, text)
-        err.write(f"wrote {dest}\n")
+        if not args.quiet:
+            err.write(f"wrote {dest}\n")
     return 0
 
 
@@ -197,10 +220,11 @@ def cmd_sigs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"--quorum {args.quorum}: must be at least 1")
     run = read_sigs(args.root, args.version, quorum=args.quorum)
     comparison = compare(run)
-    out.write(render(args.format, run, comparison, width=term_width(out), color=is_tty(out)))
-    err.write(
-        "note: signatures (.asc) are not verified by repro; check them with gpg or guix-verify\n"
-    )
+    out.write(render(args.format, run, comparison, width=term_width(out), color=use_color(out)))
+    if not args.quiet:
+        err.write(
+            "note: signatures (.asc) are not verified by repro; check them with gpg or guix-verify\n"
+        )
     return comparison.exit_code
 
 
@@ -225,6 +249,14 @@ def _hosts(args: argparse.Namespace, err: TextIO) -> list[Any]:
     )
     warn(err, inv.warnings)
     return select(inv, args.limit)
+
+
+def cmd_completion(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from repro.cli import build_parser
+    from repro.completion import script
+
+    out.write(script(args.shell, build_parser()))
+    return 0
 
 
 def cmd_inventory(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
