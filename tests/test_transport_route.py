@@ -239,3 +239,40 @@ def test_jump_host_that_will_not_forward(
         )
 
     in_lab(LocalLab(tmp_path / "closed", n=2), body)  # forwards nothing
+
+
+def test_hosts_trust_follows_the_route(local_lab: LocalLab, home: Path, tmp_path: Path) -> None:
+    """`repro hosts trust` records the jump host's key first, then fetches the target's key
+    through the (now checked) jump host; a changed jump host key stops there."""
+    import io
+
+    from repro.trust import trust_hosts
+
+    async def body(lab: LocalLab) -> None:
+        known = tmp_path / "known_hosts"
+        host = _via_lab1(lab, known)
+        asked: list[str] = []
+
+        def yes(question: str) -> bool:
+            asked.append(question)
+            return True
+
+        out = io.StringIO()
+        assert await trust_hosts([host], confirm=yes, out=out) == 0
+        assert len(asked) == 2 and "jump host 127.0.0.1" in asked[0] and "lab2 (" in asked[1]
+        assert known.read_text() == _entry(lab, "lab1") + "\n" + _entry(lab, "lab2") + "\n"
+        async with AsyncsshTransport(host) as t:
+            assert (await t.run("echo in")).stdout == "in\n"
+        # run again: both already trusted, nothing asked
+        out = io.StringIO()
+        assert await trust_hosts([host], confirm=yes, out=out) == 0
+        assert len(asked) == 2 and out.getvalue().count("already trusted") == 2
+        # the jump host's key changes: refused, and lab2 is not even looked at
+        impostor = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+        host = _via_lab1(lab, known, _entry(lab, "lab1", impostor))
+        out = io.StringIO()
+        assert await trust_hosts([host], confirm=yes, out=out) == 3
+        assert "jump host 127.0.0.1: HOST KEY CHANGED" in out.getvalue()
+        assert len(asked) == 2  # nothing new was asked: not the jump host, not lab2
+
+    in_lab(local_lab, body)

@@ -389,11 +389,12 @@ async def fetch_host_keys(
     timeout: float = 10.0,
     *,
     tunnel: asyncssh.SSHClientConnection | None = None,
+    proxy_command: str | None = None,
 ) -> list[tuple[str, str]]:
     """Every host key the server offers, as (key type, "type base64") public key lines.
 
     One handshake per key type, since a server presents only one key per handshake.
-    Through `tunnel` (a checked connection to a jump host) when given.
+    Through `tunnel` (a checked connection to a jump host), or `proxy_command`, when given.
     Raises ConnectError if the server cannot be reached or offers no key at all.
     """
     where = f"{address}:{port}"
@@ -403,7 +404,12 @@ async def fetch_host_keys(
         try:
             key = await asyncio.wait_for(
                 asyncssh.get_server_host_key(
-                    address, port, server_host_key_algs=[alg], tunnel=tunnel, config=[]
+                    address,
+                    port,
+                    server_host_key_algs=[alg],
+                    tunnel=tunnel,
+                    proxy_command=shlex.split(proxy_command) if proxy_command else None,
+                    config=[],
                 ),
                 timeout,
             )
