@@ -9,8 +9,17 @@ setup(
     python_requires=">=3.11",
     license="MIT",
     license_files=["LICENSE"],
-    packages=find_packages(include=["repro", "repro.*"]),
-    package_data={"repro": ["py.typed"]},
+    # The built-in playbooks (and the files they ship, like the demo's sources) stay in
+    # playbooks/ in a checkout and are installed as repro/playbooks/: the wheel is the product,
+    # and `repro demo` must work from it (repro.commands.playbooks_dir finds either).
+    packages=[*find_packages(include=["repro", "repro.*"]), "repro.playbooks"],
+    package_dir={"repro.playbooks": "playbooks"},
+    package_data={
+        "repro": ["py.typed"],
+        # the POSIX sh repro runs on hosts (repro/hostside/__init__.py assembles it)
+        "repro.hostside": ["*.sh"],
+        "repro.playbooks": ["*.yaml", "**/*"],
+    },
     install_requires=[
         "asyncssh>=2.15",  # the floor `make test-floor` runs the transport tests on
         "fabric>=3.2",
@@ -21,14 +30,12 @@ setup(
     ],
     extras_require={
         "test": [
-            "pytest>=8",
-            "mypy>=1.8",
-            "types-PyYAML",
-            "types-tabulate",
-            "types-paramiko",
+            "pytest>=8", "mypy>=1.8", "types-PyYAML", "types-tabulate", "types-paramiko",
+            # tests/test_wheel.py builds the wheel offline, without build isolation
+            "setuptools>=61", "wheel",
             # the differential tests compare `repro inventory` with Ansible's own reading
             "ansible-core>=2.16",
         ],
-    },
+    },  # fmt: skip
     entry_points={"console_scripts": ["repro = repro.cli:main_entry"]},
 )
