@@ -162,6 +162,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             options=options,
         )
     warn(err, prep.warnings)
+    warn(err, config_warnings([p.host for p in prep.plans]))
     names = [p.host.name for p in prep.plans]
     if not args.quiet:
         err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")
@@ -260,6 +261,12 @@ def inventory_path(args: argparse.Namespace) -> str:
     return str(args.inventory or os.environ.get("ANSIBLE_INVENTORY") or "inventory.yaml")
 
 
+def config_warnings(hosts: list[Any]) -> list[str]:
+    from repro.transport.route import config_warnings
+
+    return config_warnings(hosts)
+
+
 def warn(err: TextIO, warnings: Any) -> None:
     from repro.render.safe import term_safe
 
@@ -272,7 +279,9 @@ def _hosts(args: argparse.Namespace, err: TextIO) -> list[Any]:
         inventory_path(args), parse_extra_vars(args.extra_vars), via=args.inventory_via
     )
     warn(err, inv.warnings)
-    return select(inv, args.limit)
+    hosts = select(inv, args.limit)
+    warn(err, config_warnings(hosts))
+    return hosts
 
 
 def cmd_completion(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

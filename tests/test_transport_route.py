@@ -276,3 +276,22 @@ def test_hosts_trust_follows_the_route(local_lab: LocalLab, home: Path, tmp_path
         assert len(asked) == 2  # nothing new was asked: not the jump host, not lab2
 
     in_lab(local_lab, body)
+
+
+def test_ssh_config_options_not_applied_are_named(home: Path) -> None:
+    from repro.transport.route import config_warnings
+
+    _config(
+        home,
+        "Host web*\n  UserKnownHostsFile ~/.ssh/other\n  ControlMaster auto\n"
+        "  ProxyCommand nc %h %p\n  ProxyJump gate\nHost *\n  ServerAliveInterval 5\n",
+    )
+    hosts = [Host(name=f"web{i}", address=f"web{i}") for i in range(5)]
+    hosts.append(Host(name="here", address="localhost", connection="local"))
+    lines = config_warnings(hosts)
+    text = "\n".join(lines)
+    assert "userknownhostsfile is not applied (set repro_known_hosts" in text
+    assert "serveralivecountmax" not in text and "serveraliveinterval is not applied" in text
+    assert "proxycommand is not applied (ProxyJump is used instead)" in text
+    assert "controlmaster" not in text  # changes nothing for repro: no noise
+    assert "hosts web0, web1, web2 and 2 more" in lines[0] and "here" not in text

@@ -171,3 +171,47 @@ def _keys(found: dict[str, Any]) -> tuple[str, ...]:
     # OpenSSH skips an IdentityFile that does not exist; so do we (the agent may hold the key).
     names = (os.path.expanduser(k) for k in found.get("identityfile", ()))
     return tuple(name for name in names if os.path.isfile(name))
+
+
+# ssh_config options that change where or how a connection goes, which repro does not apply:
+# worth a warning (ControlMaster, ForwardAgent and the like change nothing here and pass quietly).
+_UNAPPLIED = {
+    "hostkeyalias": "known_hosts is matched by HostName and Port",
+    "userknownhostsfile": "set repro_known_hosts for the host instead",
+    "globalknownhostsfile": "set repro_known_hosts for the host instead",
+    "stricthostkeychecking": "repro always checks host keys",
+    "certificatefile": "certificates are not offered",
+    "identityagent": "the agent is $SSH_AUTH_SOCK",
+    "pkcs11provider": "PKCS#11 keys are not used",
+    "connecttimeout": "set repro_connect_timeout",
+    "serveraliveinterval": "set repro_keepalive_interval",
+    "serveralivecountmax": "set repro_keepalive_count_max",
+    "ciphers": "the SSH library's defaults apply",
+    "kexalgorithms": "the SSH library's defaults apply",
+    "hostkeyalgorithms": "the SSH library's defaults apply",
+    "macs": "the SSH library's defaults apply",
+    "bindaddress": "not applied",
+    "addressfamily": "not applied",
+    "remotecommand": "repro runs its own commands",
+    "localcommand": "not run",
+}
+
+
+def config_warnings(hosts: list[Any], config: paramiko.SSHConfig | None = None) -> list[str]:
+    """One line per ~/.ssh/config option that would matter to ssh but that repro does not
+    apply to these hosts (naming the hosts), so nothing in it is dropped without a word."""
+    config = config if config is not None else read_config()
+    seen: dict[tuple[str, str], list[str]] = {}
+    for host in hosts:
+        if host.connection != "ssh":
+            continue
+        found = config.lookup(host.address)
+        for key in sorted(set(found) & set(_UNAPPLIED)):
+            seen.setdefault((key, _UNAPPLIED[key]), []).append(host.name)
+        if found.get("proxycommand") and (host.proxy_jump or found.get("proxyjump")):
+            seen.setdefault(("proxycommand", "ProxyJump is used instead"), []).append(host.name)
+    lines = []
+    for (key, why), names in seen.items():
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        lines.append(f"{config_path()}: {key} is not applied ({why}); hosts {shown}")
+    return lines
