@@ -325,5 +325,5 @@ def test_a_new_format_is_one_line_of_the_table(
         assert build_parser().parse_args([*command, "--format", "txt"]).format == "txt"
     run = golden_run()
     paths = write_report(tmp_path, run, compare(run))
-    assert [p.name for p in paths] == ["report.json", "report.md", "report.txt"]
+    assert [p.name for p in paths] == ["report.json", "report.md", "report.html", "report.txt"]
     assert (tmp_path / "report.txt").read_text() == render("table", run, compare(run))
