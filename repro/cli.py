@@ -127,8 +127,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inventory_command(sub)
     completion = sub.add_parser("completion", help="print a shell completion script")
     completion.add_argument("shell", choices=["bash", "zsh"])
-    # the script is generated from this parser: handed over here, so commands need not import cli
-    completion.set_defaults(parser=p)
 
     lab = sub.add_parser("lab", help="real OpenSSH hosts in network namespaces (root)")
     lsub = lab.add_subparsers(dest="lab_command", required=True, parser_class=_Parser)
@@ -244,10 +242,16 @@ def main(
     # The error boundary (pypa/build's and pyinfra's): every way out is one of the exit codes.
     try:
         with _stopped_by_signals():
-            args = build_parser().parse_args(argv)
+            parser = build_parser()
+            args = parser.parse_args(argv)
             if getattr(args, "quiet", False) and getattr(args, "verbose", 0):
                 raise UsageError("-q/--quiet and -v/--verbose cannot go together")
             _logging(getattr(args, "verbose", 0), err)
+            if args.command == "completion":  # the one command that needs the parser itself
+                from repro.completion import script
+
+                out.write(script(args.shell, parser))
+                return 0
             from repro import commands
 
             return commands.dispatch(args, out, err)
