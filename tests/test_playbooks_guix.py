@@ -8,6 +8,7 @@ containers, checksums, guard, on-host hashing).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import json
 import shutil
@@ -241,6 +242,30 @@ def test_checkout_is_a_complete_clone_through_the_persistent_mirror(
     missing = run_step(cuprated_steps(origin, "0" * 40)[0], other, env)
     assert missing.returncode != 0 and "0" * 40 in missing.stderr
     assert not (other / "src").exists()
+
+
+def test_checkout_waits_for_the_mirror_lock(
+    cuprate: tuple[Path, str], env: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    """Two runs (or rounds) on one host take turns on the mirror: the second waits."""
+    mirrors = home / ".cache/repro/mirrors"
+    mirrors.mkdir(parents=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    with open(mirrors / "cuprate.git.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        step = cuprated_steps(*cuprate)[0]
+        proc = subprocess.Popen(["sh", "-c", step.command], cwd=work, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        try:
+            with pytest.raises(subprocess.TimeoutExpired):
+                proc.wait(timeout=1)  # while the lock is held it cannot finish
+            assert not (mirrors / "cuprate.git").exists() and not (work / "src").exists()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        _, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0, err
+    assert git(work / "src", "rev-parse", "HEAD") == cuprate[1]
 
 
 def test_the_old_worktree_checkout_fails_in_the_container(
