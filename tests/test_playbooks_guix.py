@@ -472,3 +472,27 @@ def test_ref_takes_any_ref_the_remote_serves(cuprate: tuple[Path, str]) -> None:
     assert resolve_ref(str(origin), "main") == first
     with pytest.raises(UsageError, match="pull/616/head"):
         resolve_ref(str(origin), "pull/616/head")
+
+
+def test_docs_examples_set_nothing_the_pure_container_drops(tmp_path: Path) -> None:
+    """docs/playbooks.md: no example puts build flags in a step's env (a `--pure` container
+    drops them; the project's own scripts set them inside), and the Guix example loads."""
+    import re
+
+    import yaml
+
+    docs = (PLAYBOOKS.parent / "docs" / "playbooks.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", docs, flags=re.S)
+    dropped = {"SOURCE_DATE_EPOCH", "RUSTFLAGS", "CFLAGS", "CXXFLAGS", "LDFLAGS"}
+    steps_seen = 0
+    for block in blocks:
+        data = yaml.safe_load(block)
+        for step in (data or {}).get("steps", []) if isinstance(data, dict) else []:
+            steps_seen += 1
+            assert not dropped & set(step.get("env") or {}), step
+    assert steps_seen >= 5
+    example = next(b for b in blocks if b.startswith("name: myapp-guix"))
+    (tmp_path / "myapp-guix.yaml").write_text(example)
+    pb = load_playbook(tmp_path / "myapp-guix.yaml")
+    steps = by_name(render(pb, {"commit": "ab" * 20}))
+    assert "\nset -- https://example.org/myapp.git " in steps["checkout"]
