@@ -418,8 +418,8 @@ def test_uses_takes_only_shipped_steps_and_never_with_run(tmp_path: Path) -> Non
 
 def test_checkout_script_is_clean_posix_sh() -> None:
     shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck is not installed (scripts/sysdeps.sh)")
+    if shellcheck is None:  # as tests/test_hostside_lint.py: a missing linter is a failure
+        pytest.fail("shellcheck is not installed (scripts/sysdeps.sh installs it)")
     script = Path(__file__).resolve().parent.parent / "repro" / "hostside" / "checkout.sh"
     done = subprocess.run([shellcheck, "-s", "sh", str(script)], capture_output=True, text=True,
                           timeout=TIMEOUT, check=False)  # fmt: skip
