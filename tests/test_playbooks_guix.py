@@ -496,3 +496,16 @@ def test_docs_examples_set_nothing_the_pure_container_drops(tmp_path: Path) -> N
     pb = load_playbook(tmp_path / "myapp-guix.yaml")
     steps = by_name(render(pb, {"commit": "ab" * 20}))
     assert "\nset -- https://example.org/myapp.git " in steps["checkout"]
+
+
+def test_docs_name_a_commit_that_has_the_pipeline() -> None:
+    """The README's headline run builds Cuprate PR #615's merge commit (the seed's evidence):
+    no tag has contrib/guix yet, so `--ref cuprated-0.0.9` could never work."""
+    root = PLAYBOOKS.parent
+    merge = "dec0bbee5c18f2dc6baae9e9ca7bb0c4d041931d"
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert f"-p playbooks/cuprated-guix.yaml --ref {merge}" in readme
+    assert "--ref cuprated-0.0.9" not in readme
+    report_doc = (root / "docs" / "report-json.md").read_text(encoding="utf-8")
+    assert f'"commit": "{merge}"' in report_doc
+    assert '"ref": "cuprated-0.0.9"' not in report_doc
