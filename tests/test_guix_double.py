@@ -501,6 +501,10 @@ def test_bitcoin_guix_build_honours_hosts_and_writes_manifests(
 ) -> None:
     origin, commit = make_bitcoin_repo(tmp_path / "origin")
     repo = clone(origin, tmp_path / "a", env)
+    # Bitcoin's real container flags: the repository at /bitcoin, not at its own path.
+    script = (repo / "contrib/guix/guix-build").read_text()
+    assert '--no-cwd \\\n        --share="$PWD"=/bitcoin' in script
+    assert "--expose=" not in script  # a checkout must be whole without the git dir exposed
     hosts = "x86_64-linux-gnu aarch64-linux-gnu"
     run(["./contrib/guix/guix-build"], repo, {**env, "HOSTS": hosts, "JOBS": "1"})
     output = repo / "guix-build-0.1.0" / "output"
