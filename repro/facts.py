@@ -30,6 +30,8 @@ FACTS_SCRIPT = PRELUDE + r"""# repro host facts: sections between marker lines; 
 # file holds. Output stays bounded without `head`/`cut`: files and captured output go through
 # line-count and line-length checks; what is printed directly (date, nproc, uname, getconf)
 # is short by construction.
+# the login environment's locale, before the C locale below replaces it (a build-env fact)
+_rf_lc_all=${LC_ALL-}
 LC_ALL=C
 export LC_ALL
 # GNU nproc obeys these; the build's own settings must not shrink the core count we report
@@ -277,6 +279,28 @@ _repro_facts() {
   _rf_put "${TMPDIR:-/tmp}" 4096
   _rf_sec df-tmp
   [ "${#_rf_dft}" -gt 8192 ] || printf '%s\n' "$_rf_dft"
+  _rf_sec build-env
+  # what reprotest varies, as a step starts from it (a step's own env and --vary go on top);
+  # builtins and /proc only: no process per fact
+  _rf_put "umask=$(umask)" 64
+  _rf_put "tz=${TZ-}" 256
+  _rf_put "lang=${LANG-}" 256
+  _rf_put "lc_all=$_rf_lc_all" 256
+  _rf_put "user=${USER:-${LOGNAME-}}" 256
+  _rf_put "home=${HOME-}" 1024
+  _rf_put "source_date_epoch=${SOURCE_DATE_EPOCH-}" 64
+  if [ -r /proc/self/status ]; then
+    while IFS= read -r _rf_l; do
+      case $_rf_l in Uid:*|Gid:*)
+        # "Uid:<tab>real<tab>effective…": the real id, without a process
+        _rf_v=${_rf_l#*:}
+        _rf_v=${_rf_v#"${_rf_v%%[![:space:]]*}"}
+        _rf_put "${_rf_l%%:*}=${_rf_v%%[[:space:]]*}" 64 ;;
+      esac
+    done </proc/self/status
+  fi
+  [ -r /proc/sys/kernel/domainname ] && IFS= read -r _rf_l </proc/sys/kernel/domainname \
+    && _rf_put "domain=$_rf_l" 256
   _rf_sec guix-version
   if _rf_have guix; then _rf_put "$(_rf_guix --version)" 256; fi
   _rf_sec guix-describe
@@ -296,7 +320,8 @@ exit 0
 #: every section the script prints, in order; the parser ignores any other marker
 SECTIONS = (
     "hostname", "clock", "cpuinfo", "nproc", "meminfo", "uname", "os-release", "glibc", "virt",
-    "dmi-vendor", "dmi-product", "work-dir", "df-work", "tmp-dir", "df-tmp", "guix-version",
+    "dmi-vendor", "dmi-product", "work-dir", "df-work", "tmp-dir", "df-tmp", "build-env",
+    "guix-version",
     "guix-describe", "guix-daemon", "end",
 )  # fmt: skip
 
@@ -557,6 +582,24 @@ def _cloud(vendor: str, product: str) -> str:
     return ""
 
 
+#: the build-env section's keys (reprotest's variations that a login shell shows), as reported
+_BUILD_ENV_KEYS = {
+    "umask": "umask", "tz": "tz", "lang": "lang", "lc_all": "lc_all", "user": "user",
+    "home": "home", "source_date_epoch": "source_date_epoch", "Uid": "uid", "Gid": "gid",
+    "domain": "domain",
+}  # fmt: skip
+
+
+def _build_env(text: str) -> dict[str, str]:
+    """The build-env section: known `key=value` lines only, each value cleaned and capped."""
+    env: dict[str, str] = {}
+    for line in text.split("\n")[:32]:
+        key, sep, value = line.partition("=")
+        if sep and key in _BUILD_ENV_KEYS:
+            env[_BUILD_ENV_KEYS[key]] = clean(value)
+    return env
+
+
 def parse_facts(text: str) -> dict[str, Any]:
     """Turn FACTS_SCRIPT's output into plain facts. Never raises; unknown pieces come back empty."""
     if not isinstance(text, str):
@@ -607,6 +650,7 @@ def parse_facts(text: str) -> dict[str, Any]:
         "work_dir": work_dir,  # absolute, "~" expanded; "" when relative or not plain text
         "work_dir_writable": work_dir_writable,  # it is a directory this user may write in
         "work_dir_error": work_dir_error,  # mkdir's complaint when it could not be made
+        "build_env": _build_env(s.get("build-env", "")),
     }
     facts["describe"] = describe(facts)
     return facts
