@@ -23,7 +23,7 @@ DEFAULT_TIMEOUT = 600.0
 #: --max-report-size for its text and HTML reports (bytes)
 MAX_REPORT = 20 * 1024 * 1024
 #: what the summary keeps, so a report stays readable whatever the difference
-MAX_MEMBERS = 12
+MAX_MEMBERS = 6
 MAX_LINES = 4
 MAX_LINE = 160
 #: how to get diffoscope, for the one line shown when it is missing
@@ -78,6 +78,7 @@ async def run_pair(
     out_stem: str,
     timeout: float = DEFAULT_TIMEOUT,
     max_report: int = MAX_REPORT,
+    strip: tuple[str, ...] = (),
 ) -> PairDiff:
     """diffoscope LEFT RIGHT, keeping text, HTML and JSON reports as `out_stem`.{txt,html,json}
     (relative to run_dir). Exit 0: same; 1: they differ; anything else, or a timeout: trouble."""
@@ -116,7 +117,7 @@ async def run_pair(
         why = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
         return PairDiff(artifact, left[0], right[0], "error", (), rel[text], rel[page],
                         f"diffoscope exited {proc.returncode}: {why[0][:200]}")  # fmt: skip
-    members, truncated = members_from_json(js)
+    members, truncated = members_from_json(js, strip)
     return PairDiff(artifact, left[0], right[0], "differ", members, rel[text], rel[page],
                     "", truncated)  # fmt: skip
 
@@ -124,16 +125,39 @@ async def run_pair(
 # --- reading diffoscope's --json ---------------------------------------------------------------
 
 
-def members_from_json(path: Path) -> tuple[tuple[Member, ...], bool]:
-    """The differing leaves of a diffoscope --json report, at most MAX_MEMBERS of them."""
+def members_from_json(
+    path: Path, strip: tuple[str, ...] = ()
+) -> tuple[tuple[Member, ...], bool]:
+    """The differing leaves of a diffoscope --json report, at most MAX_MEMBERS of them, the
+    most telling first: files inside the artifact, then strings and debug info (where a
+    leaked path or date shows), then the rest in diffoscope's order. `strip`: the prefixes
+    of our local file names, which diffoscope shows in the name of a decompressed member."""
     try:
         if path.stat().st_size > _JSON_LIMIT:
             return (), True
         data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
     except (OSError, ValueError):
         return (), False
-    found = list(_leaves(data, ()))
+    found = [_renamed(m, strip) for m in sorted(_leaves(data, ()), key=_rank)]
     return tuple(found[:MAX_MEMBERS]), len(found) > MAX_MEMBERS
+
+
+def _rank(member: Member) -> int:
+    last = member.path[-1] if member.path else ""
+    if "{}" not in last:
+        return 0  # a file inside the artifact, not a tool's view of one
+    return 1 if any(t in last for t in ("strings", "debug-dump=info", "debug-dump=rawline")) else 2
+
+
+def _renamed(member: Member, prefixes: tuple[str, ...]) -> Member:
+    """The first path element without our own `<label>-<host>-` file-name prefix."""
+    if not member.path or not prefixes:
+        return member
+    first = member.path[0]
+    for prefix in prefixes:
+        if first.startswith(prefix) and len(first) > len(prefix):
+            return Member((first[len(prefix) :], *member.path[1:]), member.kind, member.lines)
+    return member
 
 
 def _leaves(node: Any, trail: tuple[str, ...]) -> Iterator[Member]:
@@ -157,9 +181,13 @@ def _leaves(node: Any, trail: tuple[str, ...]) -> Iterator[Member]:
 
 
 def _first_lines(diff: str) -> tuple[str, ...]:
-    out = []
+    """The first removed and the first added lines (half of MAX_LINES each), in diff order."""
+    out: list[str] = []
+    taken = {"-": 0, "+": 0}
     for line in diff.splitlines():
-        if line.startswith(("+", "-")) and not line.startswith(("+++", "---")):
+        sign = line[:1]
+        if sign in taken and not line.startswith(("+++", "---")) and taken[sign] < MAX_LINES // 2:
+            taken[sign] += 1
             out.append(_clip(line))
             if len(out) == MAX_LINES:
                 break

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from repro.compare import EXIT_CODES, ArtifactComparison, Comparison, HashGroup
 from repro.errors import ReportError, UsageError
+from repro.records import from_plain, plain
 from repro.results import ArtifactHash, HostResult, RunResult, StepResult
 
 SCHEMA = "repro-report/1"
@@ -51,8 +52,12 @@ def to_dict(run: RunResult, comparison: Comparison) -> dict[str, Any]:
     }
 
 
-def _hashes(artifacts: dict[str, ArtifactHash]) -> dict[str, Any]:
-    return {k: {"sha256": a.sha256, "size": a.size} for k, a in artifacts.items()}
+def _hashes(artifacts: dict[str, ArtifactHash], paths: dict[str, str] | None = None) -> dict[str, Any]:
+    out = {k: {"sha256": a.sha256, "size": a.size} for k, a in artifacts.items()}
+    for name, path in (paths or {}).items():
+        if name in out:
+            out[name]["path"] = path  # where it is on the host (added in repro-report/1)
+    return out
 
 
 def _host_dict(host: HostResult) -> dict[str, Any]:
@@ -60,8 +65,11 @@ def _host_dict(host: HostResult) -> dict[str, Any]:
         "name": host.name,
         "address": host.address,
         "status": host.status,
-        "artifacts": _hashes(host.artifacts),
+        "artifacts": _hashes(host.artifacts, host.paths),
         "rounds": [_hashes(r) for r in host.extra_rounds],
+        "run_dir": host.run_dir,
+        "variables": copy.deepcopy(host.variables),
+        "variations": copy.deepcopy(host.variations),
         "error": host.error,
         "facts": copy.deepcopy(host.facts),
         "steps": [
@@ -87,6 +95,8 @@ def _artifact_dict(artifact: ArtifactComparison) -> dict[str, Any]:
         ],
         "missing": list(artifact.missing),
         "unstable": list(artifact.unstable),
+        "attribution": plain(artifact.attribution),
+        "why": plain(artifact.why),
     }
 
 
@@ -201,6 +211,13 @@ def _host(f: _Fields) -> HostResult:
     if not isinstance(rounds, list) or not all(isinstance(r, dict) for r in rounds):
         f.fail("rounds", "a list of artifact mappings")
     extra = [_host_hashes(f, r, f"rounds[{i}]") for i, r in enumerate(rounds)]
+    paths = {k: v["path"] for k, v in f.mapping("artifacts").items() if isinstance(v.get("path"), str)}
+    variations = f.data.get("variations", [])
+    if not isinstance(variations, list) or not all(
+        isinstance(v, dict) and all(isinstance(x, str) for x in (*v, *v.values()))
+        for v in variations
+    ):
+        f.fail("variations", "a list of {axis: value} mappings")
     return HostResult(
         name=f.text("name"),
         status=f.choice("status", _HOST_STATUSES),
@@ -210,6 +227,10 @@ def _host(f: _Fields) -> HostResult:
         steps=[_step(s) for s in f.objects("steps")],
         address=f.text("address"),
         extra_rounds=extra,
+        run_dir=str(f.data.get("run_dir") or ""),
+        variables=f.mapping("variables") if "variables" in f.data else {},
+        variations=copy.deepcopy(variations),
+        paths=paths,
     )
 
 
@@ -237,8 +258,19 @@ def _artifact(f: _Fields, hosts: set[str]) -> ArtifactComparison:
     unstable = tuple(f.data.get("unstable", ()))
     if not all(isinstance(u, str) for u in unstable) or not set(unstable) <= hosts:
         f.fail("unstable", "a list of hosts named in the report")
+    from repro.attribution import Attribution
+    from repro.explain import Why
+
+    where = f"{f.source}: {f.where}"
+    attribution, why = f.data.get("attribution"), f.data.get("why")
     return ArtifactComparison(
-        f.text("name"), f.choice("status", _ARTIFACT_STATUSES), tuple(groups), missing, unstable
+        f.text("name"),
+        f.choice("status", _ARTIFACT_STATUSES),
+        tuple(groups),
+        missing,
+        unstable,
+        None if attribution is None else from_plain(Attribution, attribution, where + "attribution"),
+        None if why is None else from_plain(Why, why, where + "why"),
     )
 
 

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
-from repro import artifacts, detach
+from repro import artifacts, detach, variations
 from repro.errors import (
     Cancelled,
     ConnectError,
@@ -76,6 +76,8 @@ class RunOptions:
     poll_wait: int = detach.POLL_WAIT  # hundredths of a second a poll may wait on the host
     gather_facts: bool = True
     preflight: bool = True
+    # --vary: host -> the axis values of each round (repro.variations), applied before each step
+    variations: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -168,6 +170,7 @@ class Runner:
                 st.run_dir = await self._facts(st)  # the facts call also makes the run dir
             else:
                 st.run_dir = await self._resolve_run_dir(st)
+            result.run_dir = st.run_dir
             if self.options.preflight:
                 await self._preflight(st)
             for rnd in range(1, self.rounds + 1):
@@ -279,7 +282,10 @@ class Runner:
             await self._upload(st, work, f"{steps_dir}/{plan}.lock")
         steps = st.plan.steps
         keys = [_key(rnd, s.index) for s in steps] + [f"{rnd}-hash"]
-        scripts = [PRELUDE + s.command for s in steps] + [artifacts.hash_command(self.playbook)]
+        varied = self.options.variations.get(st.result.name, [])
+        vary = variations.prelude(varied[rnd - 1]) if len(varied) >= rnd else ""
+        scripts = [PRELUDE + vary + s.command for s in steps]
+        scripts.append(artifacts.hash_command(self.playbook))
         sent: list[str] | None = scripts
         if not detach.scripts_fit(scripts):
             sent = None  # too long for the command line: uploaded first (not if launched)

@@ -6,7 +6,15 @@ Every string that came from a host (or a report file) is escaped: it can add no 
 from __future__ import annotations
 
 from repro.compare import ArtifactComparison, Comparison
-from repro.render.common import LABELS, describe, hash_of, headline, ordered_hosts, status_text
+from repro.render.common import (
+    LABELS,
+    describe,
+    hash_of,
+    headline,
+    ordered_hosts,
+    status_text,
+    why_lines,
+)
 from repro.render.safe import md_code, md_escape
 from repro.results import HostResult, RunResult
 
@@ -22,6 +30,11 @@ def render(run: RunResult, comparison: Comparison, *, width: int = 100, color: b
     ]
     if comparison.reasons:
         lines += ["", "Reasons:", "", *(f"- {md_escape(r)}" for r in comparison.reasons)]
+    for artifact in comparison.artifacts:
+        found = why_lines(artifact)
+        if found:
+            lines += ["", f"Why {md_code(artifact.name)} differs:", ""]
+            lines += [f"{'  ' * depth}- {md_escape(text)}" for depth, text in found]
     return "\n".join(lines) + "\n"
 
 
