@@ -101,7 +101,7 @@ def profile(
 
 def _text(value: Any) -> str:
     text = " ".join(value) if isinstance(value, list) else str(value)
-    text = "true" if value is True else "false" if value is False else text
+    text = "true" if value is True else "false" if value is False else text or "(empty)"
     return text if len(text) <= _MAX_VALUE else text[: _MAX_VALUE - 1] + "…"
 
 

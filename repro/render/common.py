@@ -116,7 +116,7 @@ def why_lines(artifact: ArtifactComparison) -> list[tuple[int, str]]:
         else:
             lines.append((0, head + (pair.detail or pair.status)))
         for member in pair.members:
-            lines.append((1, f"{' > '.join(member.path)} ({member.kind})"))
+            lines.append((1, f"{' › '.join(member.path)} ({member.kind})"))
             lines += [(2, line) for line in member.lines]
         for label, path in (("text", pair.text), ("html", pair.html)):
             if path:
