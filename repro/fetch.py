@@ -22,6 +22,7 @@ from repro.events import Event, EventKind, Listener, ignore
 from repro.inventory import Host
 from repro.playbook import Playbook
 from repro.results import ArtifactHash, HostResult, RunResult
+from repro.store import DIFF_DIR
 from repro.transport.base import TooLarge, Transport
 
 #: the largest artifact fetched by default (bytes); `--max-fetch` changes it
@@ -68,11 +69,6 @@ class Copy:
 
     def __repr__(self) -> str:
         return f"Copy({self.artifact!r}, {self.host!r}, {self.status})"
-
-
-def work_dir(run_dir: str, rnd: int) -> str:
-    """Round `rnd`'s work dir inside a host's run dir (the runner's layout)."""
-    return f"{run_dir}/work" if rnd == 1 else f"{run_dir}/work-r{rnd}"
 
 
 # --- what to fetch --------------------------------------------------------------------------
@@ -153,7 +149,7 @@ def local_name(index: int, want: Wanted) -> str:
     base = _UNSAFE.sub("_", want.artifact.rsplit("/", 1)[-1])[-80:].lstrip(".") or "artifact"
     folder = _UNSAFE.sub("_", want.artifact)[:60].strip("._") or "artifact"
     label = want.label.replace(" ", "")
-    return f"diff/{index:02d}-{folder}/{label}-{_UNSAFE.sub('_', want.host)}-{base}"
+    return f"{DIFF_DIR}/{index:02d}-{folder}/{label}-{_UNSAFE.sub('_', want.host)}-{base}"
 
 
 # --- fetching -------------------------------------------------------------------------------
@@ -236,7 +232,7 @@ async def _fetch_one(
 ) -> Copy:
     if not host.run_dir:
         return _copy(w, "", None, "failed", "the host's run directory is not known")
-    work = work_dir(host.run_dir, w.round)
+    work = host.work_dir(w.round)
     found = await transport.run(
         f"cd {shlex.quote(work)} && {{ {locate_command(playbook, w.artifact)}\n}}", timeout=60
     )

@@ -54,10 +54,10 @@ class HostResult:
         return f"HostResult({self.name!r}, {self.status}, {len(self.artifacts)} artifacts)"
 
     def work_dir(self, rnd: int = 1) -> str:
-        """Round `rnd`'s build directory on the host (the runner's layout), "" if unknown."""
-        if not self.run_dir:
-            return ""
-        return f"{self.run_dir}/work" if rnd == 1 else f"{self.run_dir}/work-r{rnd}"
+        """Round `rnd`'s build directory on the host (repro.store's layout), "" if unknown."""
+        from repro.store import RemoteRun
+
+        return RemoteRun(self.run_dir).work(rnd) if self.run_dir else ""
 
 
 @dataclass

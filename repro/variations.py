@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from repro.errors import UsageError
+from repro.inventory import Host
+from repro.store import work_base
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,6 @@ AXES: dict[str, Axis] = {
 _UMASKS = ("0022", "0002", "0027", "0007", "0023", "0003", "0026", "0006")
 _LOCALES = ("C.UTF-8", "C", "POSIX")
 _BUILD_PATH_VAR = "repro_work_dir"
-_DEFAULT_BASE = "~/.cache/repro/runs"
 
 
 def parse(text: str | None) -> tuple[str, ...]:
@@ -82,17 +83,12 @@ def plan(
     return out
 
 
-def work_base(current: object, label: str) -> str:
-    """The host's run-dir base with the build-path axis applied."""
-    base = str(current or _DEFAULT_BASE).rstrip("/")
-    return f"{base}/{label}"
-
-
-def host_vars(values: dict[str, str], current_vars: dict[str, object]) -> dict[str, object]:
-    """The inventory variables a host gets for its round-1 values (build path only)."""
+def host_vars(values: dict[str, str], host: Host) -> dict[str, object]:
+    """The inventory variables a host gets for its round-1 values (the build path only: its
+    runs go one directory deeper, under the axis value)."""
     if "build-path" not in values:
         return {}
-    return {_BUILD_PATH_VAR: work_base(current_vars.get(_BUILD_PATH_VAR), values["build-path"])}
+    return {_BUILD_PATH_VAR: f"{work_base(host).rstrip('/')}/{values['build-path']}"}
 
 
 def prelude(values: dict[str, str]) -> str:
