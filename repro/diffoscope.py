@@ -219,6 +219,11 @@ def stdlib_members(left: Path, right: Path) -> tuple[tuple[Member, ...], bool]:
             found.append(Member((name,), "content"))
         elif a[name][1] != b[name][1]:
             found.append(Member((name,), "metadata"))
+    # an archive inside (a .deb's data.tar.xz) differs because its members do: show those;
+    # and files before directories, whose dates differ along with their files'
+    names = {m.path[0] for m in found}
+    found = [m for m in found if not any(n.startswith(m.path[0] + "/") for n in names)]
+    found.sort(key=lambda m: len((a.get(m.path[0]) or b[m.path[0]])[0]) == 1)
     return tuple(found[:MAX_MEMBERS]), len(found) > MAX_MEMBERS
 
 

@@ -57,7 +57,7 @@ def value(axis: str, k: int) -> str:
     if axis == "umask":
         return _UMASKS[k % len(_UMASKS)]
     if axis == "tz":
-        offset = (k * 7) % 27 - 14 if k else 0  # 7 is prime to 27: 27 distinct zones
+        offset = (k * 7 + 14) % 27 - 14  # 7 is prime to 27: 27 distinct zones, UTC first
         return "UTC" if offset == 0 else f"Etc/GMT{offset:+d}"
     if axis == "locale":
         return _LOCALES[k % len(_LOCALES)]
