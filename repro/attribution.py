@@ -138,6 +138,8 @@ def attribute(
                 all_values = [profiles.get(m, {}).get(key, "(unset)") for m in everyone]
                 unique = len(everyone) > 2 and len(set(all_values)) == len(everyone)
                 unique = unique or (key[1] in HOST_UNIQUE and len(everyone) > 1)
+                # a --vary axis differs on purpose: it is the experiment, never weak evidence
+                unique = unique and key[0] != "axis"
                 who = tuple(_who(g, members) for g in groups)
                 found.append(Factor(key[0], key[1], tuple(zip(who, per_group)), unique))
     strong = [f for f in found if not f.on_every_host]
