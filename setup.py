@@ -18,6 +18,9 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "mypy>=1.8", "types-PyYAML", "types-tabulate", "types-paramiko"],
+        # where Debian's diffoscope-minimal cannot be installed; repro runs the `diffoscope`
+        # on PATH either way
+        "diffoscope": ["diffoscope"],
     },
     entry_points={"console_scripts": ["repro = repro.cli:main_entry"]},
 )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The system packages the test suite needs (sshd for the real-OpenSSH tier, iproute2 and
-# util-linux for its network namespaces, gcc for the demo playbook, git for the Guix fixtures).
+# util-linux for its network namespaces, gcc for the demo playbook, git for the Guix fixtures,
+# diffoscope-minimal and dpkg-dev for "why it differs").
 # Installs only what is missing, and only where it can (root with apt-get); elsewhere it says
 # what is missing and the suite skips the tier that needs it (or fails, under
 # REPRO_REQUIRE_NETNS=1, as in CI).
@@ -13,6 +14,11 @@ command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 command -v pkill >/dev/null 2>&1 || need+=(procps)
+# "why it differs": the real diffoscope on the controller; dpkg-buildpackage (and make, which
+# runs debian/rules) for the tests' tiny Debian package
+command -v diffoscope >/dev/null 2>&1 || need+=(diffoscope-minimal)
+command -v dpkg-buildpackage >/dev/null 2>&1 || need+=(dpkg-dev)
+command -v make >/dev/null 2>&1 || need+=(make)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
