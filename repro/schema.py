@@ -44,14 +44,8 @@ def to_dict(run: RunResult, comparison: Comparison) -> dict[str, Any]:
     }
 
 
-def _hashes(
-    artifacts: dict[str, ArtifactHash], paths: dict[str, str] | None = None
-) -> dict[str, Any]:
-    out = {k: {"sha256": a.sha256, "size": a.size} for k, a in artifacts.items()}
-    for name, path in (paths or {}).items():
-        if name in out:
-            out[name]["path"] = path  # where it is on the host (added within repro-report/1)
-    return out
+def _hashes(artifacts: dict[str, ArtifactHash]) -> dict[str, Any]:
+    return {k: {"sha256": a.sha256, "size": a.size} for k, a in artifacts.items()}
 
 
 def _host_dict(host: HostResult) -> dict[str, Any]:
@@ -59,7 +53,8 @@ def _host_dict(host: HostResult) -> dict[str, Any]:
         "name": host.name,
         "address": host.address,
         "status": host.status,
-        "artifacts": _hashes(host.artifacts, host.paths),
+        "artifacts": _hashes(host.artifacts),
+        "paths": dict(host.paths),  # artifact -> where it is on the host (round 1), when known
         "rounds": [_hashes(r) for r in host.extra_rounds],
         "run_dir": host.run_dir,
         "variables": copy.deepcopy(host.variables),
@@ -217,8 +212,17 @@ def _host(f: _Fields) -> HostResult:
         run_dir=str(f.data.get("run_dir") or ""),
         variables=f.mapping("variables") if "variables" in f.data else {},
         variations=_variations(f),
-        paths={k: v["path"] for k, v in f.mapping("artifacts").items() if isinstance(v.get("path"), str)},
+        paths=_paths(f),
     )
+
+
+def _paths(f: _Fields) -> dict[str, str]:
+    value = f.data.get("paths", {})  # absent in reports written before fetching
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        f.fail("paths", "a mapping of artifact names to paths")
+    return dict(value)
 
 
 def _variations(f: _Fields) -> list[dict[str, str]]:

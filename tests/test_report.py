@@ -72,7 +72,7 @@ def test_to_dict_has_exactly_the_documented_shape() -> None:
     h1 = data["hosts"][0]
     assert set(h1) == {
         "name", "address", "status", "artifacts", "rounds", "error", "facts", "steps",
-        "run_dir", "variables", "variations",
+        "run_dir", "variables", "variations", "paths",
     }  # fmt: skip
     assert h1["artifacts"] == {"hello": {"sha256": A, "size": 10}}
     assert h1["steps"][0] == {

@@ -70,7 +70,7 @@ def test_demo_mismatch_names_the_leaked_build_dir_and_the_variable(tmp_path: Pat
         assert "/lab3/root/.cache/repro/runs/b3/" in member_text(art)
     assert "hello-demo.tar / hello-demo/hello" in member_text(artifact(data, "hello-demo.tar.gz"))
     hosts = {h["name"]: h for h in data["hosts"]}
-    assert hosts["lab3"]["artifacts"]["hello"]["path"].endswith("/runs/b3/%s/work/out/hello"
+    assert hosts["lab3"]["paths"]["hello"].endswith("/runs/b3/%s/work/out/hello"
                                                                 % data["run_id"])  # fmt: skip
     assert hosts["lab3"]["variations"] == [{"build-path": "b3"}]
     assert hosts["lab1"]["variables"]["prefix_map"] is True
@@ -190,7 +190,7 @@ def test_repro_diff_rehashes_and_names_a_host_whose_bytes_changed(tmp_path: Path
         run_dir, data = _demo_run(lab, out, "--no-why")
         assert artifact(data, "hello")["why"] is None
         lab3 = {h["name"]: h for h in data["hosts"]}["lab3"]
-        on_host = Path(lab3["artifacts"]["hello"]["path"])
+        on_host = Path(lab3["paths"]["hello"])
         with on_host.open("ab") as f:
             f.write(b"changed after hashing")
         code, stdout, err = run_cli("diff", str(run_dir), "hello")
@@ -209,7 +209,7 @@ def test_repro_diff_names_the_host_whose_file_is_gone(tmp_path: Path) -> None:
     with LabThread(tmp_path / "lab", host_vars={"lab3": {"prefix_map": False}}) as lab:
         run_dir, data = _demo_run(lab, out, "--no-why")
         lab3 = {h["name"]: h for h in data["hosts"]}["lab3"]
-        Path(lab3["artifacts"]["hello"]["path"]).unlink()
+        Path(lab3["paths"]["hello"]).unlink()
         code, stdout, err = run_cli("diff", str(run_dir), "hello")
     assert code == 3
     assert "repro: error: lab3: cannot fetch hello:" in err and "gone" in err

@@ -95,6 +95,6 @@ def test_debian_package_names_the_member_and_the_variable_over_openssh(
     check_copies(only_run_dir(out), art)
     assert "data.tar.xz / data.tar / file list" in member_text(art)
     hosts = {h["name"]: h for h in report(out)["hosts"]}
-    assert hosts["h3"]["artifacts"]["hello-repro_1.0_amd64.deb"]["path"] == (
+    assert hosts["h3"]["paths"]["hello-repro_1.0_amd64.deb"] == (
         f"/root/.cache/repro/runs/{report(out)['run_id']}/work/hello-repro_1.0_amd64.deb"
     )
