@@ -343,6 +343,19 @@ async def _pump(
         outputs.cancel()
         # Let the cancelled copies see their cancellation before the loop moves on.
         await asyncio.gather(feeder, outputs, return_exceptions=True)
+        if proc.returncode is not None:
+            # A client that left mid-output (a fetch over its size cap) leaves unread pipes:
+            # read them to their end (the group is dead) so they close while the loop runs.
+            for pipe in (proc.stdout, proc.stderr):
+                try:
+                    await asyncio.wait_for(_discard(pipe), _DRAIN_SECONDS)
+                except (TimeoutError, OSError):
+                    pass
+
+
+async def _discard(src: asyncio.StreamReader) -> None:
+    while await src.read(_CHUNK):
+        pass
 
 
 async def _feed(

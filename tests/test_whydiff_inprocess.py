@@ -77,6 +77,18 @@ def test_demo_mismatch_names_the_leaked_build_dir_and_the_variable(tmp_path: Pat
     md = (run_dir / "report.md").read_text()
     assert "Why `hello` differs:" in md and "differs by: inventory variable prefix\\_map" in md
     assert "Why hello differs:" in stdout
+    # progress, in order: each copy is announced, then verified; diffoscope runs after both
+    lines = err.splitlines()
+    at = {key: next(i for i, ln in enumerate(lines) if ln.startswith(key)) for key in (
+        "[lab1] fetching: hello ", "[lab3] fetching: hello ",
+        "[lab1] fetched: hello (", "[lab3] fetched: hello (", "[diffoscope] diffing: hello:",
+    )}  # fmt: skip
+    assert at["[lab1] fetching: hello "] < at["[lab1] fetched: hello ("]
+    assert at["[lab3] fetching: hello "] < at["[lab3] fetched: hello ("]
+    assert max(at["[lab1] fetched: hello ("], at["[lab3] fetched: hello ("]) < at[
+        "[diffoscope] diffing: hello:"
+    ]
+    assert "sha256 verified" in lines[at["[lab3] fetched: hello ("]]
     code, page, err = run_cli("report", str(run_dir), "--format", "html")
     assert code == 0 and "<h2>Why <code>hello</code> differs</h2>" in page
 
