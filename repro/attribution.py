@@ -20,8 +20,8 @@ BUILD_ENV = (
 )  # fmt: skip
 #: facts that differ on every host by nature: they qualify only when nothing else does
 HOST_UNIQUE = frozenset({"hostname", "home", "build path"})
-#: variables that say how to reach a host, not how it builds
-_CONNECTION = re.compile(r"^(ansible_|repro_)")
+#: variables that say how to reach a host (or name it), not how it builds
+_CONNECTION = re.compile(r"^(ansible_|repro_|inventory_hostname$|group_names$)")
 #: where a secret's value would be, its place is held by this
 MASK = "(secret)"
 _SECRET_NAME = re.compile(r"(pass(word)?|secret|token|api_?key|private_key|credential)", re.I)

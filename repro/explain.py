@@ -116,14 +116,33 @@ async def _diff_copies(
     listener: Listener,
     started: float,
 ) -> Why:
-    have = [c for c in copies if c.local is not None]
     missing = [c for c in copies if c.local is None]
     note = "; ".join(f"{c.label} ({c.host}): {c.detail}" for c in missing)
-    if len(have) < 2 or have[0] is not copies[0]:
-        return Why(copies, (), note or "fewer than two copies could be fetched")
-    left = have[0]
     pairs = []
-    for right in have[1:]:
+    # groups against the largest group, rounds against round 1: never a group against a round
+    for kind in ("group", "round"):
+        side = [c for c in copies if c.label.startswith(kind)]
+        if side and side[0].local is not None:
+            pairs += await _pairs(name, side, run_dir, opts, listener, started)
+    if not pairs:
+        return Why(copies, (), note or "fewer than two copies could be fetched")
+    if any(p.status == "no-diffoscope" for p in pairs):
+        note = "; ".join(x for x in (pairs[0].detail, note) if x)
+    return Why(copies, tuple(pairs), note)
+
+
+async def _pairs(
+    name: str,
+    side: list[Copy],
+    run_dir: Path,
+    opts: WhyOptions,
+    listener: Listener,
+    started: float,
+) -> list[PairDiff]:
+    """diffoscope on the first copy of `side` against each other copy that arrived."""
+    left, *rest = side
+    pairs = []
+    for right in (c for c in rest if c.local is not None):
         stem = str(Path(left.local or "").parent / f"{_tag(left)}-vs-{_tag(right)}")
         listener(Event("diffoscope", "diffing", f"{name}: {left.label} vs {right.label}",
                        None, time.monotonic() - started))  # fmt: skip
@@ -139,9 +158,7 @@ async def _diff_copies(
                 strip=(f"{_tag(left)}-{left.host}-", f"{_tag(right)}-{right.host}-"),
             )
         )
-    if any(p.status == "no-diffoscope" for p in pairs):
-        note = "; ".join(x for x in (pairs[0].detail, note) if x)
-    return Why(copies, tuple(pairs), note)
+    return pairs
 
 
 def _tag(c: Copy) -> str:

@@ -76,7 +76,7 @@ class Copy:
 
 def plan(run: RunResult, comparison: Comparison, only: str | None = None) -> list[Wanted]:
     """One representative (the first host) of each hash group of every differing artifact;
-    for an artifact that is not deterministic on one host, that host's disagreeing rounds."""
+    and where an artifact is not deterministic on one host, that host's disagreeing rounds."""
     hosts = {h.name: h for h in run.hosts}
     wanted: list[Wanted] = []
     for art in comparison.artifacts:
@@ -87,7 +87,7 @@ def plan(run: RunResult, comparison: Comparison, only: str | None = None) -> lis
                 host = hosts[group.hosts[0]]
                 claim = host.artifacts[art.name]
                 wanted.append(Wanted(art.name, host.name, 1, claim, f"group {i}"))
-        elif art.unstable:
+        if art.unstable:
             wanted += _rounds_of(hosts[art.unstable[0]], art)
     return wanted
 

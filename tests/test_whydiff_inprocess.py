@@ -234,3 +234,21 @@ def test_unknown_vary_axis_is_bad_input(tmp_path: Path) -> None:
     assert code == 2
     assert "--vary 'kernel': not an axis; choose from build-path, umask" in err
     assert not any(tmp_path.iterdir())
+
+
+@needs_diffoscope
+def test_hosts_that_differ_and_rounds_that_disagree_get_both_pairs(tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    with LabThread(tmp_path / "lab", n=2) as lab:
+        code, _, err = run_cli(
+            "run", "-i", str(lab.inventory_path), "-p", str(ROUNDS), "--out", str(out),
+            "--vary", "umask",
+        )  # fmt: skip
+    assert code == 1, err
+    art = artifact(report(out), "data.tar.gz")
+    assert art["unstable"] == ["lab1", "lab2"] and len(art["groups"]) == 2
+    [factor] = art["attribution"]["factors"]
+    assert factor["values"] == [["lab1", "0022"], ["lab2", "0027"]]
+    labels = [(p["left"], p["right"]) for p in art["why"]["pairs"]]
+    assert labels == [("group 1 (lab1)", "group 2 (lab2)"), ("round 1 (lab1)", "round 2 (lab1)")]
+    assert all(p["status"] == "differ" for p in art["why"]["pairs"])
