@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The system packages the test suite needs (sshd for the real-OpenSSH tier, iproute2 and
 # util-linux for its network namespaces, gcc for the demo playbook, git for the Guix fixtures,
-# diffoscope-minimal and dpkg-dev for "why it differs").
+# shellcheck for the host-side scripts, dash and busybox to run them as a host's /bin/sh,
+# bubblewrap for the guix test double's `guix shell --container`, diffoscope-minimal and dpkg-dev
+# (and make) for "why it differs").
 # Installs only what is missing, and only where it can (root with apt-get); elsewhere it says
 # what is missing and the suite skips the tier that needs it (or fails, under
 # REPRO_REQUIRE_NETNS=1, as in CI).
@@ -14,6 +16,10 @@ command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 command -v pkill >/dev/null 2>&1 || need+=(procps)
+command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+command -v busybox >/dev/null 2>&1 || need+=(busybox)
+command -v dash >/dev/null 2>&1 || need+=(dash)
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 # "why it differs": the real diffoscope on the controller; dpkg-buildpackage (and make, which
 # runs debian/rules) for the tests' tiny Debian package
 command -v diffoscope >/dev/null 2>&1 || need+=(diffoscope-minimal)
