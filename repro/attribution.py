@@ -123,6 +123,9 @@ def attribute(
     if len(groups) < 2 or any(not g for g in groups):
         return Attribution("unexplained", (), "")
     everyone = [m for g in groups for m in g]
+    if not any(profiles.get(m) for m in everyone):
+        # `repro sigs`, or hosts whose facts were not gathered: nothing to line up at all
+        return Attribution("unexplained", (), f"nothing was recorded about these {members}s")
     keys = sorted({k for m in everyone for k in profiles.get(m, {})},
                   key=lambda k: (_ORDER[k[0]], k[1]))  # fmt: skip
     found: list[Factor] = []

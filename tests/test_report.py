@@ -89,12 +89,11 @@ def test_to_dict_has_exactly_the_documented_shape() -> None:
             ],
             "missing": [],
             "unstable": [],
-            # the sample's hosts have no facts or variables: nothing lines up with the split
+            # the sample's hosts have no facts or variables: nothing to line up
             "attribution": {
                 "wording": "unexplained",
                 "factors": [],
-                "note": "no recorded fact or variable is constant within each group and"
-                " different between groups: look for nondeterminism in the build itself",
+                "note": "nothing was recorded about these hosts",
             },
             "why": None,
         }

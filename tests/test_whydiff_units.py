@@ -275,3 +275,8 @@ def test_why_and_attribution_read_back_exactly_and_refuse_bad_values() -> None:
     bad["copies"][0]["round"] = True
     with pytest.raises(ReportError, match=r"round must be int"):
         from_plain(Why, bad, "why")
+
+
+def test_nothing_recorded_says_so_rather_than_blame_the_build() -> None:
+    att = attribute([["signer-a"], ["signer-b"]], {"signer-a": {}, "signer-b": {}})
+    assert (att.wording, att.note) == ("unexplained", "nothing was recorded about these hosts")
