@@ -280,3 +280,35 @@ def test_why_and_attribution_read_back_exactly_and_refuse_bad_values() -> None:
 def test_nothing_recorded_says_so_rather_than_blame_the_build() -> None:
     att = attribute([["signer-a"], ["signer-b"]], {"signer-a": {}, "signer-b": {}})
     assert (att.wording, att.note) == ("unexplained", "nothing was recorded about these hosts")
+
+
+# --- rendering: what diffoscope read from a host's bytes is text, never markup ----------------
+
+
+def test_why_lines_from_host_bytes_are_escaped_in_every_format() -> None:
+    import dataclasses
+
+    from repro.compare import compare
+    from repro.diffoscope import PairDiff
+    from repro.render import render
+    from repro.results import HostResult, RunResult
+
+    evil = "\x1b]0;owned\x07<script>alert(1)</script> [x](http://e) **b**"
+    hosts = [
+        HostResult("h1", "ok", {"a": ArtifactHash("a", SHA, 1)}),
+        HostResult("h2", "ok", {"a": ArtifactHash("a", "b" * 64, 1)}),
+    ]
+    run = RunResult("20260101T000000Z-abcdef", "p", "2026-01-01T00:00:00Z", hosts=hosts)
+    comparison = compare(run)
+    pair = PairDiff("a", "group 1 (h1)", "group 2 (h2)", "differ",
+                    (Member(("inner", evil), "content", ("-" + evil, "+ok")),))  # fmt: skip
+    why = Why((), (pair,), "")
+    comparison = dataclasses.replace(
+        comparison, artifacts=tuple(dataclasses.replace(a, why=why) for a in comparison.artifacts)
+    )
+    text = render("table", run, comparison)
+    md = render("md", run, comparison)
+    page = render("html", run, comparison)
+    assert "\x1b" not in text + md + page and "\x07" not in text + md + page
+    assert "<script>" not in md and "<script>" not in page
+    assert "&lt;script&gt;" in page and "\\[x\\]" in md
