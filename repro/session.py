@@ -17,11 +17,11 @@ from typing import Any, Callable
 from repro import variations
 from repro.attribution import masked
 from repro.compare import Comparison, compare
-from repro.errors import Aborted, ReportError, ReportWriteError, UsageError
+from repro.errors import Aborted, InventoryError, ReportError, ReportWriteError, UsageError
 from repro.events import Listener, ignore
 from repro.explain import WhyOptions, explain, record_paths
 from repro.inventory import Host, load_inventory, select
-from repro.playbook import Playbook, RenderedStep, load_playbook, render
+from repro.playbook import Playbook, RenderedStep, load_playbook, render, used_vars
 from repro.render import SAVED
 from repro.report import write_report
 from repro.results import RunResult
@@ -55,6 +55,7 @@ class Prepared:
     options: RunOptions = field(default_factory=RunOptions)
     vary: tuple[str, ...] = ()  # --vary axes (repro.variations)
     why: WhyOptions = field(default_factory=WhyOptions)  # fetch + diffoscope on a mismatch
+    warnings: tuple[str, ...] = ()  # Ansible settings the inventory has that repro ignores
 
     @property
     def store(self) -> RunDir:
@@ -81,6 +82,7 @@ def prepare(
     run_id: str | None = None,
     vary: tuple[str, ...] = (),
     why: WhyOptions | None = None,
+    inventory_via: str = "auto",
 ) -> Prepared:
     """Load and check everything; render every step for every host. Raises InputError (exit 2)."""
     if transport is not None and transport not in TRANSPORTS:
@@ -103,7 +105,7 @@ def prepare(
         )
         variables["commit"] = commit
     rid = run_id or new_run_id()
-    inv = load_inventory(inventory, variables)
+    inv = load_inventory(inventory, variables, via=inventory_via)
     hosts = select(inv, limit)
     if transport:
         hosts = [_with_transport(h, transport) for h in hosts]
@@ -123,6 +125,7 @@ def prepare(
         options=opts,
         vary=vary,
         why=why or WhyOptions(),
+        warnings=inv.warnings,
     )
 
 
@@ -139,6 +142,9 @@ def _varied(hosts: list[Host], vary: tuple[str, ...], opts: RunOptions, pb: Play
 
 
 def _render_for(pb: Playbook, host: Host, run_id: str) -> list[RenderedStep]:
+    for name in used_vars(pb):
+        if name in host.var_errors:  # its Jinja failed, and now it is used: bad input
+            raise InventoryError(host.var_errors[name])
     values = dict(host.vars)
     values.setdefault("inventory_hostname", host.name)
     values["repro_run_id"] = run_id
@@ -162,9 +168,18 @@ def save_plan(prep: Prepared) -> None:
         "transport": prep.transport,
         "rounds": prep.options.rounds,
         "vary": list(prep.vary),
-        "hosts": [asdict(p.host) | {"steps": [asdict(s) for s in p.steps]} for p in prep.plans],
+        "hosts": [_host_record(p.host) | {"steps": [asdict(s) for s in p.steps]} for p in prep.plans],
     }
     atomic_write(prep.store.plan, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _host_record(host: Host) -> dict[str, Any]:
+    """A host as run.json keeps it: what connecting and running need, not the inventory's
+    as-written values and their origins (those are for `repro inventory`)."""
+    record = asdict(host)
+    for key in ("raw_vars", "origins", "var_errors", "warnings"):
+        record.pop(key, None)
+    return record
 
 
 def load_plan(
