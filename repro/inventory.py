@@ -605,16 +605,20 @@ VIA = ("auto", "builtin", "ansible")
 
 
 def load_inventory(
-    path: str | Path, extra_vars: Mapping[str, Any] | None = None, *, via: str = "auto"
+    path: str | Path | Sequence[str | Path],
+    extra_vars: Mapping[str, Any] | None = None,
+    *,
+    via: str = "auto",
 ) -> Inventory:
     """Load an Ansible inventory; `extra_vars` (the `-e` values) override every variable.
 
-    `path` is a YAML or INI file, a directory of them, or `host1,host2,`; group_vars/ and
-    host_vars/ beside it load too. Variables are layered as Ansible does: all < group_vars/all
-    < groups < group_vars/<group> < host < host_vars/<host> < extra_vars; groups by depth (a
-    child after its parent), then `ansible_group_priority`, then name; so when a host is in
-    two sibling groups, the group whose name sorts later wins. Jinja in values is then
-    templated (repro.jinja_vars). Hosts keep their first-seen file order.
+    `path` is a YAML or INI file, a directory of them, `host1,host2,`, or a list of such
+    sources (read in order, as several `-i`); group_vars/ and host_vars/ beside each load too.
+    Variables are layered as Ansible does: groups' inventory vars < their group_vars/ files
+    < host < host_vars/<host> < extra_vars; groups by depth (a child after its parent), then
+    `ansible_group_priority`, then name; so when a host is in two sibling groups, the group
+    whose name sorts later wins. Jinja in values is then templated (repro.jinja_vars). Hosts
+    keep their first-seen file order.
 
     `via="ansible"` reads the inventory through `ansible-inventory`; "auto" does so only for
     sources the built-in loader cannot read (plugins, scripts, vault) and "builtin" never.
@@ -623,26 +627,30 @@ def load_inventory(
 
     if via not in VIA:
         raise UsageError(f"--inventory-via {via!r}: expected one of {', '.join(VIA)}")
-    path = Path(path)
+    paths = [Path(path)] if isinstance(path, (str, Path)) else [Path(p) for p in path]
+    if not paths:
+        raise UsageError("no inventory given")
     extra = dict(extra_vars or {})
     if via == "ansible":
-        return _via_ansible(path, extra, why=None)
-    parser = _Parser(path)
+        return _via_ansible(paths, extra, why=None)
+    parser = _Parser(paths[0])
     layers = _Layers()
     try:
-        names = files.host_list(str(path))
+        names = files.host_list(str(path)) if isinstance(path, str) else None
         if names is not None:
             parser.declare("ungrouped")
             for name in names:
                 parser.add_hosts("ungrouped", name, {})
         else:
-            found = files.sources(path)
-            for source in found:
-                parser.path = source.path
-                _read_source(parser, source)
-            parser.path = path
-            basedirs = [path if path.is_dir() else path.parent]
-            basedirs += [source.path.parent for source in found]
+            basedirs: list[Path] = []
+            for each in paths:
+                found = files.sources(each)
+                for source in found:
+                    parser.path = source.path
+                    _read_source(parser, source)
+                basedirs.append(each if each.is_dir() else each.parent)
+                basedirs += [source.path.parent for source in found]
+            parser.path = paths[0]
             for basedir in dict.fromkeys(basedirs):
                 _read_vars_dirs(parser, layers, basedir)
     except files.NeedsAnsible as need:
@@ -651,7 +659,7 @@ def load_inventory(
                 f"{need}: only Ansible reads this; install ansible-core and use "
                 "--inventory-via ansible"
             ) from None
-        return _via_ansible(path, extra, why=need)
+        return _via_ansible(paths, extra, why=need)
     if not parser.host_vars:
         raise parser.fail("inventory has no hosts")
     return _assemble(parser, layers, extra)
@@ -816,11 +824,12 @@ def _ignored_settings(hosts: Any) -> list[str]:
     return lines
 
 
-def _via_ansible(path: Path, extra: dict[str, Any], why: Exception | None) -> Inventory:
+def _via_ansible(paths: list[Path], extra: dict[str, Any], why: Exception | None) -> Inventory:
     """The inventory as `ansible-inventory --list` resolves it (variables already layered)."""
     from repro.ansible_inventory import ansible_list
 
-    data, said = ansible_list(path, why)
+    path = paths[0]
+    data, said = ansible_list(paths, why)
     parser = _Parser(path)
     meta = data.get("_meta", {}).get("hostvars", {})
     for group, body in data.items():

@@ -66,7 +66,7 @@ class Prepared:
 
 def prepare(
     *,
-    inventory: str | Path,
+    inventory: str | Path | list[str],
     playbook: str | Path,
     extra_vars: dict[str, Any],
     limit: str | None = None,
@@ -110,7 +110,7 @@ def prepare(
         out_dir=Path(out_dir),
         variables=variables,
         commit=commit,
-        inventory_path=str(inventory),
+        inventory_path=str(inventory) if isinstance(inventory, (str, Path)) else ",".join(inventory),
         limit=limit,
         transport=transport,
         options=options or RunOptions(),
