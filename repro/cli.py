@@ -8,6 +8,7 @@ failed (a bug, or a report it cannot write: one line, and a debug log), 130 stop
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import sys
@@ -265,8 +266,11 @@ def main(
         return _crashed(exc, what, argv, err)
 
 
-class _Stop(BaseException):
-    """SIGTERM or SIGHUP outside a run (a run cancels its hosts and writes its report)."""
+class _Stop(KeyboardInterrupt):
+    """SIGTERM or SIGHUP outside a run (a run cancels its hosts and writes its report).
+
+    Raised only where no event loop runs (see _raise_stop); a KeyboardInterrupt so that any code
+    that lets Ctrl-C through lets it through too."""
 
 
 @contextmanager
@@ -287,7 +291,14 @@ def _stopped_by_signals() -> Iterator[None]:
 
 
 def _raise_stop(signum: int, frame: object) -> None:
-    raise _Stop(signal.Signals(signum).name)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # no event loop: stop right here
+        raise _Stop(signal.Signals(signum).name) from None
+    # Inside asyncio.run, raising here would land in whatever callback or task is running (a
+    # host's connect) and read as that host's error. asyncio.run has a clean way out for
+    # SIGINT (cancel the main task, then KeyboardInterrupt): take it.
+    signal.raise_signal(signal.SIGINT)
 
 
 def _crashed(exc: BaseException, what: str, argv: Sequence[str] | None, err: TextIO) -> int:
