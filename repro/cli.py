@@ -247,6 +247,11 @@ def main(
             if getattr(args, "quiet", False) and getattr(args, "verbose", 0):
                 raise UsageError("-q/--quiet and -v/--verbose cannot go together")
             _logging(getattr(args, "verbose", 0), err)
+            if args.command == "completion":  # needs the parser itself, which lives here
+                from repro.completion import script
+
+                out.write(script(args.shell, build_parser()))
+                return 0
             from repro import commands
 
             return commands.dispatch(args, out, err)

@@ -36,7 +36,6 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "sigs": cmd_sigs,
         "lab": cmd_lab,
         "inventory": cmd_inventory,
-        "completion": cmd_completion,
     }[args.command]
     return handler(args, out, err)
 
@@ -267,9 +266,10 @@ def inventory_path(args: argparse.Namespace) -> str | list[str]:
 
 
 def config_warnings(hosts: list[Any]) -> list[str]:
-    from repro.transport.route import config_warnings
+    """~/.ssh/config checked for these hosts (bad values raise); what it sets that is unused."""
+    from repro.transport.route import check_config
 
-    return config_warnings(hosts)
+    return check_config(hosts)
 
 
 def warn(err: TextIO, warnings: Any) -> None:
@@ -287,14 +287,6 @@ def _hosts(args: argparse.Namespace, err: TextIO) -> list[Any]:
     hosts = select(inv, args.limit)
     warn(err, config_warnings(hosts))
     return hosts
-
-
-def cmd_completion(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from repro.cli import build_parser
-    from repro.completion import script
-
-    out.write(script(args.shell, build_parser()))
-    return 0
 
 
 def cmd_inventory(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

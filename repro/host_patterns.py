@@ -11,15 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from repro.errors import UnknownHostError, UsageError
+from repro.inventory_model import _show
 
 if TYPE_CHECKING:
-    from repro.inventory import Host, Inventory
-
-
-def _show(value: object) -> str:
-    from repro.inventory import _show as show
-
-    return show(value)
+    from repro.inventory_model import Host, Inventory
 
 
 # Ansible's split: commas if there are any, else colons outside `[...]`.

@@ -11,10 +11,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repro.errors import InventoryError
-from repro.inventory import (
+from repro.inventory_model import (
     _ADDRESS,
     _ADDRESS_VARS,
     _CONNECTIONS,
@@ -25,12 +25,25 @@ from repro.inventory import (
     _UNSAFE_TEXT,
     _USER_VARS,
     Host,
-    _host_groups,
-    _Parser,
     _show,
 )
 from repro.ssh_args import ARG_VARS, SshArgsError, parse_ssh_args
 from repro.transport import DEFAULT_TRANSPORT, TRANSPORTS
+
+if TYPE_CHECKING:
+    from repro.inventory import _Parser
+
+def _host_groups(parser: _Parser, host: str, rank: dict[str, tuple[int, int, str]]) -> list[str]:
+    """Every group holding `host`, directly or through a child, lowest precedence first."""
+    found: set[str] = set()
+    todo = list(parser.host_groups[host])
+    while todo:
+        name = todo.pop()
+        if name not in found:
+            found.add(name)
+            todo.extend(parser.groups[name].parents)
+    return sorted(found, key=rank.__getitem__)
+
 
 #: per-host timeouts the transports and the runner read (seconds)
 _SECONDS_VARS = (
