@@ -233,8 +233,9 @@ def _inventory_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "-i",
         "--inventory",
-        help="Ansible inventory: YAML or INI file, directory, or host1,host2, "
-        "(default: $ANSIBLE_INVENTORY, else inventory.yaml)",
+        action="append",
+        help="Ansible inventory: YAML or INI file, directory, or host1,host2, (repeatable; "
+        "default: $ANSIBLE_INVENTORY, else inventory.yaml)",
     )
     sp.add_argument(
         "--inventory-via",

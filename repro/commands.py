@@ -328,15 +328,21 @@ def cmd_sigs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 # --- facts, check ----------------------------------------------------------------------------
 
 
-def inventory_path(args: argparse.Namespace) -> str:
-    """-i, else $ANSIBLE_INVENTORY (as Ansible), else inventory.yaml."""
-    return str(args.inventory or os.environ.get("ANSIBLE_INVENTORY") or "inventory.yaml")
+def inventory_path(args: argparse.Namespace) -> str | list[str]:
+    """-i (one source, or several in order), else $ANSIBLE_INVENTORY (a comma-separated list of
+    paths, as Ansible reads it), else inventory.yaml."""
+    given: list[str] = list(args.inventory or [])
+    if not given:
+        env = os.environ.get("ANSIBLE_INVENTORY", "")
+        given = [p.strip() for p in env.split(",") if p.strip()] or ["inventory.yaml"]
+    return given if len(given) > 1 else given[0]
 
 
 def config_warnings(hosts: list[Any]) -> list[str]:
-    from repro.transport.route import config_warnings
+    """~/.ssh/config checked for these hosts (bad values raise); what it sets that is unused."""
+    from repro.transport.route import check_config
 
-    return config_warnings(hosts)
+    return check_config(hosts)
 
 
 def warn(err: TextIO, warnings: Any) -> None:

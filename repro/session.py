@@ -70,7 +70,7 @@ class Prepared:
 
 def prepare(
     *,
-    inventory: str | Path,
+    inventory: str | Path | list[str],
     playbook: str | Path,
     extra_vars: dict[str, Any],
     limit: str | None = None,
@@ -118,7 +118,7 @@ def prepare(
         out_dir=Path(out_dir),
         variables=variables,
         commit=commit,
-        inventory_path=str(inventory),
+        inventory_path=str(inventory) if isinstance(inventory, (str, Path)) else ",".join(inventory),
         limit=limit,
         transport=transport,
         options=opts,
