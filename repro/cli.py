@@ -77,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long a host may stay away before it is unreachable (default 300)",
     )
+    r.add_argument(
+        "--host-wait",
+        type=int,
+        default=120,
+        metavar="SECONDS",
+        help="while a step runs, each host answers at least this often (default 120; a step's"
+        " end, or output shown live, answers at once)",
+    )
     r.add_argument("--resume", metavar="RUN_ID", help="reattach to a run whose controller died")
     why_options(r)
     report_format(r, "what to print at the end")

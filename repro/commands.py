@@ -70,10 +70,20 @@ def make_listener(hosts: list[str], err: TextIO, args: argparse.Namespace) -> Li
         return ignore
     if args.heartbeat < 0:
         raise UsageError(f"--heartbeat {args.heartbeat:g}: must be 0 (none) or more seconds")
-    if is_tty(err) and not args.verbose and os.environ.get("CI") is None:
+    if _live_terminal(err, args):
         size = shutil.get_terminal_size((100, 24))
         return LiveProgress(hosts, err, width=term_width(err), height=size.lines)
     return LineProgress(err, verbose=args.verbose > 0, heartbeat=args.heartbeat)
+
+
+def _live_terminal(err: TextIO, args: argparse.Namespace) -> bool:
+    return is_tty(err) and not args.verbose and os.environ.get("CI") is None
+
+
+def shows_output(err: TextIO, args: argparse.Namespace) -> bool:
+    """Whether the progress shows step output as it comes (-v, or a terminal's live view): then
+    a growing log ends a wait on the host, else only a step's end (or the bound) does."""
+    return not args.quiet and (args.verbose > 0 or _live_terminal(err, args))
 
 
 def playbooks_dir() -> Path:
@@ -153,6 +163,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"--rounds {args.rounds}: must be 1 to 5")
     if args.reconnect_timeout <= 0:
         raise UsageError(f"--reconnect-timeout {args.reconnect_timeout}: must be positive")
+    if args.host_wait < 1:
+        raise UsageError(f"--host-wait {args.host_wait}: must be at least 1 second")
     if args.handshakes is not None and args.handshakes < 1:
         raise UsageError(f"--handshakes {args.handshakes}: must be at least 1")
     from repro import variations
@@ -164,6 +176,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         rounds=args.rounds,
         handshakes=args.handshakes or HANDSHAKES,
         reconnect_timeout=args.reconnect_timeout,
+        host_wait=args.host_wait,
+        live=shows_output(err, args),
     )
     if args.resume:
         prep = load_plan(args.out, args.resume, options=options)

@@ -103,6 +103,8 @@ class RunOptions:
     rounds: int | None = None  # overrides the playbook's rounds
     reconnect_timeout: float = 300.0  # how long a host may stay away before it is unreachable
     poll_wait: int = detach.POLL_WAIT  # hundredths of a second a poll may wait on the host
+    host_wait: int = detach.HOST_WAIT  # seconds a wait on a running step may last (0: polls)
+    live: bool = False  # someone shows step output as it comes: a growing log ends a wait
     gather_facts: bool = True
     preflight: bool = True
     # --vary: host -> the axis values of each round (repro.variations), applied before each step
@@ -322,6 +324,9 @@ class Runner:
             poll_wait=self.options.poll_wait,
             launch_wait=self._launch_wait(steps),
             via=lambda op: self._retrying(st, op),
+            host_wait=_host_int(st.plan.host, "repro_host_wait", self.options.host_wait),
+            live_gap=detach.LIVE_GAP if self.options.live else 0,
+            limits=[s.timeout for s in steps] + [HASH_TIMEOUT],
         )
         st.follower = follower
         watch: _StepWatch | None = None
@@ -579,6 +584,15 @@ def _host_reconnect_timeout(host: Host, default: float) -> float:
     value = host.vars.get("repro_reconnect_timeout")
     try:
         return float(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _host_int(host: Host, var: str, default: int) -> int:
+    """A whole number of seconds from the inventory's `var`, else the run's setting."""
+    value = host.vars.get(var)
+    try:
+        return int(float(value)) if value is not None else default
     except (TypeError, ValueError):
         return default
 
