@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from repro import yamlsafe
 from repro.errors import InputError, InventoryError, UnknownHostError, UsageError
 
 
@@ -123,7 +124,7 @@ def _read_yaml(path: Path, error: type[InputError], what: str) -> Any:
     except OSError as exc:
         raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
     try:
-        return yaml.safe_load(text)
+        return yamlsafe.load(text)
     except yaml.MarkedYAMLError as exc:
         line = f" at line {exc.problem_mark.line + 1}" if exc.problem_mark else ""
         problem = _one_line(exc.problem or exc.context or "syntax error")

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from repro import yamlsafe
 from repro.artifacts import safe_name
 from repro.errors import PlaybookError
 
@@ -364,9 +365,11 @@ def _read_yaml(src: _Source) -> dict[str, Any]:
     if len(raw) > MAX_PLAYBOOK_BYTES:
         raise PlaybookError(f"{src.shown}: larger than {MAX_PLAYBOOK_BYTES} bytes")
     try:
-        data = yaml.safe_load(raw.decode("utf-8"))
+        data = yamlsafe.load(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise PlaybookError(f"{src.shown}: not UTF-8 text") from None
+    except yamlsafe.YamlTooLarge as exc:
+        raise PlaybookError(f"{src.shown}: not valid YAML: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" (line {mark.line + 1})" if mark is not None else ""
