@@ -64,6 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--resume", metavar="RUN_ID", help="reattach to a run whose controller died")
     r.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]",
+        help="set a secret variable (KEY alone: from the environment variable KEY); "
+        "steps get it from their environment, reports and logs show ***",
+    )
+    r.add_argument(
+        "--log-cap",
+        default="16M",
+        metavar="SIZE",
+        help="bytes of each step's log kept in the report dir, head and tail (default 16M)",
+    )
+    r.add_argument(
         "--format",
         choices=["table", "md", "json"],
         default="table",

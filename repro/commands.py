@@ -82,6 +82,16 @@ def finish(
 # --- run, demo, report -----------------------------------------------------------------------
 
 
+def _secret_item(item: str) -> str:
+    """`--secret NAME` takes the value from the environment variable NAME, so it need not be
+    on the controller's own command line (where other users' `ps` would see it)."""
+    if "=" in item or item.startswith("@"):
+        return item
+    if item not in os.environ:
+        raise UsageError(f"--secret {item}: no environment variable {item} to take it from")
+    return f"{item}={os.environ[item]}"
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.runner import RunOptions
     from repro.session import execute, load_plan, prepare
@@ -94,14 +104,26 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"--reconnect-timeout {args.reconnect_timeout}: must be positive")
     if args.handshakes < 1:
         raise UsageError(f"--handshakes {args.handshakes}: must be at least 1")
+    from repro.playbook import parse_size
+
+    try:
+        log_cap = parse_size(args.log_cap)
+    except ValueError as exc:
+        raise UsageError(f"--log-cap: {exc}") from None
+    if log_cap < 4096:
+        raise UsageError(f"--log-cap {args.log_cap}: keep at least 4K of each step's log")
+    secret_vars = parse_extra_vars(
+        [_secret_item(item) for item in args.secret], flag="--secret"
+    )
     options = RunOptions(
         forks=args.forks,
         rounds=args.rounds,
         handshakes=args.handshakes,
         reconnect_timeout=args.reconnect_timeout,
+        log_cap=log_cap,
     )
     if args.resume:
-        prep = load_plan(args.out, args.resume, options=options)
+        prep = load_plan(args.out, args.resume, options=options, secret_vars=secret_vars)
     else:
         if not args.playbook:
             raise UsageError("run: -p/--playbook is required (or --resume RUN_ID)")
@@ -114,6 +136,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             out_dir=args.out,
             transport=args.transport,
             options=options,
+            secret_vars=secret_vars,
         )
     names = [p.host.name for p in prep.plans]
     err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")

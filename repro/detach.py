@@ -178,6 +178,8 @@ _SUPERVISOR = r"""
 step() {
   (
     _repro_f=$d/$k.sh
+    # the run's secret values (a 0600 file; repro.secrets): in the environment, not the script
+    [ ! -f "$d/secrets" ] || . "$d/secrets"
     unset d p k rc now v nl key val
     unset -f rd clock alive running follow step
     . "$_repro_f"

@@ -564,18 +564,22 @@ def _build_host(
     return _HostBuilder(parser.path, name, variables).build(tuple(groups))
 
 
-def parse_extra_vars(items: Sequence[str]) -> dict[str, Any]:
-    """`-e KEY=VALUE` (values stay strings) and `-e @vars.yaml` (a mapping); later items win."""
+def parse_extra_vars(items: Sequence[str], *, flag: str = "-e") -> dict[str, Any]:
+    """`-e KEY=VALUE` (values stay strings) and `-e @vars.yaml` (a mapping); later items win.
+
+    `flag` "--secret" for secret values: never shown in an error message."""
     result: dict[str, Any] = {}
     for item in items:
+        # a --secret item is never echoed: without its `=` the whole item may be the value
+        shown = _show(item) if flag == "-e" else "(value not shown)"
         if item.startswith("@"):
             result.update(_extra_vars_file(item[1:]))
             continue
         key, sep, value = item.partition("=")
         if not sep:
-            raise UsageError(f"-e {_show(item)}: expected KEY=VALUE or @file.yaml")
+            raise UsageError(f"{flag} {shown}: expected KEY=VALUE or @file.yaml")
         if not _IDENTIFIER.match(key):
-            raise UsageError(f"-e {_show(item)}: {_show(key)} is not a variable name")
+            raise UsageError(f"{flag} {shown}: {_show(key)} is not a variable name")
         result[key] = value
     return result
 

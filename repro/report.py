@@ -285,8 +285,9 @@ def write_report(
     return list(texts)
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Replace `path` with `text` (UTF-8) so readers see the old file or the new, never a part."""
+def atomic_write(path: Path, text: str, *, mode: int = 0o644) -> None:
+    """Replace `path` with `text` (UTF-8) so readers see the old file or the new, never a part.
+    `mode` 0o600 for what only the owner may read (run.json)."""
     # The temp file sits in the same directory, so os.replace is a rename on one filesystem.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -294,7 +295,7 @@ def atomic_write(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be shared
+        os.chmod(tmp, mode)  # mkstemp makes 0600; a report is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
 from repro import artifacts, detach
+from repro import secrets as repro_secrets
+from repro.secrets import Masker
 from repro.errors import (
     Cancelled,
     ConnectError,
@@ -62,6 +64,9 @@ class HostPlan:
 
     host: Host
     steps: list[RenderedStep]
+    #: secret name -> value, sent to the host in a 0600 file (value "" after a --resume:
+    #: the host has it already); never in a step's script, a command line or a report
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
         return f"HostPlan({self.host.name!r}, {len(self.steps)} steps)"
@@ -76,6 +81,8 @@ class RunOptions:
     poll_wait: int = detach.POLL_WAIT  # hundredths of a second a poll may wait on the host
     gather_facts: bool = True
     preflight: bool = True
+    #: bytes of a step's log kept on the controller (head and tail); the host keeps it all
+    log_cap: int = 16 * 1024 * 1024
 
 
 @dataclass
@@ -87,6 +94,7 @@ class _HostState:
     run_dir: str = ""  # absolute, on the host
     # the step followed now, for a kill: (steps dir, its key, its round's plan id)
     current: tuple[str, str, str] | None = None
+    secrets_sent: bool = False
 
 
 class Runner:
@@ -104,6 +112,7 @@ class Runner:
         options: RunOptions | None = None,
         variables: dict[str, Any] | None = None,
         commit: str | None = None,
+        masker: Masker | None = None,
     ) -> None:
         self.playbook = playbook
         self.plans = plans
@@ -114,6 +123,7 @@ class Runner:
         self.options = options or RunOptions()
         self.variables = dict(variables or {})
         self.commit = commit
+        self.masker = masker or Masker()
         self._cancelled = asyncio.Event()
         self.result = RunResult(
             run_id=run_id,
@@ -151,6 +161,7 @@ class Runner:
     def _emit(
         self, st: _HostState, kind: EventKind, message: str = "", step: str | None = None
     ) -> None:
+        message = self.masker.text(message)
         self.listener(Event(st.result.name, kind, message, step, time.monotonic() - st.started))
 
     async def _host(
@@ -193,6 +204,7 @@ class Runner:
             result.error = _one_line(f"{type(exc).__name__}: {exc}")
         finally:
             await _quietly(st.transport.close())
+            result.error = self.masker.text(result.error) if result.error else result.error
             self._emit(
                 st,
                 "done",
@@ -277,6 +289,8 @@ class Runner:
         plan = f"{rnd}-plan"
         if self.playbook.files:
             await self._upload(st, work, f"{steps_dir}/{plan}.lock")
+        if not st.secrets_sent:
+            await self._send_secrets(st, steps_dir)
         steps = st.plan.steps
         keys = [_key(rnd, s.index) for s in steps] + [f"{rnd}-hash"]
         scripts = [PRELUDE + s.command for s in steps] + [artifacts.hash_command(self.playbook)]
@@ -334,8 +348,8 @@ class Runner:
                                 )
                         else:
                             assert watch is not None
-                            watch.write(p.data)
-                            self._emit(st, "step-output", p.chunk, step=watch.label)
+                            shown = watch.write(p.data)
+                            self._emit(st, "step-output", shown, step=watch.label)
                     offset = p.next_offset
                     if p.done:
                         if hashing:
@@ -398,7 +412,9 @@ class Runner:
         st.result.steps.append(sr)
         self._emit(st, "step-start", label, step=label)
         local_log.parent.mkdir(parents=True, exist_ok=True)
-        return _StepWatch(label, sr, open(local_log, "wb"))
+        host_log = f"{st.run_dir}/steps/{_key(rnd, step.index)}.log"
+        fh = open(local_log, "wb")
+        return _StepWatch(label, sr, fh, self.masker, self.options.log_cap, host_log)
 
     def _step_done(
         self, st: _HostState, watch: _StepWatch, step: RenderedStep, status: int | None
@@ -481,6 +497,19 @@ class Runner:
             st.result.artifacts = hashes
         else:
             st.result.extra_rounds.append(hashes)
+
+    async def _send_secrets(self, st: _HostState, steps_dir: str) -> None:
+        """The host's secret values, in a 0600 file its steps read (never on a command line:
+        the bytes go on stdin). After a --resume the values are not known (run.json keeps only
+        the names) and the host has them already, unless given again with --secret."""
+        values = {k: v for k, v in st.plan.secrets.items() if v}
+        if values:
+            data = repro_secrets.file_text(values)
+            dest = f"{steps_dir}/{repro_secrets.FILE_NAME}"
+            await self._retrying(
+                st, lambda: st.transport.put(data, dest, mode=0o600, make_parent=True)
+            )
+        st.secrets_sent = True
 
     async def _upload(self, st: _HostState, work: str, plan_lock: str) -> None:
         # On a resumed run the upload already happened; re-uploading under a running build
@@ -629,23 +658,72 @@ def _key(rnd: int, index: int) -> str:
 
 
 class _StepWatch:
-    """A step being followed: its result, its local log file and the tail for messages."""
+    """A step being followed: its result, its local log file and the tail for messages.
 
-    def __init__(self, label: str, result: StepResult, fh: Any) -> None:
+    Secret values are masked before anything is kept. The local log is capped at `cap`
+    bytes: the first half as it comes, then only the last half, written after a line that
+    marks the cut when the step ends (the host keeps the whole log at `host_log`).
+    """
+
+    def __init__(
+        self,
+        label: str,
+        result: StepResult,
+        fh: Any,
+        masker: Masker | None = None,
+        cap: int = 16 * 1024 * 1024,
+        host_log: str = "",
+    ) -> None:
         self.label = label
         self.result = result
         self.fh = fh
         self.tail = _Tail()
         self._decode = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._mask = (masker or Masker()).stream()
+        self._head = max(0, cap // 2)
+        self._keep = max(0, cap - self._head)
+        self._written = 0
+        self._end = bytearray()  # the last `_keep` bytes once the head is full
+        self._cut = 0
+        self._host_log = host_log
 
-    def write(self, data: bytes) -> None:
-        self.fh.write(data)
-        self.fh.flush()
-        self.tail.add(self._decode.decode(data))
+    def write(self, data: bytes) -> str:
+        """Keep `data` (masked); returns the masked text, for whoever streams the output."""
+        data = self._mask.feed(data)
+        self._keep_bytes(data)
+        text = self._decode.decode(data)
+        self.tail.add(text)
+        return text
+
+    def _keep_bytes(self, data: bytes) -> None:
+        room = self._head - self._written
+        if room > 0:
+            self.fh.write(data[:room])
+            self.fh.flush()
+            self._written += min(room, len(data))
+            data = data[room:]
+        if data:
+            self._end += data
+            if len(self._end) > self._keep:
+                drop = len(self._end) - self._keep
+                self._cut += drop
+                del self._end[:drop]
 
     def close(self) -> None:
-        if not self.fh.closed:
-            self.fh.close()
+        if self.fh.closed:
+            return
+        rest = self._mask.end()
+        if rest:
+            self._keep_bytes(rest)
+            self.tail.add(self._decode.decode(rest))
+        if self._cut:
+            where = f" in {self._host_log}" if self._host_log else ""
+            self.fh.write(
+                f"\n[repro: {self._cut} bytes cut here; the whole log is on the host{where}]\n"
+                .encode()
+            )
+        self.fh.write(bytes(self._end))
+        self.fh.close()
 
 
 class _Tail:

@@ -21,6 +21,7 @@ from repro.errors import ReportError, UsageError
 from repro.events import Listener, ignore
 from repro.inventory import Host, load_inventory, select
 from repro.playbook import Playbook, RenderedStep, load_playbook, render
+from repro import secrets as repro_secrets
 from repro.report import atomic_write, write_report
 from repro.results import RunResult
 from repro.runner import RUN_ID_RE, HostPlan, RunOptions, Runner
@@ -53,6 +54,14 @@ class Prepared:
     limit: str | None
     transport: str | None = None
     options: RunOptions = field(default_factory=RunOptions)
+    #: names given with --secret (secret whatever the playbook says)
+    secret_names: tuple[str, ...] = ()
+    #: the run's original start, kept across --resume
+    started_at: str | None = None
+
+    @property
+    def all_secret_names(self) -> tuple[str, ...]:
+        return (*self.playbook.secrets, *self.secret_names)
 
     @property
     def report_dir(self) -> Path:
@@ -73,12 +82,16 @@ def prepare(
     transport: str | None = None,
     options: RunOptions | None = None,
     run_id: str | None = None,
+    secret_vars: dict[str, Any] | None = None,
 ) -> Prepared:
-    """Load and check everything; render every step for every host. Raises InputError (exit 2)."""
+    """Load and check everything; render every step for every host. Raises InputError (exit 2).
+
+    `secret_vars` (--secret) are extra vars whose values are secret (repro.secrets)."""
     if transport not in (None, "asyncssh", "fabric"):
         raise UsageError(f"--transport {transport!r}: choose asyncssh or fabric")
     pb = load_playbook(playbook)
-    variables = dict(extra_vars)
+    variables = dict(extra_vars) | dict(secret_vars or {})
+    secret_names = tuple(sorted(secret_vars or {}))
     commit = None
     if ref is not None:
         repo_url = variables.get("repo_url", pb.vars.get("repo_url"))
@@ -99,7 +112,7 @@ def prepare(
     hosts = select(inv, limit)
     if transport:
         hosts = [_with_transport(h, transport) for h in hosts]
-    plans = [HostPlan(h, _render_for(pb, h, rid)) for h in hosts]
+    plans = [_plan_for(pb, h, rid, secret_names) for h in hosts]
     return Prepared(
         run_id=rid,
         playbook=pb,
@@ -111,14 +124,36 @@ def prepare(
         limit=limit,
         transport=transport,
         options=options or RunOptions(),
+        secret_names=secret_names,
     )
 
 
-def _render_for(pb: Playbook, host: Host, run_id: str) -> list[RenderedStep]:
+def _plan_for(pb: Playbook, host: Host, run_id: str, secret_names: tuple[str, ...]) -> HostPlan:
     values = dict(host.vars)
     values.setdefault("inventory_hostname", host.name)
     values["repro_run_id"] = run_id
-    return render(pb, values, source=host.name)
+    # a secret may have its value from the playbook's defaults too
+    merged = {**pb.vars, **values}
+    names = repro_secrets.names_for((*pb.secrets, *secret_names), merged)
+    steps = render(pb, values, source=host.name, secret=names)
+    shown = {n: merged[n] for n in names if merged.get(n) is not None}
+    return HostPlan(host, steps, {n: str(_scalar(v)) for n, v in shown.items()})
+
+
+def _scalar(value: Any) -> Any:
+    # how a boolean renders in a step (playbook._scalar_text); other scalars as str() does
+    return ("true" if value else "false") if isinstance(value, bool) else value
+
+
+def masker(prep: Prepared) -> repro_secrets.Masker:
+    """Masks every secret value of every host of the run."""
+    return repro_secrets.Masker(v for p in prep.plans for v in p.secrets.values())
+
+
+def _masked_host(plan: HostPlan) -> dict[str, Any]:
+    data = asdict(plan.host)
+    data["vars"] = repro_secrets.masked_vars(plan.host.vars, plan.secrets)
+    return data | {"steps": [asdict(s) for s in plan.steps], "secrets": sorted(plan.secrets)}
 
 
 def _with_transport(host: Host, transport: str) -> Host:
@@ -135,13 +170,17 @@ def save_plan(prep: Prepared) -> None:
         "playbook_path": str(Path(prep.playbook.path).resolve()),
         "inventory_path": str(Path(prep.inventory_path).resolve()),
         "limit": prep.limit,
-        "variables": prep.variables,
+        "variables": repro_secrets.masked_vars(prep.variables, prep.all_secret_names),
+        "secret_names": list(prep.secret_names),
+        "started_at": prep.started_at,
         "commit": prep.commit,
         "transport": prep.transport,
         "rounds": prep.options.rounds,
-        "hosts": [asdict(p.host) | {"steps": [asdict(s) for s in p.steps]} for p in prep.plans],
+        "hosts": [_masked_host(p) for p in prep.plans],
     }
-    atomic_write(prep.report_dir / "run.json", json.dumps(data, indent=2, sort_keys=True) + "\n")
+    # Secret values are masked above, but the plan is still nobody else's business: 0600.
+    text = masker(prep).text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    atomic_write(prep.report_dir / "run.json", text, mode=0o600)
 
 
 def load_plan(
@@ -150,6 +189,7 @@ def load_plan(
     *,
     options: RunOptions | None = None,
     to_cancel: bool = False,
+    secret_vars: dict[str, Any] | None = None,
 ) -> Prepared:
     """Rebuild a Prepared run from its run.json (for --resume and, `to_cancel`, for cancel:
     that also takes a run of the previous plan schema, whose host-side files it can kill)."""
@@ -175,8 +215,12 @@ def load_plan(
     plans = []
     for h in data["hosts"]:
         steps = [RenderedStep(**s) for s in h.pop("steps")]
+        # Only the names were saved: the values are on the hosts already (sent before their
+        # first round), or come again with --secret.
+        names = h.pop("secrets", [])
         h["groups"] = tuple(h.get("groups", ()))
-        plans.append(HostPlan(Host(**h), steps))
+        again = {n: str(v) for n, v in (secret_vars or {}).items() if n in names}
+        plans.append(HostPlan(Host(**h), steps, {n: again.get(n, "") for n in names}))
     opts = options or RunOptions()
     if data.get("rounds"):
         opts.rounds = int(data["rounds"])
@@ -191,6 +235,8 @@ def load_plan(
         limit=data.get("limit"),
         transport=data.get("transport"),
         options=opts,
+        secret_names=tuple(data.get("secret_names") or ()),
+        started_at=data.get("started_at"),
     )
 
 
@@ -223,6 +269,7 @@ async def execute_async(
     on_runner: Callable[[Runner], None] | None = None,
 ) -> tuple[RunResult, Comparison]:
     prep.report_dir.mkdir(parents=True, exist_ok=True)
+    prep.report_dir.chmod(0o700)  # the run's own state (run.json, logs): its owner's only
     save_plan(prep)
     runner = Runner(
         prep.playbook,
@@ -232,8 +279,9 @@ async def execute_async(
         transport_factory=transport_factory,
         listener=listener,
         options=prep.options,
-        variables=prep.variables,
+        variables=repro_secrets.masked_vars(prep.variables, prep.all_secret_names),
         commit=prep.commit,
+        masker=masker(prep),
     )
     if on_runner:
         on_runner(runner)

@@ -93,6 +93,8 @@ class Transport(abc.ABC):
         )
         if make_parent:
             cmd = f"mkdir -p -- {shlex.quote(remote_path.rsplit('/', 1)[0] or '/')} && {cmd}"
+        # The temp file is never readable by others, even before its chmod (a secret's file).
+        cmd = f"umask 077 && {cmd}"
         if unless_exists is not None:
             cmd = f"if [ -e {shlex.quote(unless_exists)} ]; then cat >/dev/null; else {cmd}; fi"
         result = await self.run(cmd, stdin=data)
