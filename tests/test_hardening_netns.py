@@ -117,3 +117,60 @@ def test_secrets_stay_off_command_lines_and_out_of_every_file(
     assert plan["hosts"][0]["vars"]["ansible_become_password"] == "***"
     assert stat.S_IMODE((run_dir / "run.json").stat().st_mode) == 0o600
     assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+
+
+# --- a bounded controller -------------------------------------------------------------------------
+
+QUICK = textwrap.dedent("""\
+    name: quick
+    steps:
+      - name: build
+        run: echo same-bytes > out.txt
+    artifacts: [{glob: out.txt}]
+    """)
+
+
+def controller_rss(argv: list[str], tmp: Path) -> tuple[int, int, str]:
+    """Run the controller to its end; (exit status, its peak RSS in KiB, its stderr)."""
+    import subprocess
+    import sys
+
+    from tests.procs import REPO
+
+    err = tmp / "controller.err"
+    with open(err, "w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "repro.cli", *argv],
+            cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO), CI="1"),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=fh,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while True:  # bounded: a controller that hangs fails the test
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError("controller still running: " + err.read_text()[-2000:])
+            time.sleep(0.05)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss, err.read_text()
+
+
+@pytest.mark.parametrize("transport", ["asyncssh", "fabric"])
+def test_a_host_that_floods_its_replies_cannot_grow_the_controller(
+    netlab: NetnsLab, tmp_path: Path, transport: str
+) -> None:
+    # h2's login shell prints 512 MiB before every command (bash reads ~/.bashrc for ssh)
+    (netlab.host("h2").home / ".bashrc").write_text("head -c 536870912 /dev/zero\n")
+    pb = tmp_path / "quick.yaml"
+    pb.write_text(QUICK)
+    out = tmp_path / "reports"
+    argv = ["run", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out)]
+    code, rss_kib, err = controller_rss([*argv, "--transport", transport], tmp_path)
+    assert code == 3, err
+    hosts = {h["name"]: h for h in report(out)["hosts"]}
+    assert hosts["h1"]["status"] == hosts["h3"]["status"] == "ok"
+    assert hosts["h2"]["status"] == "failed"
+    assert "more than 8 MiB in reply to one command" in hosts["h2"]["error"]
+    assert rss_kib < 200 * 1024, f"the controller grew to {rss_kib // 1024} MiB"

@@ -17,7 +17,7 @@ import asyncssh
 
 from repro.errors import ConnectError, HostKeyError, InventoryError
 from repro.inventory import Host
-from repro.transport.base import Completed, Transport
+from repro.transport.base import Completed, ReplyTooLarge, Transport, check_reply_size
 
 #: host vars (name, default) that tune the connection; seconds, except the count
 CONNECT_TIMEOUT = ("repro_connect_timeout", 10.0)
@@ -81,12 +81,21 @@ class AsyncsshTransport(Transport):
                 # happened; a connection that is really gone shows in wait() below.
                 pass
         try:
-            done = await proc.wait(check=False, timeout=timeout)
-        except asyncssh.TimeoutError:
+            async with asyncio.timeout(timeout):
+                # Read as it comes, bounded: a host must not be able to fill our memory.
+                out, err = await asyncio.gather(
+                    _bounded(proc.stdout, command, self.host.name),
+                    _bounded(proc.stderr, command, self.host.name),
+                )
+                done = await proc.wait(check=False)
+        except TimeoutError:
             _abandon(proc)
             raise TimeoutError(
                 f"{self.host.name}: command timed out after {timeout:g}s: {command[:80]}"
             ) from None
+        except ReplyTooLarge:
+            _abandon(proc)
+            raise
         except (asyncssh.Error, OSError) as exc:
             raise self._lost(command, exc) from None
         except asyncio.CancelledError:
@@ -96,9 +105,7 @@ class AsyncsshTransport(Transport):
         if status is None:
             # Neither a status nor a signal: the channel closed under us (sshd died).
             raise self._lost(command, None)
-        return Completed(
-            command, status, _text(done.stdout), _text(done.stderr), _raw(done.stdout)
-        )
+        return Completed(command, status, _text(bytes(out)), _text(bytes(err)), bytes(out))
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -334,10 +341,13 @@ def _abandon(proc: asyncssh.SSHClientProcess[bytes]) -> None:
     proc.close()
 
 
-def _raw(data: bytes | str | None) -> bytes:
-    if data is None:
-        return b""
-    return data.encode() if isinstance(data, str) else bytes(data)
+async def _bounded(stream: Any, command: str, host: str) -> bytearray:
+    """All of `stream`, or ReplyTooLarge as soon as it passes MAX_REPLY bytes."""
+    buf = bytearray()
+    while chunk := await stream.read(65536):
+        buf += chunk
+        check_reply_size(len(buf), command, host)
+    return buf
 
 
 def _text(data: bytes | str | None) -> str:

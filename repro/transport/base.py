@@ -13,8 +13,30 @@ import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from repro.errors import UntrustedOutput
+
 if TYPE_CHECKING:
     from repro.inventory import Host
+
+
+#: the most bytes one command may send back on stdout (and on stderr): every reply repro asks
+#: for is far smaller (a poll brings 256 KiB of log at most), and a host whose ~/.bashrc prints
+#: a gigabyte must not take the controller's memory with it
+MAX_REPLY = 8 * 1024 * 1024
+
+
+class ReplyTooLarge(UntrustedOutput):
+    """A command sent back more than MAX_REPLY bytes; it was stopped."""
+
+
+def check_reply_size(size: int, command: str, host: str) -> None:
+    if size > MAX_REPLY:
+        raise ReplyTooLarge(
+            f"the host sent more than {MAX_REPLY // (1024 * 1024)} MiB in reply to one command"
+            " (does a login file such as ~/.bashrc print something?); stopped reading",
+            host=host,
+            command=command,
+        )
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from repro.transport.asyncssh import (
     _one_line,
     trust_command,
 )
-from repro.transport.base import Completed, Transport
+from repro.transport.base import Completed, ReplyTooLarge, Transport, check_reply_size
 
 T = TypeVar("T")
 
@@ -174,6 +174,8 @@ class FabricTransport(Transport):
             raise TimeoutError(
                 f"{self.host.name}: command timed out after {timeout:g}s: {command[:80]}"
             ) from None
+        except ReplyTooLarge as exc:  # raised in the worker, which knows no host
+            raise ReplyTooLarge(exc.args[0], host=self.host.name, command=command) from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise self._lost(command, exc, conn) from None
         except asyncio.CancelledError:
@@ -553,8 +555,10 @@ def _pump(
         at_eof = chan.eof_received or chan.closed
         while chan.recv_ready():
             out += chan.recv(_RECV_CHUNK)
+            check_reply_size(len(out), "", "")
         while chan.recv_stderr_ready():
             err += chan.recv_stderr(_RECV_CHUNK)
+            check_reply_size(len(err), "", "")
         if at_eof and not writing:
             return out, err
         if writing and not at_eof:
