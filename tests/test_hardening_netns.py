@@ -20,6 +20,7 @@ from repro.netlab import NetnsLab
 from tests.procs import controller, finish, wait_for
 from tests.test_cli_inprocess import only_run_dir, report, run_cli
 from tests.test_resilience_netns import host_run_dir, inventory_with
+from tests.test_security_netns import QUICK
 
 pytestmark = pytest.mark.netns
 
@@ -120,15 +121,6 @@ def test_secrets_stay_off_command_lines_and_out_of_every_file(
 
 
 # --- a bounded controller -------------------------------------------------------------------------
-
-QUICK = textwrap.dedent("""\
-    name: quick
-    steps:
-      - name: build
-        run: echo same-bytes > out.txt
-    artifacts: [{glob: out.txt}]
-    """)
-
 
 def controller_rss(argv: list[str], tmp: Path) -> tuple[int, int, str]:
     """Run the controller to its end; (exit status, its peak RSS in KiB, its stderr)."""
