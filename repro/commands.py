@@ -124,6 +124,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     )
     if args.resume:
         prep = load_plan(args.out, args.resume, options=options, secret_vars=secret_vars)
+        from repro.runlock import RunLock
+
+        RunLock(prep.report_dir, prep.run_id).check()
     else:
         if not args.playbook:
             raise UsageError("run: -p/--playbook is required (or --resume RUN_ID)")
@@ -141,7 +144,23 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     names = [p.host.name for p in prep.plans]
     err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")
     run, comparison = execute(prep, listener=make_listener(names, err, args.verbose))
-    return finish(run, comparison, prep.report_dir, args.format, out, err)
+    code = finish(run, comparison, prep.report_dir, args.format, out, err)
+    return aborted(prep, err) or code
+
+
+def aborted(prep: Any, err: TextIO) -> int:
+    """130 for a run a signal stopped (its report is written), saying what became of the
+    builds; 0 for one that ran to its end."""
+    if not prep.aborted:
+        return 0
+    if prep.aborted == "SIGHUP":
+        err.write(
+            f"repro: {prep.aborted}: stopped following; the builds go on on the hosts "
+            f"(repro run --resume {prep.run_id} --out {prep.out_dir} follows them again)\n"
+        )
+    else:
+        err.write(f"repro: {prep.aborted}: aborted; the running steps were killed on the hosts\n")
+    return 130
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -177,7 +196,8 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         prep, run, comparison = asyncio.run(go())
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    return finish(run, comparison, prep.report_dir, args.format, out, err)
+    code = finish(run, comparison, prep.report_dir, args.format, out, err)
+    return aborted(prep, err) or code
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

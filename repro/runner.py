@@ -58,6 +58,16 @@ def utcnow() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def host_time(elapsed: float | None) -> str:
+    """When something happened `elapsed` seconds ago by the host's clock (seconds since its
+    boot, as a reply reports it), on the controller's clock: the offset between the two is
+    measured by each reply. None (the host did not say): now."""
+    if elapsed is None:
+        return utcnow()
+    when = datetime.fromtimestamp(time.time() - max(0.0, elapsed), timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @dataclass
 class HostPlan:
     """What one host will do: its record and its rendered steps (same for every round)."""
@@ -125,6 +135,7 @@ class Runner:
         self.commit = commit
         self.masker = masker or Masker()
         self._cancelled = asyncio.Event()
+        self._keep_builds = False
         self.result = RunResult(
             run_id=run_id,
             playbook=playbook.name,
@@ -140,8 +151,11 @@ class Runner:
     def rounds(self) -> int:
         return self.options.rounds or self.playbook.rounds
 
-    def cancel(self) -> None:
-        """Stop every host: running steps' process groups are killed on the hosts."""
+    def cancel(self, *, kill: bool = True) -> None:
+        """Stop every host: running steps' process groups are killed on the hosts, unless
+        `kill` is False (the controller goes away; the builds go on for --resume)."""
+        if not self._cancelled.is_set():
+            self._keep_builds = not kill
         self._cancelled.set()
 
     async def run(self) -> RunResult:
@@ -187,6 +201,8 @@ class Runner:
         except Cancelled as exc:
             result.status = "failed"
             result.error = _one_line(exc.args[0] if exc.args else str(exc))
+            if self._keep_builds and st.current:
+                result.error = "the controller stopped following; the build goes on (--resume)"
             await self._kill_current(st)  # cancelled mid-command: the step may still run
         except ConnectError as exc:
             result.status = "unreachable"
@@ -321,6 +337,7 @@ class Runner:
         hash_out = bytearray()
         hashing_said = False
         seen: dict[str, float] = {}  # when the controller first saw each key running
+        ended: StepResult | None = None  # the step that ended last, until the next starts
         try:
             while True:
                 last: detach.Poll | None = None
@@ -333,8 +350,13 @@ class Runner:
                     last = p
                     st.current = (steps_dir, keys[index], plan)
                     hashing = index == len(steps)
+                    if p.started and ended is not None and p.elapsed is not None:
+                        # the step before ended when this one started (the supervisor goes
+                        # straight on), by the host's clock: not when a controller noticed
+                        ended.finished_at = min(ended.finished_at or "~", host_time(p.elapsed))
+                        ended = None
                     if not hashing and watch is None and (p.started or p.data or p.done):
-                        watch = self._open_step(st, rnd, steps[index])
+                        watch = self._open_step(st, rnd, steps[index], p.elapsed)
                     elif hashing and not hashing_said:
                         hashing_said = True
                         self._emit(st, "hashing")
@@ -360,6 +382,7 @@ class Runner:
                             st.current = None
                             return
                         assert watch is not None
+                        ended = watch.result
                         self._step_done(st, watch, steps[index], p.exit_status)
                         watch = None
                         index, offset = index + 1, 0
@@ -400,13 +423,15 @@ class Runner:
         shortest = min((s.timeout for s in steps), default=HASH_TIMEOUT)
         return max(1, min(self.options.poll_wait * LAUNCH_WAITS, int(shortest * 100)))
 
-    def _open_step(self, st: _HostState, rnd: int, step: RenderedStep) -> _StepWatch:
+    def _open_step(
+        self, st: _HostState, rnd: int, step: RenderedStep, elapsed: float | None = None
+    ) -> _StepWatch:
         label = step.name if self.rounds == 1 else f"{step.name} (round {rnd})"
         local_log = self._local_log(st, rnd, step)
         sr = StepResult(
             index=step.index,
             name=label,
-            started_at=utcnow(),
+            started_at=host_time(elapsed),
             log=str(local_log.relative_to(self.report_dir)),
         )
         st.result.steps.append(sr)
@@ -551,7 +576,7 @@ class Runner:
             )
 
     async def _kill_current(self, st: _HostState) -> None:
-        if not st.current:
+        if not st.current or self._keep_builds:
             return
         steps_dir, key, plan = st.current
         try:

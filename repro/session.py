@@ -24,7 +24,8 @@ from repro.playbook import Playbook, RenderedStep, load_playbook, render
 from repro import secrets as repro_secrets
 from repro.report import atomic_write, write_report
 from repro.results import RunResult
-from repro.runner import RUN_ID_RE, HostPlan, RunOptions, Runner
+from repro.runlock import RunLock
+from repro.runner import RUN_ID_RE, HostPlan, RunOptions, Runner, utcnow
 from repro.source import resolve_ref
 from repro.transport import make_transport
 from repro.transport.base import Transport
@@ -33,6 +34,8 @@ from repro.transport.base import Transport
 #: launched steps one by one (/1) must not be resumed by this one: it could start a step twice.
 PLAN_SCHEMA = "repro-run/2"
 OLD_PLAN_SCHEMA = "repro-run/1"
+#: what aborts a run: each writes the report and makes the run exit 130
+ABORT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def new_run_id() -> str:
@@ -58,6 +61,10 @@ class Prepared:
     secret_names: tuple[str, ...] = ()
     #: the run's original start, kept across --resume
     started_at: str | None = None
+    #: set when the run ended, unless aborted: nothing is left to resume
+    finished_at: str | None = None
+    #: the signal that aborted the run (SIGINT, SIGTERM, SIGHUP), if one did
+    aborted: str | None = None
 
     @property
     def all_secret_names(self) -> tuple[str, ...]:
@@ -173,6 +180,7 @@ def save_plan(prep: Prepared) -> None:
         "variables": repro_secrets.masked_vars(prep.variables, prep.all_secret_names),
         "secret_names": list(prep.secret_names),
         "started_at": prep.started_at,
+        "finished_at": prep.finished_at,
         "commit": prep.commit,
         "transport": prep.transport,
         "rounds": prep.options.rounds,
@@ -211,6 +219,11 @@ def load_plan(
         )
     if not isinstance(data, dict) or data.get("schema") != PLAN_SCHEMA:
         raise ReportError(f"{path}: not a repro run plan ({PLAN_SCHEMA})")
+    if data.get("finished_at") and not to_cancel:
+        raise UsageError(
+            f"run {run_id} finished at {data['finished_at']}: nothing to resume "
+            f"(its report: repro report {path.parent})"
+        )
     pb = load_playbook(data["playbook_path"])
     plans = []
     for h in data["hosts"]:
@@ -270,6 +283,18 @@ async def execute_async(
 ) -> tuple[RunResult, Comparison]:
     prep.report_dir.mkdir(parents=True, exist_ok=True)
     prep.report_dir.chmod(0o700)  # the run's own state (run.json, logs): its owner's only
+    with RunLock(prep.report_dir, prep.run_id):
+        return await _locked(prep, listener, transport_factory, formats, on_runner)
+
+
+async def _locked(
+    prep: Prepared,
+    listener: Listener,
+    transport_factory: Callable[[Host], Transport],
+    formats: tuple[str, ...],
+    on_runner: Callable[[Runner], None] | None,
+) -> tuple[RunResult, Comparison]:
+    prep.started_at = prep.started_at or utcnow()  # a resumed run keeps its first start
     save_plan(prep)
     runner = Runner(
         prep.playbook,
@@ -283,16 +308,23 @@ async def execute_async(
         commit=prep.commit,
         masker=masker(prep),
     )
+    runner.result.started_at = prep.started_at
     if on_runner:
         on_runner(runner)
     loop = asyncio.get_running_loop()
     installed = []
-    # Ctrl-C and SIGTERM cancel cleanly: every host kills its running step's process group and
-    # the report is still written with what was gathered. Only in the main thread, where
-    # asyncio can install handlers.
-    for sig in (signal.SIGINT, signal.SIGTERM):
+
+    def abort(sig: signal.Signals) -> None:
+        prep.aborted = prep.aborted or sig.name
+        # SIGHUP (the terminal went away): the builds go on, detached, for --resume; Ctrl-C
+        # and SIGTERM stop them (every host kills its running step's process group).
+        runner.cancel(kill=sig != signal.SIGHUP)
+
+    # Every abort still writes the report with what was gathered. Only in the main thread,
+    # where asyncio can install handlers.
+    for sig in ABORT_SIGNALS:
         try:
-            loop.add_signal_handler(sig, runner.cancel)
+            loop.add_signal_handler(sig, abort, sig)
             installed.append(sig)
         except (NotImplementedError, RuntimeError, ValueError):
             pass
@@ -308,4 +340,7 @@ async def execute_async(
             loop.remove_signal_handler(sig)
     comparison = compare(result)
     write_report(prep.report_dir, result, comparison, formats=formats)
+    if not prep.aborted:
+        prep.finished_at = result.finished_at  # a --resume of it now has nothing to do
+        save_plan(prep)
     return result, comparison

@@ -166,3 +166,106 @@ def test_a_host_that_floods_its_replies_cannot_grow_the_controller(
     assert hosts["h2"]["status"] == "failed"
     assert "more than 8 MiB in reply to one command" in hosts["h2"]["error"]
     assert rss_kib < 200 * 1024, f"the controller grew to {rss_kib // 1024} MiB"
+
+
+# --- aborts, --resume, one controller per run ---------------------------------------------------
+
+WAITING = textwrap.dedent("""\
+    name: waiting
+    steps:
+      - name: build
+        timeout: 2m
+        run: |
+          : > "$HOME/started"
+          i=0
+          while [ ! -e "$HOME/go" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done
+          echo same > out.txt
+    artifacts: [{glob: out.txt}]
+    """)
+
+
+def start_waiting(lab: NetnsLab, tmp: Path) -> tuple[object, Path]:
+    pb = tmp / "waiting.yaml"
+    pb.write_text(WAITING)
+    out = tmp / "reports"
+    proc = controller("run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out))
+    wait_for(lambda: all((h.home / "started").exists() for h in lab.hosts), "steps", proc)
+    return proc, out
+
+
+def supervisor_alive(lab: NetnsLab, name: str, run_id: str) -> bool:
+    from tests.procs import group_alive
+
+    pid = (host_run_dir(lab, name, run_id) / "steps" / "1-plan.pid").read_text().strip()
+    return group_alive(int(pid))
+
+
+def iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def test_sighup_writes_the_report_leaves_builds_running_and_resume_keeps_host_times(
+    netlab: NetnsLab, tmp_path: Path
+) -> None:
+    proc, out = start_waiting(netlab, tmp_path)
+    hup = time.time()
+    proc.send_signal(signal.SIGHUP)  # type: ignore[attr-defined]
+    code, _, err = finish(proc)  # type: ignore[arg-type]
+    assert code == 130, err
+    assert "the builds go on" in err and "--resume" in err
+    first = report(out)
+    rid = first["run_id"]
+    assert {h["status"] for h in first["hosts"]} == {"failed"}
+    # the builds went on without a controller, and ended while none was there
+    assert all(supervisor_alive(netlab, h.name, rid) for h in netlab.hosts)
+    for h in netlab.hosts:
+        (h.home / "go").touch()
+    steps = [host_run_dir(netlab, h.name, rid) / "steps" for h in netlab.hosts]
+    wait_for(lambda: all((s / "1-hash.rc").exists() for s in steps), "the rounds to end")
+    ended = time.time()
+    # The host's clock counts whole seconds (the times are right to within 1 s): the resume
+    # comes well after that, so "seen by a controller" cannot pass for "happened".
+    time.sleep(2.5)
+    code, _, err = run_cli("run", "--resume", rid, "--out", str(out))
+    assert code == 0, err
+    data = report(out)
+    assert data["verdict"] == "reproducible"
+    assert data["started_at"] == first["started_at"], "a resumed run keeps its first start"
+    for h in data["hosts"]:
+        (step,) = h["steps"]
+        # taken from the host's clock: it started before the SIGHUP and ended before the
+        # resume, which is when a controller first saw it end
+        assert step["started_at"] <= iso(hup + 1), step
+        assert step["finished_at"] <= iso(ended + 1), step
+    # a finished run is not run again, and its report stays as it is
+    before = (only_run_dir(out) / "report.json").read_bytes()
+    code, _, err = run_cli("run", "--resume", rid, "--out", str(out))
+    assert code == 2 and "nothing to resume" in err and err.count("\n") == 1, err
+    assert (only_run_dir(out) / "report.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_and_sigterm_write_the_report_kill_the_builds_and_exit_130(
+    netlab: NetnsLab, tmp_path: Path, sig: signal.Signals
+) -> None:
+    proc, out = start_waiting(netlab, tmp_path)
+    proc.send_signal(sig)  # type: ignore[attr-defined]
+    code, _, err = finish(proc)  # type: ignore[arg-type]
+    assert code == 130, err
+    data = report(out)
+    assert {h["status"] for h in data["hosts"]} == {"failed"}
+    assert not any(supervisor_alive(netlab, h.name, data["run_id"]) for h in netlab.hosts)
+
+
+def test_a_second_controller_on_a_live_run_is_refused(netlab: NetnsLab, tmp_path: Path) -> None:
+    proc, out = start_waiting(netlab, tmp_path)
+    rid = only_run_dir(out).name
+    try:
+        code, _, err = run_cli("run", "--resume", rid, "--out", str(out))
+        assert code == 2, err
+        assert err.count("\n") == 1 and "being run by another repro right now" in err, err
+    finally:
+        for h in netlab.hosts:
+            (h.home / "go").touch()
+    code, _, err = finish(proc)  # type: ignore[arg-type]
+    assert code == 0, err

@@ -171,7 +171,7 @@ def test_ctrl_c_kills_steps_and_keeps_what_was_gathered(tmp_path: Path) -> None:
         _, stderr = proc.communicate(timeout=60)
         pids = [p for r in roots for p in step_pids(r)]
         assert not any(group_alive(p) for p in pids)
-    assert proc.returncode == 3, stderr
+    assert proc.returncode == 130, stderr  # an abort, its report written (DESIGN.md)
     data = report(out)
     assert {h["error"] for h in data["hosts"]} == {"cancelled"}
     assert data["hosts"][0]["facts"], "facts gathered before the cancel are kept"
