@@ -13,6 +13,7 @@ from typing import Sequence, TextIO
 from repro import __version__
 from repro.errors import InputError, ReproError, UsageError
 from repro.render import FACTS_FORMATS, FORMATS
+from repro.render.safe import term_safe
 from repro.transport import TRANSPORTS
 
 EXIT_USAGE = 2
@@ -156,7 +157,8 @@ def main(
 
         return commands.dispatch(args, out, err)
     except ReproError as exc:
-        err.write(f"repro: error: {exc}\n")
+        # a message may quote a host (its banner, a DISCONNECT reason): never raw to a terminal
+        err.write(f"repro: error: {term_safe(str(exc))}\n")
         return exc.exit_code if isinstance(exc, InputError) else 3
     except KeyboardInterrupt:
         err.write("repro: interrupted\n")

@@ -19,6 +19,7 @@ from repro.compare import Comparison
 from repro.errors import ReproError, UsageError
 from repro.events import Listener
 from repro.inventory import load_inventory, parse_extra_vars, select
+from repro.render.safe import term_safe
 from repro.results import RunResult
 
 
@@ -308,7 +309,7 @@ def cmd_cancel(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     results = asyncio.run(cancel_run(prep))
     bad = 0
     for name, msg in results:
-        out.write(f"{name}: {msg}\n")
+        out.write(f"{name}: {term_safe(msg)}\n")  # a host's DISCONNECT reason, say
         bad += msg.startswith("error")
     return 3 if bad else 0
 

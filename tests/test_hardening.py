@@ -123,3 +123,140 @@ def test_step_log_is_capped_head_and_tail_with_the_cut_marked(tmp_path: Path) ->
     assert data.endswith(b"line 01999 ***\n")
     assert b"bytes cut here; the whole log is on the host in /h/steps/1-01.log]" in data
     assert "line 01999 ***" in watch.tail.text()
+
+
+# --- host text on the terminal ------------------------------------------------------------------
+
+EVIL = b"\x1b]0;pwned\x07\x1b[2J\x1b]8;;http://evil/\x1b\\x"
+
+
+class _EvilServer:
+    """A TCP server on loopback that speaks just enough SSH to hurt: `mode` "banner" sends
+    lines of escape sequences and never a version; "disconnect" sends a version, then an SSH
+    DISCONNECT (allowed before key exchange, unencrypted) whose reason is escape sequences."""
+
+    def __init__(self, mode: str) -> None:
+        import socket
+        import threading
+
+        self.mode = mode
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(30)
+        self.port = int(self.sock.getsockname()[1])
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _reply(self) -> bytes:
+        import struct
+
+        if self.mode == "banner":
+            return b"".join(EVIL + b" line %d\r\n" % i for i in range(120))
+        reason = EVIL + b" go away"
+        payload = bytes([1]) + struct.pack(">I", 11) + struct.pack(">I", len(reason)) + reason
+        payload += struct.pack(">I", 0)
+        pad = 8 - (len(payload) + 5) % 8
+        pad += 8 if pad < 4 else 0
+        packet = struct.pack(">IB", len(payload) + pad + 1, pad) + payload + bytes(pad)
+        return b"SSH-2.0-evil\r\n" + packet
+
+    def _serve(self) -> None:
+        for _ in range(64):  # bounded: a test needs a few connections at most
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    conn.sendall(self._reply())
+                    conn.settimeout(2)
+                    conn.recv(4096)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _evil_inventory(tmp_path: Path, port: int, transport: str) -> Path:
+    (tmp_path / "known_hosts").write_text("")
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(
+        f"all:\n  hosts:\n    e1: {{ansible_host: 127.0.0.1, ansible_port: {port}, "
+        f"ansible_user: u, repro_transport: {transport}, "
+        f"repro_known_hosts: {tmp_path / 'known_hosts'}, repro_connect_timeout: 5}}\n"
+    )
+    return inv
+
+
+def _cli_process(*argv: str) -> tuple[int, str]:
+    """The controller as its own process (paramiko's log goes to the real stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.procs import REPO
+
+    done = subprocess.run(
+        [sys.executable, "-m", "repro.cli", *argv],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    return done.returncode, (done.stdout + done.stderr).decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("transport", ["asyncssh", "fabric"])
+def test_a_servers_banner_never_reaches_the_terminal_raw(tmp_path: Path, transport: str) -> None:
+    server = _EvilServer("banner")
+    try:
+        code, seen = _cli_process("facts", "-i", str(_evil_inventory(tmp_path, server.port, transport)))
+    finally:
+        server.close()
+    assert code == 3, seen
+    assert "\x1b" not in seen and "\x07" not in seen, seen[-3000:]
+    assert "e1" in seen
+
+
+@pytest.mark.parametrize("transport", ["asyncssh", "fabric"])
+def test_repro_cancel_escapes_a_disconnect_reason(tmp_path: Path, transport: str) -> None:
+    from repro.session import prepare, save_plan
+
+    server = _EvilServer("disconnect")
+    try:
+        inv = _evil_inventory(tmp_path, server.port, transport)
+        pb = tmp_path / "pb.yaml"
+        pb.write_text("name: p\nsteps: [{name: s, run: 'true'}]\nartifacts: [{glob: x}]\n")
+        prep = prepare(inventory=inv, playbook=pb, extra_vars={}, out_dir=tmp_path / "reports")
+        prep.report_dir.mkdir(parents=True)
+        save_plan(prep)
+        code, seen = _cli_process("cancel", prep.run_id, "--out", str(tmp_path / "reports"))
+    finally:
+        server.close()
+    assert code == 3, seen
+    assert "\x1b" not in seen and "\x07" not in seen, seen[-3000:]
+    if transport == "asyncssh":  # paramiko only logs the reason, then the handshake times out
+        assert "go away" in seen and "\\x1b]0;pwned" in seen, seen
+
+
+def test_report_md_neutralises_mentions_references_and_links_from_host_text() -> None:
+    import re
+
+    from repro.compare import compare
+    from repro.render import render
+    from repro.results import HostResult, RunResult
+
+    said = "ping @octocat, fixes #123 and GH-7, see https://evil.example/x or www.evil.example"
+    run = RunResult(
+        run_id="20261127T000000Z-abcdef",
+        playbook="p",
+        started_at="2026-11-27T00:00:00Z",
+        hosts=[
+            HostResult(name="h1", address="a", status="failed", error=said),
+            HostResult(name="h2", address="b", status="failed", error=said),
+        ],
+    )
+    md = render("md", run, compare(run))
+    assert "octocat" in md and "evil.example/x" in md  # the text is all still there
+    live = [r"@octocat", r"#123", r"GH-7", r"https://", r"www\.evil"]
+    for pattern in live:
+        assert not re.search(pattern, md), pattern

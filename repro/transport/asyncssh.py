@@ -174,13 +174,14 @@ def _parsed(kind: str, path: Path) -> Any:
 def _connect_kwargs(host: Host, known_hosts: Path) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "port": host.port,
-        "username": host.user or None,
         "known_hosts": _parsed("known_hosts", known_hosts),
         "config": _config_paths(),
         "connect_timeout": _number_var(host, CONNECT_TIMEOUT),
         "keepalive_interval": _number_var(host, KEEPALIVE_INTERVAL),
         "keepalive_count_max": int(_number_var(host, KEEPALIVE_COUNT_MAX)),
     }
+    if host.user:  # else ~/.ssh/config's, else ours (None would be taken as a name)
+        kwargs["username"] = host.user
     if host.key_file:
         # Only the inventory's key; leaving client_keys out means agent + ~/.ssh/id_*.
         kwargs["client_keys"] = _parsed("key", Path(host.key_file).expanduser())

@@ -5,6 +5,7 @@ always checked against the same known_hosts as asyncssh, every blocking call in 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import select
 import socket
@@ -37,6 +38,11 @@ from repro.transport.asyncssh import (
 from repro.transport.base import Completed, ReplyTooLarge, Transport, check_reply_size
 
 T = TypeVar("T")
+
+# paramiko logs what a server sends (its banner, its errors) with tracebacks; with no handler
+# configured, Python's last-resort handler would print that raw to stderr, escape sequences
+# and all, before the host key is even checked. Its failures reach the user as our errors.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 #: environment variable sizing the one thread pool every FabricTransport shares
 POOL_SIZE_VAR = "REPRO_FABRIC_THREADS"
