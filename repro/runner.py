@@ -22,6 +22,7 @@ from repro.secrets import Masker
 from repro.errors import (
     Cancelled,
     ConnectError,
+    CredentialsError,
     HostError,
     HostKeyError,
     StepFailed,
@@ -213,7 +214,8 @@ class Runner:
                 raise Cancelled("cancelled", host=st.result.name)
             self._emit(st, "connecting", f"{plan.host.address}:{plan.host.port}")
             async with handshakes:
-                await self._unless_cancelled(st, st.transport.connect())
+                # a host away at the start gets the same reconnect window as one lost later
+                await self._retrying(st, st.transport.connect)
             self._emit(st, "connected")
             if self.options.gather_facts:
                 st.remote = RemoteRun(await self._facts(st))  # facts also make the run dir
@@ -574,7 +576,7 @@ class Runner:
         while True:
             try:
                 return await self._unless_cancelled(st, op())
-            except HostKeyError:
+            except (HostKeyError, CredentialsError):
                 raise  # a changed key never heals by retrying, and must not be waited out
             except (ConnectError, TimeoutError, OSError) as exc:
                 lost: BaseException = exc
@@ -582,14 +584,16 @@ class Runner:
             while True:
                 if time.monotonic() >= deadline:
                     raise _gone(st.result.name, lost)
-                self._emit(st, "reconnecting", _one_line(str(lost) or type(lost).__name__))
+                # a HostError's str() starts with the host's name, which the event carries
+                said = lost.args[0] if isinstance(lost, HostError) and lost.args else str(lost)
+                self._emit(st, "reconnecting", _one_line(str(said)) or type(lost).__name__)
                 await _quietly(st.transport.close())
                 pause = min(delay, max(0.0, deadline - time.monotonic()))
                 await self._unless_cancelled(st, asyncio.sleep(pause))
                 delay = min(delay * 2, 10.0)
                 try:
                     await self._unless_cancelled(st, st.transport.connect())
-                except HostKeyError:
+                except (HostKeyError, CredentialsError):
                     raise
                 except (ConnectError, TimeoutError, OSError) as exc:
                     lost = exc  # report why the host is still away, not "not connected"

@@ -260,3 +260,19 @@ def test_report_md_neutralises_mentions_references_and_links_from_host_text() ->
     live = [r"@octocat", r"#123", r"GH-7", r"https://", r"www\.evil"]
     for pattern in live:
         assert not re.search(pattern, md), pattern
+
+
+def test_connection_failures_read_the_same_on_both_transports() -> None:
+    import errno
+
+    import paramiko
+
+    from repro.transport.base import os_reason
+    from repro.transport.fabric import _failure_reason
+
+    unreachable = OSError(errno.EHOSTUNREACH, "No route to host")
+    assert os_reason(OSError(errno.ENETUNREACH, "Network is unreachable")) == "network unreachable"
+    assert os_reason(unreachable) == "host unreachable (no route to host)"
+    # paramiko's own message for it is "[Errno None] Unable to connect to port 22 on ..."
+    exc = paramiko.ssh_exception.NoValidConnectionsError({("198.18.0.1", 22): unreachable})
+    assert _failure_reason(object(), None, exc) == "host unreachable (no route to host)"  # type: ignore[arg-type]

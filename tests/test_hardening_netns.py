@@ -269,3 +269,65 @@ def test_a_second_controller_on_a_live_run_is_refused(netlab: NetnsLab, tmp_path
             (h.home / "go").touch()
     code, _, err = finish(proc)  # type: ignore[arg-type]
     assert code == 0, err
+
+
+# --- faults reported as what they are -------------------------------------------------------------
+
+
+def test_a_host_away_at_the_first_connect_gets_the_reconnect_window(
+    netlab: NetnsLab, tmp_path: Path
+) -> None:
+    import threading
+
+    pb = tmp_path / "quick.yaml"
+    pb.write_text(QUICK)
+    out = tmp_path / "reports"
+    netlab.stop_sshd("h2")
+    proc = controller(
+        "run", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out),
+        "--reconnect-timeout", "60",
+    )  # fmt: skip
+    lines: list[str] = []
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")))
+    reader.start()
+    try:
+        wait_for(lambda: any(ln.startswith("[h2] reconnecting") for ln in lines), "a retry", proc)
+        netlab.start_sshd("h2")
+        assert proc.wait(60) == 0, "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        reader.join(10)
+    h2 = [ln for ln in lines if ln.startswith("[h2]")]
+    said = [ln.split(":")[0].split("] ")[1] for ln in h2]
+    assert said.index("reconnecting") < said.index("connected"), h2
+    assert "connection refused" in h2[said.index("reconnecting")], h2
+    assert {h["status"] for h in report(out)["hosts"]} == {"ok"}
+
+
+@pytest.mark.parametrize("transport", ["asyncssh", "fabric"])
+def test_why_a_host_is_unreachable_is_said_as_it_is(
+    netlab: NetnsLab, tmp_path: Path, transport: str
+) -> None:
+    pb = tmp_path / "quick.yaml"
+    pb.write_text(QUICK)
+    out = tmp_path / "reports"
+    netlab.stop_sshd("h2")  # nothing listens: refused
+    netlab.link_down("h3")  # nothing answers: timed out
+    inv = inventory_with(netlab, tmp_path / "inv.yaml", {"h3": {"repro_connect_timeout": 1}})
+    code, _, err = run_cli(
+        "run", "-i", str(inv), "-p", str(pb), "--out", str(out), "--transport", transport,
+        "--reconnect-timeout", "2",
+    )  # fmt: skip
+    assert code == 3, err
+    hosts = {h["name"]: h for h in report(out)["hosts"]}
+    assert hosts["h1"]["status"] == "ok"
+    assert hosts["h2"]["status"] == hosts["h3"]["status"] == "unreachable"
+    assert hosts["h2"]["error"].endswith(": connection refused"), hosts["h2"]["error"]
+    assert hosts["h3"]["error"].endswith(": timed out after 1s"), hosts["h3"]["error"]
+    for name in ("h2", "h3"):
+        assert "lost" not in hosts[name]["error"] and "Errno" not in hosts[name]["error"]
+        assert f"[{name}] reconnecting: cannot connect to" in err, err
+

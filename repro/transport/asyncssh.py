@@ -15,9 +15,15 @@ from typing import Any
 
 import asyncssh
 
-from repro.errors import ConnectError, HostKeyError, InventoryError
+from repro.errors import ConnectError, CredentialsError, HostKeyError, InventoryError
 from repro.inventory import Host
-from repro.transport.base import Completed, ReplyTooLarge, Transport, check_reply_size
+from repro.transport.base import (
+    Completed,
+    ReplyTooLarge,
+    Transport,
+    check_reply_size,
+    os_reason,
+)
 
 #: host vars (name, default) that tune the connection; seconds, except the count
 CONNECT_TIMEOUT = ("repro_connect_timeout", 10.0)
@@ -208,7 +214,9 @@ async def _open(host: Host) -> asyncssh.SSHClientConnection:
         raise _connect_error(host, f"key exchange failed: {_one_line(exc.reason)}") from None
     except asyncssh.PermissionDenied:
         user = _effective_user(host)
-        raise _connect_error(host, f"authentication failed for user {user}") from None
+        raise _connect_error(
+            host, f"authentication failed for user {user}", CredentialsError
+        ) from None
     except TimeoutError:
         seconds = _number_var(host, CONNECT_TIMEOUT)
         raise _connect_error(host, f"timed out after {seconds:g}s") from None
@@ -218,18 +226,20 @@ async def _open(host: Host) -> asyncssh.SSHClientConnection:
         raise _connect_error(host, f"cannot resolve host name {host.address!r}") from None
     except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
         raise _connect_error(
-            host, f"cannot use key {host.key_file}: {_one_line(str(exc))}"
+            host, f"cannot use key {host.key_file}: {_one_line(str(exc))}", CredentialsError
         ) from None
     except asyncssh.DisconnectError as exc:
         raise _connect_error(host, _one_line(exc.reason) or "disconnected") from None
     except OSError as exc:
         if exc.filename:  # a key or config file, not the network
             raise _connect_error(host, f"cannot read {exc.filename}: {exc.strerror}") from None
-        raise _connect_error(host, _one_line(exc.strerror or str(exc))) from None
+        raise _connect_error(host, os_reason(exc)) from None
 
 
-def _connect_error(host: Host, reason: str) -> ConnectError:
-    return ConnectError(f"cannot connect to {host.address}:{host.port}: {reason}", host=host.name)
+def _connect_error(
+    host: Host, reason: str, kind: type[ConnectError] = ConnectError
+) -> ConnectError:
+    return kind(f"cannot connect to {host.address}:{host.port}: {reason}", host=host.name)
 
 
 def _trusted_keys(host: Host, known_hosts: Path) -> list[asyncssh.SSHKey]:

@@ -9,6 +9,7 @@ transport only needs short commands to be reliable.
 from __future__ import annotations
 
 import abc
+import errno
 import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -37,6 +38,24 @@ def check_reply_size(size: int, command: str, host: str) -> None:
             host=host,
             command=command,
         )
+
+
+_ERRNO_REASONS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ENETUNREACH: "network unreachable",
+    errno.EHOSTUNREACH: "host unreachable (no route to host)",
+    errno.ETIMEDOUT: "timed out",
+    errno.ECONNRESET: "connection reset",
+    errno.EACCES: "blocked on the way (permission denied)",
+    errno.EPERM: "blocked on the way (operation not permitted)",
+}
+
+
+def os_reason(exc: OSError) -> str:
+    """Why a connection failed, the same words on every transport (errno, not its wrapper)."""
+    if exc.errno in _ERRNO_REASONS:
+        return _ERRNO_REASONS[exc.errno]
+    return " ".join((exc.strerror or str(exc) or type(exc).__name__).split())
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import paramiko
 from paramiko.common import MSG_CHANNEL_REQUEST, cMSG_CHANNEL_REQUEST, cMSG_CHANNEL_SUCCESS
 from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 
-from repro.errors import ConnectError, HostKeyError, UsageError
+from repro.errors import ConnectError, CredentialsError, HostKeyError, UsageError
 from repro.inventory import Host
 from repro.transport.asyncssh import (
     CONNECT_TIMEOUT,
@@ -35,7 +35,13 @@ from repro.transport.asyncssh import (
     _one_line,
     trust_command,
 )
-from repro.transport.base import Completed, ReplyTooLarge, Transport, check_reply_size
+from repro.transport.base import (
+    Completed,
+    ReplyTooLarge,
+    Transport,
+    check_reply_size,
+    os_reason,
+)
 
 T = TypeVar("T")
 
@@ -406,7 +412,10 @@ def _connect_failure(
     reason = _failure_reason(conn, settings, exc)
     if reason is None:
         return None
-    return ConnectError(f"cannot connect to {where}: {reason}", host=host.name)
+    # what waiting cannot mend: the run does not retry it for the reconnect window
+    refused = isinstance(exc, (paramiko.AuthenticationException, paramiko.PasswordRequiredException))
+    kind = CredentialsError if refused or str(exc) == _NO_AUTH_METHODS else ConnectError
+    return kind(f"cannot connect to {where}: {reason}", host=host.name)
 
 
 def _failure_reason(conn: Any, settings: _Settings, exc: BaseException) -> str | None:
@@ -415,22 +424,19 @@ def _failure_reason(conn: Any, settings: _Settings, exc: BaseException) -> str |
         # (the second: paramiko had no key at all to offer, not even from the agent)
         return f"authentication failed for user {conn.user}"
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
-        kinds = {type(e) for e in exc.errors.values()}
-        if kinds == {ConnectionRefusedError}:
-            return "connection refused"
-        return _one_line(str(exc))
+        # paramiko's own text drops the errno ("[Errno None] Unable to connect to port 22")
+        reasons = [os_reason(e) for e in exc.errors.values() if isinstance(e, OSError)]
+        return "; ".join(dict.fromkeys(reasons)) or _one_line(str(exc))
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve host name {conn.host!r}"
     if isinstance(exc, TimeoutError) or _negotiation_timed_out(conn, exc):
         return f"timed out after {settings.timeout:g}s"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
     if isinstance(exc, paramiko.PasswordRequiredException):
         return f"cannot use key {_key_names(conn)}: it is encrypted and no passphrase was given"
     if isinstance(exc, OSError):
         if exc.filename:  # a key or config file, not the network
             return f"cannot read {exc.filename}: {exc.strerror}"
-        return _one_line(exc.strerror or str(exc))
+        return os_reason(exc)
     if isinstance(exc, (paramiko.SSHException, EOFError, ValueError)):
         return _one_line(str(exc)) or "disconnected"
     return None
