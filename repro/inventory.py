@@ -11,7 +11,7 @@ import fnmatch
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from string import ascii_letters
 from typing import Any
@@ -37,6 +37,8 @@ class Host:
     known_hosts: str | None = None  # repro_known_hosts: file; None means ~/.ssh/known_hosts
     groups: tuple[str, ...] = ()  # every group the host is in, outermost first ("all" first)
     vars: dict[str, Any] = field(default_factory=dict, compare=False)  # all layered vars
+    # the inventory file it came from, for the commands a message suggests (`-i FILE`)
+    inventory: str = field(default="", compare=False)
 
     def __repr__(self) -> str:
         where = "local" if self.connection == "local" else f"{self.address}:{self.port}"
@@ -544,7 +546,10 @@ def load_inventory(path: str | Path, extra_vars: Mapping[str, Any] | None = None
     depth = _depths(parser)
     rank = {name: (depth[name], group.priority, name) for name, group in parser.groups.items()}
     extra = dict(extra_vars or {})
-    hosts = {name: _build_host(parser, name, rank, extra) for name in parser.host_vars}
+    hosts = {
+        name: replace(_build_host(parser, name, rank, extra), inventory=str(path))
+        for name in parser.host_vars
+    }
     members = {name: tuple(h.name for h in hosts.values() if name in h.groups) for name in rank}
     return Inventory(path=path, hosts=hosts, groups=members)
 

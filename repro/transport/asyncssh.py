@@ -252,9 +252,9 @@ def _trusted_keys(host: Host, known_hosts: Path) -> list[asyncssh.SSHKey]:
 
 
 def trust_command(host: Host) -> str:
-    """The command that records this host's key (the transport does not know the inventory
-    path, so `-i` is left to the user)."""
-    return f"repro hosts trust --limit {host.name}"
+    """The command that records this host's key, with the inventory the host came from."""
+    inventory = f"-i {shlex.quote(host.inventory)} " if host.inventory else ""
+    return f"repro hosts trust {inventory}--limit {host.name}"
 
 
 async def _host_key_error(host: Host, known_hosts: Path) -> HostKeyError:

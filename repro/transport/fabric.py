@@ -406,7 +406,8 @@ def _connect_failure(
             f"host key for {where} has CHANGED since it was trusted in {known_hosts} "
             f"(known_hosts has {exc.expected_key.fingerprint}, the host offers "
             f"{exc.key.fingerprint}: a reinstalled host, or someone in the middle); "
-            "verify it before trusting again",
+            f"verify it out of band; only if it is right, remove the old key and run "
+            f"`{trust_command(host)}`",
             host=host.name,
         )
     reason = _failure_reason(conn, settings, exc)
