@@ -153,7 +153,7 @@ def test_hosts_trust_records_real_keys_and_never_replaces_one(
     assert code == 3, err
     error = next(h["error"] for h in report(tmp_path / "r2")["hosts"] if h["name"] == "h3")
     forget = re.search(r"`(ssh-keygen -R [^`]+)`", error)
-    assert forget and "`repro hosts trust --limit h3`" in error, error
+    assert forget and f"`repro hosts trust -i {inv} --limit h3`" in error, error
     done = subprocess.run(
         shlex.split(forget.group(1)), capture_output=True, text=True, timeout=30, check=False
     )
