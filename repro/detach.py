@@ -520,6 +520,7 @@ _KILL_ALL = r"""
 d=$1
 case $d in "~/"*) d=$HOME/${d#"~/"} ;; esac
 mkdir -p -- "$d" && : > "$d/cancelled" || exit 1
+rm -f -- "$d/secrets"  # no step starts any more: nothing needs the run's secret values
 for l in "$d"/*.lock; do
   [ -e "$l" ] || continue
   k=${l##*/}; k=${k%.lock}

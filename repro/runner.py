@@ -247,6 +247,7 @@ class Runner:
             result.status = "failed"
             result.error = _one_line(f"{type(exc).__name__}: {exc}")
         finally:
+            await self._forget_secrets(st)
             await _quietly(st.transport.close())
             result.error = self.masker.text(result.error) if result.error else result.error
             self._emit(
@@ -517,6 +518,14 @@ class Runner:
                 st, lambda: st.transport.put(data, dest, mode=0o600, make_parent=True)
             )
         st.secrets_sent = True
+
+    async def _forget_secrets(self, st: _HostState) -> None:
+        """Remove the secrets file once the host is done (not when the builds go on without
+        us: they still read it). Best effort, bounded: `repro cancel` removes it too."""
+        if not st.secrets_sent or not st.plan.secrets or self._keep_builds:
+            return
+        path = shlex.quote(f"{st.remote.steps}/{repro_secrets.FILE_NAME}")
+        await _quietly(asyncio.wait_for(st.transport.run(f"rm -f -- {path}", timeout=10), 15))
 
     async def _upload(self, st: _HostState, work: str, plan_lock: str) -> None:
         # On a resumed run the upload already happened; re-uploading under a running build
