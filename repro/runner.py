@@ -134,6 +134,8 @@ class _HostState:
     remote: RemoteRun = RemoteRun("")  # the run's directory on the host, once resolved
     follower: RoundFollower | None = None  # the round followed now: its step is what a kill stops
     secrets_sent: bool = False
+    #: the run's masker plus this host's secret values read back from it (after --resume)
+    masker: Masker | None = None
 
 
 class Runner:
@@ -202,7 +204,7 @@ class Runner:
     def _emit(
         self, st: _HostState, kind: EventKind, message: str = "", step: str | None = None
     ) -> None:
-        message = self.masker.text(message)
+        message = (st.masker or self.masker).text(message)
         self.listener(Event(st.result.name, kind, message, step, time.monotonic() - st.started))
 
     async def _host(
@@ -249,7 +251,8 @@ class Runner:
         finally:
             await self._forget_secrets(st)
             await _quietly(st.transport.close())
-            result.error = self.masker.text(result.error) if result.error else result.error
+            masker = st.masker or self.masker
+            result.error = masker.text(result.error) if result.error else result.error
             self._emit(
                 st,
                 "done",
@@ -422,7 +425,8 @@ class Runner:
         local_log.parent.mkdir(parents=True, exist_ok=True)
         host_log = st.remote.log(st.remote.key(rnd, step.index))
         fh = open(local_log, "wb")
-        return _StepWatch(label, sr, fh, self.masker, self.options.log_cap, host_log)
+        masker = st.masker or self.masker
+        return _StepWatch(label, sr, fh, masker, self.options.log_cap, host_log)
 
     def _step_done(
         self, st: _HostState, watch: _StepWatch, step: RenderedStep, status: int | None
@@ -511,12 +515,19 @@ class Runner:
         the bytes go on stdin). After a --resume the values are not known (run.json keeps only
         the names) and the host has them already, unless given again with --secret."""
         values = {k: v for k, v in st.plan.secrets.items() if v}
+        dest = f"{steps_dir}/{repro_secrets.FILE_NAME}"
         if values:
             data = repro_secrets.file_text(values)
-            dest = f"{steps_dir}/{repro_secrets.FILE_NAME}"
             await self._retrying(
                 st, lambda: st.transport.put(data, dest, mode=0o600, make_parent=True)
             )
+        if len(values) < len(st.plan.secrets):
+            # Resumed: the logs echo values this controller was not given; what the host
+            # holds is what must be masked in them (read for masking only, never used).
+            cmd = f"cat -- {shlex.quote(dest)} 2>/dev/null || :"
+            res = await self._retrying(st, lambda: st.transport.run(cmd, timeout=30))
+            held = repro_secrets.parse_file(res.stdout, st.plan.secrets)
+            st.masker = Masker([*self.masker.values, *held.values(), *values.values()])
         st.secrets_sent = True
 
     async def _forget_secrets(self, st: _HostState) -> None:

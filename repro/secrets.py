@@ -52,6 +52,23 @@ def file_text(values: Mapping[str, str]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def parse_file(text: str, names: Iterable[str]) -> dict[str, str]:
+    """The values of `names` in a secrets file as `file_text` wrote it (anything else in it,
+    or a line that does not parse, is ignored: the file came back from a host)."""
+    wanted = {env_name(n): n for n in names}
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            continue
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            key, _, value = words[1].partition("=")
+            if key in wanted and value:
+                found[wanted[key]] = value
+    return found
+
+
 def masked_vars(variables: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
     """`variables` with the value of every secret name replaced by MASK."""
     secret = set(names)
