@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from repro.compare import Comparison, compare
-from repro.errors import ReportError, UsageError
+from repro.errors import Aborted, ReportError, ReportWriteError, UsageError
 from repro.events import Listener, ignore
 from repro.inventory import Host, load_inventory, select
 from repro.playbook import Playbook, RenderedStep, load_playbook, render
@@ -34,7 +34,7 @@ from repro.transport.base import Transport
 #: launched steps one by one (/1) must not be resumed by this one: it could start a step twice.
 PLAN_SCHEMA = "repro-run/2"
 OLD_PLAN_SCHEMA = "repro-run/1"
-#: what aborts a run: each writes the report and makes the run exit 130
+#: signals that stop a run the way Ctrl-C does: report written, exit 130
 ABORT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -280,8 +280,11 @@ async def execute_async(
     formats: tuple[str, ...] = SAVED,
     on_runner: Callable[[Runner], None] | None = None,
 ) -> tuple[RunResult, Comparison]:
-    prep.report_dir.mkdir(parents=True, exist_ok=True)
-    prep.report_dir.chmod(0o700)  # the run's own state (run.json, logs): its owner's only
+    try:
+        prep.report_dir.mkdir(parents=True, exist_ok=True)
+        prep.report_dir.chmod(0o700)  # the run's own state (run.json, logs): its owner's only
+    except OSError as e:
+        raise ReportWriteError(f"{prep.report_dir}: cannot make the run's directory: {e.strerror}")
     with RunLock(prep.report_dir, prep.run_id):
         return await _locked(prep, listener, transport_factory, formats, on_runner)
 
@@ -294,7 +297,7 @@ async def _locked(
     on_runner: Callable[[Runner], None] | None,
 ) -> tuple[RunResult, Comparison]:
     prep.started_at = prep.started_at or utcnow()  # a resumed run keeps its first start
-    save_plan(prep)
+    _save_plan_or_fail(prep)
     runner = Runner(
         prep.playbook,
         prep.plans,
@@ -338,8 +341,33 @@ async def _locked(
         for sig in installed:
             loop.remove_signal_handler(sig)
     comparison = compare(result)
-    write_report(prep.report_dir, result, comparison, formats=formats)
-    if not prep.aborted:
-        prep.finished_at = result.finished_at  # a --resume of it now has nothing to do
-        save_plan(prep)
+    try:
+        write_report(prep.report_dir, result, comparison, formats=formats)
+    except ReportWriteError as exc:
+        exc.outcome = (result, comparison)  # what was gathered can still be shown
+        raise
+    if prep.aborted:
+        raise Aborted(_aborted_message(prep), outcome=(result, comparison))
+    prep.finished_at = result.finished_at  # a --resume of it now has nothing to do
+    _save_plan_or_fail(prep)
     return result, comparison
+
+
+def _save_plan_or_fail(prep: Prepared) -> None:
+    try:
+        save_plan(prep)
+    except OSError as e:
+        raise ReportWriteError(
+            f"{e.filename or prep.report_dir}: cannot write the run's plan: {e.strerror}"
+        ) from e
+
+
+def _aborted_message(prep: Prepared) -> str:
+    """What a signal did to the run, and to the builds on the hosts."""
+    where = f"the report of what was gathered is in {prep.report_dir}"
+    if prep.aborted == "SIGHUP":
+        return (
+            f"stopped following by SIGHUP; the builds go on on the hosts (repro run --resume "
+            f"{prep.run_id} --out {prep.out_dir} follows them again); {where}"
+        )
+    return f"aborted by {prep.aborted}; the running steps were killed on the hosts; {where}"
