@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from repro.compare import Comparison, compare
-from repro.errors import Aborted, ReportError, ReportWriteError, UsageError
+from repro.errors import Aborted, InventoryError, ReportError, ReportWriteError, UsageError
 from repro.events import Listener, ignore
 from repro.inventory import Host, load_inventory, select
-from repro.playbook import Playbook, RenderedStep, load_playbook, render
 from repro import secrets as repro_secrets
+from repro.playbook import Playbook, RenderedStep, load_playbook, render, used_vars
 from repro.render import SAVED
 from repro.report import write_report
 from repro.results import RunResult
@@ -64,6 +64,7 @@ class Prepared:
     @property
     def all_secret_names(self) -> tuple[str, ...]:
         return (*self.playbook.secrets, *self.secret_names)
+    warnings: tuple[str, ...] = ()  # Ansible settings the inventory has that repro ignores
 
     @property
     def store(self) -> RunDir:
@@ -89,6 +90,7 @@ def prepare(
     options: RunOptions | None = None,
     run_id: str | None = None,
     secret_vars: dict[str, Any] | None = None,
+    inventory_via: str = "auto",
 ) -> Prepared:
     """Load and check everything; render every step for every host. Raises InputError (exit 2).
 
@@ -114,7 +116,7 @@ def prepare(
         )
         variables["commit"] = commit
     rid = run_id or new_run_id()
-    inv = load_inventory(inventory, variables)
+    inv = load_inventory(inventory, variables, via=inventory_via)
     hosts = select(inv, limit)
     if transport:
         hosts = [_with_transport(h, transport) for h in hosts]
@@ -131,10 +133,14 @@ def prepare(
         transport=transport,
         options=options or RunOptions(),
         secret_names=secret_names,
+        warnings=inv.warnings,
     )
 
 
 def _plan_for(pb: Playbook, host: Host, run_id: str, secret_names: tuple[str, ...]) -> HostPlan:
+    for name in used_vars(pb):
+        if name in host.var_errors:  # its Jinja failed, and now it is used: bad input
+            raise InventoryError(host.var_errors[name])
     values = dict(host.vars)
     values.setdefault("inventory_hostname", host.name)
     values["repro_run_id"] = run_id
@@ -157,7 +163,7 @@ def masker(prep: Prepared) -> repro_secrets.Masker:
 
 
 def _masked_host(plan: HostPlan) -> dict[str, Any]:
-    data = asdict(plan.host)
+    data = _host_record(plan.host)
     data["vars"] = repro_secrets.masked_vars(plan.host.vars, plan.secrets)
     return data | {"steps": [asdict(s) for s in plan.steps], "secrets": sorted(plan.secrets)}
 
@@ -188,6 +194,15 @@ def save_plan(prep: Prepared) -> None:
     # Secret values are masked above, but the plan is still nobody else's business: 0600.
     text = masker(prep).text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     atomic_write(prep.store.plan, text, mode=0o600)
+
+
+def _host_record(host: Host) -> dict[str, Any]:
+    """A host as run.json keeps it: what connecting and running need, not the inventory's
+    as-written values and their origins (those are for `repro inventory`)."""
+    record = asdict(host)
+    for key in ("raw_vars", "origins", "var_errors", "warnings"):
+        record.pop(key, None)
+    return record
 
 
 def load_plan(
