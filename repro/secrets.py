@@ -8,7 +8,6 @@ A variable is secret when the playbook lists it under `secrets:`, when it is giv
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -47,9 +46,17 @@ def reference(name: str) -> str:
 
 
 def file_text(values: Mapping[str, str]) -> bytes:
-    """The host-side secrets file: `export NAME=<quoted value>` lines, sourced per step."""
-    lines = [f"export {env_name(k)}={shlex.quote(v)}" for k, v in sorted(values.items())]
+    """The host-side secrets file: one `REPRO_SECRET_NAME=value` line each, the value as it
+    is (one line: see `check_value`). The supervisor reads it as data, never as a script."""
+    lines = [f"{env_name(k)}={v}" for k, v in sorted(values.items())]
     return ("\n".join(lines) + "\n").encode()
+
+
+def check_value(name: str, value: str) -> str | None:
+    """Why `value` cannot be a secret's value, or None: it travels as one line of a file."""
+    if "\n" in value or "\0" in value:
+        return f"secret {name} must be one line (no newline)"
+    return None
 
 
 def parse_file(text: str, names: Iterable[str]) -> dict[str, str]:
@@ -57,15 +64,10 @@ def parse_file(text: str, names: Iterable[str]) -> dict[str, str]:
     or a line that does not parse, is ignored: the file came back from a host)."""
     wanted = {env_name(n): n for n in names}
     found: dict[str, str] = {}
-    for line in text.splitlines():
-        try:
-            words = shlex.split(line)
-        except ValueError:
-            continue
-        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            key, _, value = words[1].partition("=")
-            if key in wanted and value:
-                found[wanted[key]] = value
+    for line in text.split("\n"):
+        key, _, value = line.partition("=")
+        if key in wanted and value:
+            found[wanted[key]] = value
     return found
 
 

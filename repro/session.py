@@ -149,6 +149,9 @@ def _plan_for(pb: Playbook, host: Host, run_id: str, secret_names: tuple[str, ..
     names = repro_secrets.names_for((*pb.secrets, *secret_names), merged)
     steps = render(pb, values, source=host.name, secret=names)
     shown = {n: merged[n] for n in names if merged.get(n) is not None}
+    for n, v in shown.items():
+        if problem := repro_secrets.check_value(n, str(v)):
+            raise UsageError(f"host {host.name}: {problem}")
     return HostPlan(host, steps, {n: str(_scalar(v)) for n, v in shown.items()})
 
 

@@ -367,3 +367,35 @@ def test_a_resumed_run_masks_the_secrets_it_was_not_given_again(
     log = (only_run_dir(out) / "hosts" / "h1" / "01-use.log").read_text()
     assert log.startswith("token=*** api=*** become=*** auth=Bearer ***"), log
     assert not (steps / "secrets").exists(), "removed once the resumed run was done"
+
+
+def test_a_step_that_writes_the_secrets_file_gets_nothing_run(
+    netlab: NetnsLab, tmp_path: Path
+) -> None:
+    # Round 1's step appends shell code to the secrets file; round 2's supervisor reads that
+    # file as data (NAME=value lines), so none of it runs.
+    pb = tmp_path / "tamper.yaml"
+    pb.write_text(textwrap.dedent("""\
+        name: tamper
+        secrets: [token]
+        rounds: 2
+        steps:
+          - name: tamper
+            run: |
+              printf '%s\\n' 'touch "$HOME/CANARY-1"' \\
+                'REPRO_SECRET_token=$(touch "$HOME/CANARY-2")' >> ../steps/secrets
+              printf '%s' {{ token }} > token.txt
+        artifacts: [{glob: token.txt}]
+        """))
+    out = tmp_path / "reports"
+    extra = tmp_path / "vars.yaml"
+    extra.write_text("token: the-token\n")
+    code, _, err = run_cli(
+        "run", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out),
+        "-e", f"@{extra}", "-l", "h1",
+    )  # fmt: skip
+    assert code == 1, err  # round 2 built with the value the step wrote: not stable
+    home = netlab.host("h1").home
+    assert not list(home.glob("CANARY*")), "the supervisor ran what a step wrote"
+    work2 = host_run_dir(netlab, "h1", only_run_dir(out).name) / "work-r2"
+    assert (work2 / "token.txt").read_text() == '$(touch "$HOME/CANARY-2")'  # as data
