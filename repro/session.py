@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from repro import variations
+from repro.attribution import masked
 from repro.compare import Comparison, compare
 from repro.errors import Aborted, InventoryError, ReportError, ReportWriteError, UsageError
 from repro.events import Listener, ignore
+from repro.explain import WhyOptions, explain, record_paths
 from repro.inventory import Host, load_inventory, select
 from repro import secrets as repro_secrets
 from repro.playbook import Playbook, RenderedStep, load_playbook, render, used_vars
-from repro.render import SAVED
 from repro.report import write_report
 from repro.results import RunResult
 from repro.runlock import RunLock
@@ -64,6 +66,8 @@ class Prepared:
     @property
     def all_secret_names(self) -> tuple[str, ...]:
         return (*self.playbook.secrets, *self.secret_names)
+    vary: tuple[str, ...] = ()  # --vary axes (repro.variations)
+    why: WhyOptions = field(default_factory=WhyOptions)  # fetch + diffoscope on a mismatch
     warnings: tuple[str, ...] = ()  # Ansible settings the inventory has that repro ignores
 
     @property
@@ -80,7 +84,7 @@ class Prepared:
 
 def prepare(
     *,
-    inventory: str | Path,
+    inventory: str | Path | list[str],
     playbook: str | Path,
     extra_vars: dict[str, Any],
     limit: str | None = None,
@@ -90,6 +94,8 @@ def prepare(
     options: RunOptions | None = None,
     run_id: str | None = None,
     secret_vars: dict[str, Any] | None = None,
+    vary: tuple[str, ...] = (),
+    why: WhyOptions | None = None,
     inventory_via: str = "auto",
 ) -> Prepared:
     """Load and check everything; render every step for every host. Raises InputError (exit 2).
@@ -120,6 +126,8 @@ def prepare(
     hosts = select(inv, limit)
     if transport:
         hosts = [_with_transport(h, transport) for h in hosts]
+    opts = options or RunOptions()
+    hosts = _varied(hosts, vary, opts, pb)
     plans = [_plan_for(pb, h, rid, secret_names) for h in hosts]
     return Prepared(
         run_id=rid,
@@ -128,13 +136,27 @@ def prepare(
         out_dir=Path(out_dir),
         variables=variables,
         commit=commit,
-        inventory_path=str(inventory),
+        inventory_path=str(inventory) if isinstance(inventory, (str, Path)) else ",".join(inventory),
         limit=limit,
         transport=transport,
-        options=options or RunOptions(),
+        options=opts,
         secret_names=secret_names,
+        vary=vary,
+        why=why or WhyOptions(),
         warnings=inv.warnings,
     )
+
+
+def _varied(hosts: list[Host], vary: tuple[str, ...], opts: RunOptions, pb: Playbook) -> list[Host]:
+    """Apply --vary: each host's (and round's) axis values into the options; the build-path
+    axis into the host's repro_work_dir."""
+    if not vary:
+        return hosts
+    opts.variations = variations.plan(vary, [h.name for h in hosts], opts.rounds or pb.rounds)
+    return [
+        replace(h, vars={**h.vars, **variations.host_vars(opts.variations[h.name][0], h)})
+        for h in hosts
+    ]
 
 
 def _plan_for(pb: Playbook, host: Host, run_id: str, secret_names: tuple[str, ...]) -> HostPlan:
@@ -172,8 +194,6 @@ def _masked_host(plan: HostPlan) -> dict[str, Any]:
 
 
 def _with_transport(host: Host, transport: str) -> Host:
-    from dataclasses import replace
-
     return host if host.connection == "local" else replace(host, transport=transport)
 
 
@@ -192,6 +212,7 @@ def save_plan(prep: Prepared) -> None:
         "commit": prep.commit,
         "transport": prep.transport,
         "rounds": prep.options.rounds,
+        "vary": list(prep.vary),
         "hosts": [_masked_host(p) for p in prep.plans],
     }
     # Secret values are masked above, but the plan is still nobody else's business: 0600.
@@ -254,6 +275,11 @@ def load_plan(
     opts = options or RunOptions()
     if data.get("rounds"):
         opts.rounds = int(data["rounds"])
+    vary = tuple(variations.parse(",".join(data.get("vary") or [])))
+    if vary:  # the hosts' vars already hold their build paths; the rounds need their values
+        opts.variations = variations.plan(
+            vary, [p.host.name for p in plans], opts.rounds or pb.rounds
+        )
     return Prepared(
         run_id=run_id,
         playbook=pb,
@@ -267,6 +293,7 @@ def load_plan(
         options=opts,
         secret_names=tuple(data.get("secret_names") or ()),
         started_at=data.get("started_at"),
+        vary=vary,
     )
 
 
@@ -275,7 +302,7 @@ def execute(
     *,
     listener: Listener = ignore,
     transport_factory: Callable[[Host], Transport] = make_transport,
-    formats: tuple[str, ...] = SAVED,
+    formats: tuple[str, ...] | None = None,
     on_runner: Callable[[Runner], None] | None = None,
 ) -> tuple[RunResult, Comparison]:
     """Run a prepared plan (synchronously, in a fresh event loop) and write its report."""
@@ -295,7 +322,7 @@ async def execute_async(
     *,
     listener: Listener = ignore,
     transport_factory: Callable[[Host], Transport] = make_transport,
-    formats: tuple[str, ...] = SAVED,
+    formats: tuple[str, ...] | None = None,
     on_runner: Callable[[Runner], None] | None = None,
 ) -> tuple[RunResult, Comparison]:
     try:
@@ -311,7 +338,7 @@ async def _locked(
     prep: Prepared,
     listener: Listener,
     transport_factory: Callable[[Host], Transport],
-    formats: tuple[str, ...],
+    formats: tuple[str, ...] | None,
     on_runner: Callable[[Runner], None] | None,
 ) -> tuple[RunResult, Comparison]:
     prep.started_at = prep.started_at or utcnow()  # a resumed run keeps its first start
@@ -329,6 +356,10 @@ async def _locked(
         masker=masker(prep),
     )
     runner.result.started_at = prep.started_at
+    for plan, host in zip(prep.plans, runner.result.hosts):
+        secret = (*prep.all_secret_names, *plan.secrets)
+        host.variables = runner.masker.obj(masked({**prep.playbook.vars, **plan.host.vars}, secret))
+        host.variations = prep.options.variations.get(host.name, [])
     if on_runner:
         on_runner(runner)
     loop = asyncio.get_running_loop()
@@ -359,6 +390,22 @@ async def _locked(
         for sig in installed:
             loop.remove_signal_handler(sig)
     comparison = compare(result)
+    record_paths(result, prep.playbook)
+    if comparison.verdict == "mismatch" and prep.why.enabled and not prep.aborted:
+        try:
+            comparison = await explain(
+                result,
+                comparison,
+                playbook=prep.playbook,
+                hosts={p.host.name: p.host for p in prep.plans},
+                run_dir=prep.report_dir,
+                transport_factory=transport_factory,
+                listener=listener,
+                options=prep.why,
+            )
+        except Exception as exc:  # the verdict and every hash stand: the report is written
+            why = f"could not explain the difference ({type(exc).__name__}: {exc})"
+            comparison = replace(comparison, reasons=(*comparison.reasons, why[:300]))
     try:
         write_report(prep.report_dir, result, comparison, formats=formats)
     except ReportWriteError as exc:

@@ -20,10 +20,22 @@ import pytest
 from repro.netlab import NetnsLab
 from tests.procs import controller, finish, wait_for
 from tests.test_cli_inprocess import only_run_dir, report, run_cli
-from tests.test_resilience_netns import host_run_dir, inventory_with
-from tests.test_security_netns import QUICK
+from tests.bothlabs import RUNS, Lab
+from tests.test_security import QUICK
 
 pytestmark = pytest.mark.netns
+
+
+def host_run_dir(lab: NetnsLab, name: str, run_id: str) -> Path:
+    """The run's directory on host `name`, as this process sees it."""
+    return lab.host(name).home / RUNS / run_id
+
+
+def inventory_with(lab: NetnsLab, dest: Path, host_vars: dict[str, dict[str, object]]) -> Path:
+    homes = {h.name: h.home for h in lab.hosts}
+    return Lab("netns", lab.inventory_path, list(homes), homes, _net=lab).inventory_with(
+        dest, host_vars
+    )
 
 
 def all_cmdlines() -> list[bytes]:

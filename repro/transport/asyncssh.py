@@ -19,9 +19,11 @@ from repro.inventory import Host
 from repro.transport.base import (
     Completed,
     ReplyTooLarge,
+    Sink,
     Transport,
     check_reply_size,
     os_reason,
+    read_tail,
 )
 from repro.transport.route import Hop, resolve
 
@@ -29,6 +31,9 @@ from repro.transport.route import Hop, resolve
 CONNECT_TIMEOUT = ("repro_connect_timeout", 10.0)
 KEEPALIVE_INTERVAL = ("repro_keepalive_interval", 15.0)
 KEEPALIVE_COUNT_MAX = ("repro_keepalive_count_max", 4)
+
+_CHUNK = 256 * 1024  # what one read of a streamed stdout takes at most
+_ERR_KEEP = 64 * 1024  # the tail of a streamed command's stderr that is kept
 
 #: one algorithm per key type, so fetch_host_keys sees every key a server has, not just one
 _HOST_KEY_ALGS = (
@@ -113,6 +118,43 @@ class AsyncsshTransport(Transport):
             # Neither a status nor a signal: the channel closed under us (sshd died).
             raise self._lost(command, None)
         return Completed(command, status, _text(bytes(out)), _text(bytes(err)), bytes(out))
+
+    async def stream(
+        self, command: str, sink: Sink, *, timeout: float | None = None
+    ) -> Completed:
+        conn = self._require_connection(command)
+        try:
+            proc = await conn.create_process(command, stdin=asyncssh.DEVNULL, encoding=None)
+        except (asyncssh.Error, OSError) as exc:
+            raise self._lost(command, exc) from None
+
+        async def pump() -> tuple[bytes, asyncssh.SSHCompletedProcess]:
+            errs = asyncio.ensure_future(read_tail(proc.stderr, _ERR_KEEP))
+            try:
+                while chunk := await proc.stdout.read(_CHUNK):
+                    sink(chunk)
+                err = await errs
+            finally:
+                errs.cancel()
+            return err, await proc.wait(check=False)
+
+        try:
+            err, done = await asyncio.wait_for(pump(), timeout)
+        except TimeoutError:
+            _abandon(proc)
+            raise TimeoutError(
+                f"{self.host.name}: command timed out after {timeout:g}s: {command[:80]}"
+            ) from None
+        except (asyncssh.Error, OSError) as exc:
+            _abandon(proc)
+            raise self._lost(command, exc) from None
+        except BaseException:
+            _abandon(proc)  # the sink refused (too large) or we were cancelled
+            raise
+        status = _exit_status(done.exit_status, done.exit_signal)
+        if status is None:
+            raise self._lost(command, None)
+        return Completed(command, status, "", _text(err))
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
