@@ -21,6 +21,7 @@ from typing import Any, Sequence, TextIO
 from repro import __version__
 from repro.errors import Aborted, ControllerError, InputError, ReproError, UsageError
 from repro.render import FACTS_FORMATS, FORMATS
+from repro.render.safe import term_safe
 from repro.transport import TRANSPORTS
 
 EXIT_USAGE = 2
@@ -86,6 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
         " end, or output shown live, answers at once)",
     )
     r.add_argument("--resume", metavar="RUN_ID", help="reattach to a run whose controller died")
+    r.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]",
+        help="set a secret variable (KEY alone: from the environment variable KEY); "
+        "steps get it from their environment, reports and logs show ***",
+    )
+    r.add_argument(
+        "--log-cap",
+        default="16M",
+        metavar="SIZE",
+        help="bytes of each step's log kept in the report dir, head and tail (default 16M)",
+    )
     why_options(r)
     report_format(r, "what to print at the end")
     _heartbeat_arg(r)
@@ -300,7 +315,8 @@ def main(
     except ControllerError as exc:
         return _crashed(exc, f"error: {_one_line(exc)}", argv, err)
     except ReproError as exc:
-        err.write(f"repro: error: {exc}\n")
+        # a message may quote a host (its banner, a DISCONNECT reason): never raw to a terminal
+        err.write(f"repro: error: {term_safe(str(exc))}\n")
         return exc.exit_code if isinstance(exc, InputError) else 3
     except (KeyboardInterrupt, _Stop):
         err.write("repro: interrupted\n")

@@ -21,6 +21,7 @@ from repro.compare import Comparison
 from repro.errors import ReportWriteError, ReproError, Unfinished, UsageError
 from repro.events import Listener
 from repro.inventory import load_inventory, parse_extra_vars, select
+from repro.render.safe import term_safe
 from repro.results import RunResult
 
 
@@ -153,6 +154,16 @@ def shown_anyway(fmt: str, out: TextIO) -> Iterator[None]:
 # --- run, demo, report -----------------------------------------------------------------------
 
 
+def _secret_item(item: str) -> str:
+    """`--secret NAME` takes the value from the environment variable NAME, so it need not be
+    on the controller's own command line (where other users' `ps` would see it)."""
+    if "=" in item or item.startswith("@"):
+        return item
+    if item not in os.environ:
+        raise UsageError(f"--secret {item}: no environment variable {item} to take it from")
+    return f"{item}={os.environ[item]}"
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.runner import HANDSHAKES, RunOptions
     from repro.session import execute, load_plan, prepare
@@ -167,6 +178,17 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"--host-wait {args.host_wait}: must be at least 1 second")
     if args.handshakes is not None and args.handshakes < 1:
         raise UsageError(f"--handshakes {args.handshakes}: must be at least 1")
+    from repro.playbook import parse_size
+
+    try:
+        log_cap = parse_size(args.log_cap)
+    except ValueError as exc:
+        raise UsageError(f"--log-cap: {exc}") from None
+    if log_cap < 4096:
+        raise UsageError(f"--log-cap {args.log_cap}: keep at least 4K of each step's log")
+    secret_vars = parse_extra_vars(
+        [_secret_item(item) for item in args.secret], flag="--secret"
+    )
     from repro import variations
 
     vary = variations.parse(args.vary)
@@ -178,9 +200,13 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         reconnect_timeout=args.reconnect_timeout,
         host_wait=args.host_wait,
         live=shows_output(err, args),
+        log_cap=log_cap,
     )
     if args.resume:
-        prep = load_plan(args.out, args.resume, options=options)
+        prep = load_plan(args.out, args.resume, options=options, secret_vars=secret_vars)
+        from repro.runlock import RunLock
+
+        RunLock(prep.report_dir, prep.run_id).check()
     else:
         if not args.playbook:
             raise UsageError("run: -p/--playbook is required (or --resume RUN_ID)")
@@ -194,6 +220,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             out_dir=args.out,
             transport=args.transport,
             options=options,
+            secret_vars=secret_vars,
             vary=vary,
         )
     prep.why = why
@@ -450,7 +477,7 @@ def cmd_cancel(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     results = asyncio.run(cancel_run(prep))
     bad = 0
     for name, msg in results:
-        out.write(f"{name}: {msg}\n")
+        out.write(f"{name}: {term_safe(msg)}\n")  # a host's DISCONNECT reason, say
         bad += msg.startswith("error")
     return 3 if bad else 0
 
