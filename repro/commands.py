@@ -164,6 +164,24 @@ def _secret_item(item: str) -> str:
     return f"{item}={os.environ[item]}"
 
 
+def _link_settings(args: argparse.Namespace) -> dict[str, float]:
+    """The host vars the link flags of `run` stand for (an inventory's own value wins)."""
+    flags = (
+        ("keepalive_interval", "repro_keepalive_interval"),
+        ("keepalive_count", "repro_keepalive_count_max"),
+        ("connect_timeout", "repro_connect_timeout"),
+    )
+    link: dict[str, float] = {}
+    for attr, var in flags:
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        if value <= 0:
+            raise UsageError(f"--{attr.replace('_', '-')} {value:g}: must be positive")
+        link[var] = value
+    return link
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.runner import HANDSHAKES, RunOptions
     from repro.session import execute, load_plan, prepare
@@ -176,6 +194,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"--reconnect-timeout {args.reconnect_timeout}: must be positive")
     if args.host_wait < 1:
         raise UsageError(f"--host-wait {args.host_wait}: must be at least 1 second")
+    link = _link_settings(args)
     if args.handshakes is not None and args.handshakes < 1:
         raise UsageError(f"--handshakes {args.handshakes}: must be at least 1")
     from repro.playbook import parse_size
@@ -200,6 +219,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         reconnect_timeout=args.reconnect_timeout,
         host_wait=args.host_wait,
         live=shows_output(err, args),
+        link=link,
         log_cap=log_cap,
     )
     if args.resume:

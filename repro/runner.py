@@ -11,7 +11,7 @@ import asyncio
 import codecs
 import shlex
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
@@ -121,6 +121,9 @@ class RunOptions:
     poll_wait: int = detach.POLL_WAIT  # hundredths of a second a poll may wait on the host
     host_wait: int = detach.HOST_WAIT  # seconds a wait on a running step may last (0: polls)
     live: bool = False  # someone shows step output as it comes: a growing log ends a wait
+    # the link settings of the command line (repro_keepalive_interval, repro_keepalive_count_max,
+    # repro_connect_timeout): for every host whose inventory does not set them
+    link: dict[str, float] = field(default_factory=dict)
     gather_facts: bool = True
     preflight: bool = True
     #: bytes of a step's log kept on the controller (head and tail); the host keeps it all
@@ -214,7 +217,10 @@ class Runner:
     async def _host(
         self, plan: HostPlan, result: HostResult, handshakes: asyncio.Semaphore
     ) -> None:
-        st = _HostState(plan, result, self.transport_factory(plan.host))
+        host = plan.host
+        if self.options.link:
+            host = replace(host, vars={**self.options.link, **host.vars})
+        st = _HostState(plan, result, self.transport_factory(host))
         try:
             if self._cancelled.is_set():  # cancelled while this host waited for a fork
                 raise Cancelled("cancelled", host=st.result.name)
