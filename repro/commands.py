@@ -247,6 +247,10 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     warn(err, prep.warnings)
     warn(err, config_warnings([p.host for p in prep.plans]))
     names = [p.host.name for p in prep.plans]
+    from repro import fdlimit
+
+    short = fdlimit.ensure(min(len(names), args.forks or len(names)))
+    warn(err, [short] if short else [])
     if not args.quiet:
         err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")
     with shown_anyway(args.format, out):
