@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("version", help="the release directory, e.g. 28.0")
     g.add_argument("--quorum", type=int, default=2, help="signers that must agree (default 2)")
     g.add_argument("--format", choices=["table", "md", "json"], default="table")
+    g.add_argument("--keys", metavar="DIR", help="check each .asc with gpg (builder-keys/)")
+    g.add_argument(
+        "--include-unverified", action="store_true", help="count unsigned or unknown-key signers"
+    )
 
     f = sub.add_parser("facts", help="show what each host is (CPU, microarchitecture, VM, Guix)")
     common_hosts(f)

@@ -181,19 +181,20 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_sigs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from repro.compare import compare
-    from repro.render import render
+    from repro.render.sigs import render
     from repro.sigs import read_sigs
 
     if args.quorum < 1:
         raise UsageError(f"--quorum {args.quorum}: must be at least 1")
-    run = read_sigs(args.root, args.version, quorum=args.quorum)
-    comparison = compare(run)
-    out.write(render(args.format, run, comparison, width=term_width(out), color=is_tty(out)))
-    err.write(
-        "note: signatures (.asc) are not verified by repro; check them with gpg or guix-verify\n"
+    release = read_sigs(
+        args.root,
+        args.version,
+        quorum=args.quorum,
+        keys=args.keys,
+        include_unverified=args.include_unverified,
     )
-    return comparison.exit_code
+    out.write(render(args.format, release, width=term_width(out)))
+    return release.exit_code
 
 
 # --- facts, check ----------------------------------------------------------------------------

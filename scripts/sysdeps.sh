@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The system packages the test suite needs (sshd for the real-OpenSSH tier, iproute2 and
-# util-linux for its network namespaces, gcc for the demo playbook, git for the Guix fixtures).
+# util-linux for its network namespaces, gcc for the demo playbook, git for the Guix fixtures,
+# gpg and ssh-keygen for signed evidence).
 # Installs only what is missing, and only where it can (root with apt-get); elsewhere it says
 # what is missing and the suite skips the tier that needs it (or fails, under
 # REPRO_REQUIRE_NETNS=1, as in CI).
@@ -13,6 +14,8 @@ command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 command -v pkill >/dev/null 2>&1 || need+=(procps)
+command -v gpg >/dev/null 2>&1 || need+=(gpg)
+command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
