@@ -12,6 +12,7 @@ from typing import Sequence, TextIO
 
 from repro import __version__
 from repro.errors import InputError, ReproError, UsageError
+from repro.evidence_cli import add_parsers, add_quorum_options, add_signing_options
 
 EXIT_USAGE = 2
 
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="what to print at the end",
     )
     r.add_argument("-v", "--verbose", action="store_true", help="stream every host's build output")
+    add_quorum_options(r)
+    r.add_argument("--attest", action="store_true", help="write an in-toto statement of the run")
+    add_signing_options(r)
 
     d = sub.add_parser("demo", help="run the demo playbook on a local lab of SSH hosts")
     d.add_argument("--hosts", type=int, default=3, help="how many lab hosts (default 3)")
@@ -99,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--include-unverified", action="store_true", help="count unsigned or unknown-key signers"
     )
+
+    add_parsers(sub)
 
     f = sub.add_parser("facts", help="show what each host is (CPU, microarchitecture, VM, Guix)")
     common_hosts(f)

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
+from repro import evidence_cli
 from repro.compare import Comparison
 from repro.errors import ReproError, UsageError
 from repro.events import Listener
@@ -33,6 +34,9 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "cancel": cmd_cancel,
         "sigs": cmd_sigs,
         "lab": cmd_lab,
+        "attest": evidence_cli.cmd_attest,
+        "verify": evidence_cli.cmd_verify,
+        "compare": evidence_cli.cmd_compare,
     }[args.command]
     return handler(args, out, err)
 
@@ -115,9 +119,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             transport=args.transport,
             options=options,
         )
+    evidence_cli.apply_run_options(prep, args)
     names = [p.host.name for p in prep.plans]
     err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")
     run, comparison = execute(prep, listener=make_listener(names, err, args.verbose))
+    evidence_cli.attest_run(args, run, comparison, prep.report_dir, err)
     return finish(run, comparison, prep.report_dir, args.format, out, err)
 
 

@@ -121,6 +121,7 @@ class Runner:
             started_at=utcnow(),
             vars=self.variables,
             quorum=playbook.quorum,
+            require=playbook.require,
             playbook_path=str(playbook.path),
             commit=commit,
             hosts=[HostResult(name=p.host.name, address=p.host.address) for p in plans],

@@ -53,6 +53,7 @@ class Prepared:
     limit: str | None
     transport: str | None = None
     options: RunOptions = field(default_factory=RunOptions)
+    expected: dict[str, str] = field(default_factory=dict)  # published hashes (--expect)
 
     @property
     def report_dir(self) -> Path:
@@ -258,6 +259,7 @@ async def execute_async(
             ticker.cancel()
         for sig in installed:
             loop.remove_signal_handler(sig)
+    result.expected = dict(prep.expected)
     comparison = compare(result)
     write_report(prep.report_dir, result, comparison, formats=formats)
     return result, comparison

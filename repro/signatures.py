@@ -43,8 +43,9 @@ def _tool(name: str) -> str:
     return path
 
 
-def _run(argv: list[str], *, stdin: bytes | None = None, env: dict[str, str] | None = None
-         ) -> subprocess.CompletedProcess[bytes]:
+def _run(
+    argv: list[str], *, stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         argv, input=stdin, capture_output=True, timeout=_TIMEOUT, check=False,
         env={**os.environ, **(env or {})},
@@ -116,7 +117,9 @@ def ssh_sign(path: Path, key: Path, namespace: str = NAMESPACE) -> Path:
                  str(path)], stdin=b"")  # fmt: skip
     if done.returncode != 0 or not out.is_file():
         out.unlink(missing_ok=True)
-        raise SigningError(f"ssh-keygen could not sign {path.name} with {key}: {_last(done.stderr)}")
+        raise SigningError(
+            f"ssh-keygen could not sign {path.name} with {key}: {_last(done.stderr)}"
+        )
     return out
 
 
@@ -133,7 +136,9 @@ def ssh_verify(data: Path, sig: Path, allowed: Path, namespace: str = NAMESPACE)
     checked = _run([keygen, "-Y", "verify", "-f", str(allowed), "-I", principals[0],
                     "-n", namespace, "-s", str(sig)], stdin=data.read_bytes())  # fmt: skip
     if checked.returncode != 0:
-        return Check("bad", principals[0], "BAD signature: the file was changed after it was signed")
+        return Check(
+            "bad", principals[0], "BAD signature: the file was changed after it was signed"
+        )
     return Check("good", principals[0], f"good signature by {principals[0]}")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -117,7 +117,9 @@ def _signer(path: Path, keys: Path | None, key_list: list[Path]) -> Signer:
             signer.failed[stage] = str(exc).replace(str(path) + "/", "")
         asc = f.with_name(f.name + ".asc")
         if keys is None:
-            verdicts.append(("signed", "") if asc.is_file() else ("unsigned", f"no {asc.name}"))
+            # repro attest may sign with ssh-keygen -Y: that .sig counts as a signature too
+            signed = asc.is_file() or f.with_name(f.name + ".sig").is_file()
+            verdicts.append(("signed", "") if signed else ("unsigned", f"no {asc.name}"))
             continue
         check = gpg_verify(f, asc, own)
         if check.outcome == "good":
@@ -152,7 +154,7 @@ def read_sigs(
     keys_dir = Path(keys) if keys is not None else None
     release = Release(version, str(root), read_signers(vdir, keys_dir), [],
                       str(keys_dir) if keys_dir else None, include_unverified)  # fmt: skip
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     counted = [s for s in release.signers if release.counts(s)]
     names = {n for s in counted for n in [*s.stages, *s.failed]}
     for stage in sorted(names, key=_stage_key):
@@ -165,6 +167,19 @@ def stage_run(
     release: Release, stage: str, signers: list[Signer], quorum: int, started: str
 ) -> RunResult:
     """One stage as a run: a 'host' per signer who published that stage's file."""
+    return RunResult(
+        run_id=f"sigs-{release.version}-{stage}",
+        playbook=f"guix.sigs {release.version} {stage}",
+        started_at=started,
+        finished_at=started,
+        hosts=stage_hosts(signers, stage),
+        quorum=quorum,
+        playbook_path=str(Path(release.root) / release.version),
+    )
+
+
+def stage_hosts(signers: list[Signer], stage: str) -> list[HostResult]:
+    """A 'host' per signer who published `stage` (one who has not yet is normal, not missing)."""
     hosts = []
     for s in signers:
         host = HostResult(s.name, "ok", facts={"describe": _describe(s)})
@@ -173,17 +188,15 @@ def stage_run(
         elif stage in s.stages:
             host.artifacts = {n: ArtifactHash(n, h, None) for n, h in s.stages[stage].items()}
         else:
-            continue  # this signer has not published this stage (yet): normal, not missing
+            continue
         hosts.append(host)
-    return RunResult(
-        run_id=f"sigs-{release.version}-{stage}",
-        playbook=f"guix.sigs {release.version} {stage}",
-        started_at=started,
-        finished_at=started,
-        hosts=hosts,
-        quorum=quorum,
-        playbook_path=str(Path(release.root) / release.version),
-    )
+    return hosts
+
+
+def first_stage(signers: list[Signer]) -> str | None:
+    """The earliest stage any of them published: what a build produces before codesigning."""
+    names = {n for s in signers for n in [*s.stages, *s.failed]}
+    return min(names, key=_stage_key) if names else None
 
 
 def _stage_key(name: str) -> tuple[int, str]:

@@ -52,6 +52,7 @@ def read_sums(path: Path) -> dict[str, str]:
 
 def format_sums(entries: dict[str, str]) -> str:
     """The file `parse_sums` reads back: `#n` keys are written as the name they stand for."""
+
     def listed(key: str) -> str:
         base = re.sub(r"#[0-9]+$", "", key)
         return base if base != key and base in entries else key

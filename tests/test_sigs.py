@@ -32,7 +32,10 @@ NONCODESIGNED = {
     f"bitcoin-{V}-osx-unsigned.dmg#2": h("x86_64 dmg"),
     f"bitcoin-{V}-x86_64-linux-gnu.tar.gz": h("x86_64"),
 }
-CODESIGNED = {f"bitcoin-{V}-osx-signed.dmg": h("signed dmg"), f"bitcoin-{V}-win64-setup.exe": h("exe")}
+CODESIGNED = {
+    f"bitcoin-{V}-osx-signed.dmg": h("signed dmg"),
+    f"bitcoin-{V}-win64-setup.exe": h("exe"),
+}
 
 
 def signer(root: Path, name: str, stages: dict[str, dict[str, str]], keys: GpgKeys | None) -> Path:
@@ -117,7 +120,10 @@ def test_unsigned_copy_is_reported_and_not_counted(tmp_path: Path, builders: Gpg
     # without keys the copy is still refused: it has no .asc at all
     code, data = as_json(root)
     assert code == 3, data  # one signer left: under the quorum of 2
-    assert {s["name"]: s["counted"] for s in data["signers"]} == {"achow101": True, "fanquake": False}
+    assert {s["name"]: s["counted"] for s in data["signers"]} == {
+        "achow101": True,
+        "fanquake": False,
+    }
     assert "only 1 host" in " ".join(data["stages"][0]["report"]["reasons"])
     # an .asc that is not fanquake's (made with another builder's key) does not make it count
     builders.sign("mallory", copy / "noncodesigned.SHA256SUMS")

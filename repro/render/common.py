@@ -61,6 +61,8 @@ def headline(run: RunResult, comparison: Comparison, name: Callable[[str], str])
     ok = sum(1 for h in run.hosts if h.status == "ok")
     if comparison.verdict == "mismatch":
         differs = [a.name for a in comparison.artifacts if a.status == "differs"]
+        if not differs:
+            return "the hosts agree, but not with the published hashes (--expect)"
         verb = "differs" if len(differs) == 1 else "differ"
         return f"{_listed(differs, name)} {verb} between hosts"
     if comparison.verdict == "reproducible":

@@ -141,4 +141,3 @@ FORMATS: dict[str, Callable[[Release], str]] = {
 
 def render(fmt: str, release: Release, *, width: int = 100) -> str:
     return render_text(release, width=width) if fmt == "table" else FORMATS[fmt](release)
-
