@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import UsageError
-from repro.report import atomic_write
 from repro.signatures import gpg_sign, ssh_sign
+from repro.store import atomic_write
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://github.com/repro-tools/repro/attestation/v1"

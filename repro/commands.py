@@ -79,7 +79,12 @@ def finish(
     from repro.render import render
 
     out.write(render(fmt, run, comparison, width=term_width(out), color=is_tty(out)))
-    err.write(f"report: {report_dir / 'report.md'} (and report.json)\n")
+    from repro.render import FORMATS, SAVED
+    from repro.store import RunDir
+
+    first, *rest = (RunDir(report_dir).report(str(FORMATS[f].ext)) for f in SAVED)
+    also = f" (and {', '.join(p.name for p in rest)})" if rest else ""
+    err.write(f"report: {first}{also}\n")
     return comparison.exit_code
 
 
@@ -87,7 +92,7 @@ def finish(
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from repro.runner import RunOptions
+    from repro.runner import HANDSHAKES, RunOptions
     from repro.session import execute, load_plan, prepare
 
     if args.forks is not None and args.forks < 1:
@@ -96,12 +101,12 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"--rounds {args.rounds}: must be 1 to 5")
     if args.reconnect_timeout <= 0:
         raise UsageError(f"--reconnect-timeout {args.reconnect_timeout}: must be positive")
-    if args.handshakes < 1:
+    if args.handshakes is not None and args.handshakes < 1:
         raise UsageError(f"--handshakes {args.handshakes}: must be at least 1")
     options = RunOptions(
         forks=args.forks,
         rounds=args.rounds,
-        handshakes=args.handshakes,
+        handshakes=args.handshakes or HANDSHAKES,
         reconnect_timeout=args.reconnect_timeout,
     )
     if args.resume:
@@ -178,7 +183,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.output == "-":
         out.write(text)
     else:
-        from repro.report import atomic_write
+        from repro.store import atomic_write
 
         dest = Path(args.output)
         atomic_write(dest, text)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from repro.errors import UsageError
+from repro.render import FORMATS
 
 
 def add_quorum_options(p: argparse.ArgumentParser) -> None:
@@ -57,7 +58,7 @@ def add_parsers(sub: Any) -> None:
     c.add_argument("--keys", metavar="DIR", help="check guix.sigs signatures with gpg")
     c.add_argument("--include-unverified", action="store_true", help="count unsigned signers")
     c.add_argument("--out", help="also write the merged report into this directory")
-    c.add_argument("--format", choices=["table", "md", "json"], default="table")
+    c.add_argument("--format", choices=list(FORMATS), default="table")
 
 
 def _signing(args: argparse.Namespace) -> Any:
@@ -96,7 +97,7 @@ def attest_run(
 ) -> None:
     """`repro run --attest`: the statement always; guix.sigs files only for a reproducible run."""
     from repro.attest import attest
-    from repro.report import to_dict
+    from repro.schema import to_dict
 
     if not (args.attest or args.signer or args.ssh_key or args.gpg_sign or args.gpg_key):
         return
@@ -111,7 +112,8 @@ def attest_run(
 
 def cmd_attest(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.attest import attest
-    from repro.report import load_report, to_dict
+    from repro.report import load_report
+    from repro.schema import to_dict
 
     run_dir = Path(args.run_dir)
     run, comparison = load_report(run_dir)

@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from repro.attest import CUPRATE_SCHEMA, STATEMENT_TYPE, statement
 from repro.errors import UsageError
-from repro.report import load_report, to_dict
+from repro.report import load_report
+from repro.schema import to_dict
 from repro.signatures import Check, gpg_verify, key_files, ssh_verify
 from repro.sums import SumsError, parse_sums
 

@@ -110,6 +110,8 @@ def test_output_is_readable_with_many_signers(tmp_path: Path, builders: GpgKeys)
     assert "all 3 agree" in out and "all 2 agree" in out and "guggero" not in out
     code, md, _ = sigs(str(root), V, "--format", "md")
     assert code == 0 and len(md) < 4000 and "signatures NOT checked" in md
+    code, page, _ = sigs(str(root), V, "--format", "html")
+    assert code == 0 and page.startswith("<!doctype html>") and "all 3 agree" in page
 
 
 def test_unsigned_copy_is_reported_and_not_counted(tmp_path: Path, builders: GpgKeys) -> None:

@@ -8,9 +8,10 @@ import json
 import textwrap
 from collections.abc import Callable
 
+from repro.errors import UsageError
 from repro.render.common import LABELS, SHORT_HASH
-from repro.render.safe import md_code, md_escape, term_safe
-from repro.report import to_dict
+from repro.render.safe import html_text, md_code, md_escape, term_safe
+from repro.schema import to_dict
 from repro.sigs import Release, Stage
 
 SCHEMA = "repro-sigs/1"
@@ -132,12 +133,22 @@ def render_json(release: Release) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
+def render_html(release: Release) -> str:
+    """The table as a page (every character escaped): one file to attach or publish."""
+    title = html_text(f"guix.sigs {release.version}")
+    body = "\n".join(html_text(line) for line in render_text(release).splitlines())
+    return f"<!doctype html>\n<meta charset=utf-8>\n<title>{title}</title>\n<pre>{body}</pre>\n"
+
+
 FORMATS: dict[str, Callable[[Release], str]] = {
     "table": render_text,
     "md": render_md,
     "json": render_json,
+    "html": render_html,
 }
 
 
 def render(fmt: str, release: Release, *, width: int = 100) -> str:
+    if fmt not in FORMATS:
+        raise UsageError(f"repro sigs cannot write {fmt!r}; choose one of {', '.join(FORMATS)}")
     return render_text(release, width=width) if fmt == "table" else FORMATS[fmt](release)
