@@ -119,6 +119,19 @@ def _sizes_alike(hosts: list[HostResult]) -> None:
             host.artifacts[name] = ArtifactHash(name, host.artifacts[name].sha256, None)
 
 
+def _names_alike(hosts: list[HostResult]) -> None:
+    # SHA256SUMS and attestation.json name files, a run names paths under the artifact dir
+    # (out/x.tar.gz): where both kinds meet, every builder's artifacts go by file name.
+    names = [n for h in hosts for n in h.artifacts]
+    if not any("/" in n for n in names) or all("/" in n for n in names):
+        return
+    for host in hosts:
+        by_file = {n.rsplit("/", 1)[-1]: a for n, a in host.artifacts.items()}
+        if len(by_file) < len(host.artifacts):
+            raise UsageError(f"compare: {host.name} has two artifacts of one file name")
+        host.artifacts = {n: ArtifactHash(n, a.sha256, a.size) for n, a in by_file.items()}
+
+
 def merge(
     sources: list[Source], *, quorum: int | None = None, require: tuple[str, ...] = ()
 ) -> RunResult:
@@ -140,6 +153,7 @@ def merge(
             seen[host.name] = source.label
             host.facts["source"] = source.label
             hosts.append(host)
+    _names_alike(hosts)
     _sizes_alike(hosts)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return RunResult(
