@@ -18,6 +18,7 @@ from repro.sums import SumsError, parse_sums
 
 Outcome = Literal["verified", "tampered", "undecided"]
 EXIT = {"verified": 0, "tampered": 1, "undecided": 3}
+MAX_FILE = 16 * 1024 * 1024
 _REPORT_DEPTH = 5  # RUN_DIR/attestation/sigs/<version>/<signer>/file: report.json is 4 up
 
 
@@ -68,6 +69,8 @@ def _verify(
 ) -> FileResult:
     if not path.is_file():
         return FileResult(path, "undecided", "no such file")
+    if path.stat().st_size > MAX_FILE:
+        raise UsageError(f"{path}: larger than {MAX_FILE} bytes; not evidence repro writes")
     checks: list[Check] = []
     if allowed is not None:
         checks.append(ssh_verify(path, path.with_name(path.name + ".sig"), allowed))

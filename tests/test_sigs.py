@@ -185,3 +185,12 @@ def test_bad_version_or_root_is_bad_input(tmp_path: Path) -> None:
     (tmp_path / "1.0" / "x").mkdir(parents=True)
     code, _, err = sigs(str(tmp_path), "1.0", "--keys", str(tmp_path / "nokeys"))
     assert code == 2 and "nokeys" in err
+
+
+def test_no_signer_counts_is_inconclusive_and_said(tmp_path: Path) -> None:
+    root = tmp_path / "guix.sigs"
+    signer(root, "achow101", {"noncodesigned": NONCODESIGNED}, None)
+    code, out, _ = sigs(str(root), V)
+    assert code == 3
+    assert "excluded achow101: unsigned (no noncodesigned.SHA256SUMS.asc)" in out
+    assert "nothing was compared" in out

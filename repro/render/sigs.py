@@ -52,6 +52,8 @@ def _header(release: Release) -> list[str]:
     lines = [f"guix.sigs {release.version}: {len(release.signers)} signers, {checked}"]
     for s in release.excluded:
         lines.append(f"excluded {s.name}: {s.signature}" + (f" ({s.detail})" if s.detail else ""))
+    if not release.stages:
+        lines.append("no signer's files count, so nothing was compared")
     if release.include_unverified:
         lines += [
             f"counted on request: {s.name} ({s.signature})"
