@@ -151,6 +151,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.merge import load_source, merge
     from repro.quorum import parse_require
     from repro.render import render
+    from repro.render.safe import term_safe
     from repro.report import write_report
 
     if args.quorum is not None and args.quorum < 1:
@@ -162,6 +163,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     keys = Path(args.keys) if args.keys else None
     sources = [load_source(s, include_unverified=args.include_unverified, keys=keys)
                for s in args.sources]  # fmt: skip
+    err.writelines(f"note: {term_safe(n)}\n" for s in sources for n in s.notes)
     run = merge(sources, quorum=args.quorum, require=require)
     run.expected = load_expected(args.expect)
     comparison = compare(run)

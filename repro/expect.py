@@ -47,9 +47,9 @@ def _one(spec: str) -> dict[str, str]:
 def _from_sigs(vdir: Path) -> dict[str, str]:
     """The hashes a guix.sigs version's signed builders published, in the first stage: the
     artifacts a build produces before anything is codesigned. Signers must agree."""
-    from repro.sigs import COUNTED, first_stage, read_signers
+    from repro.sigs import counts, first_stage, read_signers
 
-    signers = [s for s in read_signers(vdir, None) if s.signature in COUNTED]
+    signers = [s for s in read_signers(vdir, None) if counts(s)]
     published: dict[str, str] = {}
     stage = first_stage(signers)
     for s in signers:

@@ -5,7 +5,7 @@ in-toto statements, Cuprate attestation.json files, guix.sigs version dirs — c
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from repro.attest import CUPRATE_SCHEMA, STATEMENT_TYPE
 from repro.errors import UsageError
 from repro.report import load_report
 from repro.results import ArtifactHash, HostResult, RunResult
-from repro.sigs import COUNTED, first_stage, read_signers, stage_hosts
+from repro.sigs import counts, first_stage, read_signers, stage_hosts
 
 MAX_JSON = 16 * 1024 * 1024
 
@@ -30,6 +30,7 @@ class Source:
     playbook: str
     quorum: int = 2
     require: tuple[str, ...] = ()
+    notes: list[str] = field(default_factory=list)  # for the person: what was left out and why
 
     def __repr__(self) -> str:
         return f"Source({self.label!r}, {self.kind}, {len(self.hosts)} hosts)"
@@ -95,19 +96,25 @@ def _cuprate(spec: str, data: dict[str, Any]) -> Source:
         host.artifacts[item["filename"]] = _hash(item["filename"], item["sha256"], item.get("size"))
     if data.get("guix_channel_commit"):
         host.facts["guix_channel_commit"] = data["guix_channel_commit"]
-    return Source(spec, "cuprate", [host], data.get("git_commit"), f"{data.get('package')}")
+    return Source(spec, "cuprate", [host], data.get("git_commit"), str(data.get("package")))
 
 
 def _guix_sigs(spec: str, vdir: Path, include_unverified: bool, keys: Path | None) -> Source:
     """A guix.sigs version dir: a builder per signer that counts, from the first stage published
     (what a build produces before anything is codesigned)."""
-    signers = [s for s in read_signers(vdir, keys)
-               if s.signature in COUNTED or (include_unverified and s.signature != "bad")]  # fmt: skip
+    everyone = read_signers(vdir, keys)
+    signers = [s for s in everyone if counts(s, include_unverified)]
     stage = first_stage(signers)
     hosts = stage_hosts(signers, stage) if stage else []
     if not hosts:
         raise UsageError(f"{spec}: no signer that counts has a SHA256SUMS file")
-    return Source(spec, "guix.sigs", hosts, None, f"guix.sigs {vdir.name}")
+    # a bad signature is shown as a failed builder (its bytes are not compared); signers that
+    # are only unsigned or of unknown key are left out and named in the notes
+    hosts += [HostResult(s.name, "failed", error=f"BAD signature: {s.detail}")
+              for s in everyone if s.signature == "bad"]  # fmt: skip
+    notes = [f"{spec}: {s.name} not counted ({s.signature}{': ' + s.detail if s.detail else ''})"
+             for s in everyone if not counts(s, include_unverified) and s.signature != "bad"]  # fmt: skip
+    return Source(spec, "guix.sigs", hosts, None, f"guix.sigs {vdir.name}", notes=notes)
 
 
 def _sizes_alike(hosts: list[HostResult]) -> None:

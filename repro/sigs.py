@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from repro.compare import Comparison, compare
+from repro.compare import EXIT_CODES, Comparison, compare
 from repro.errors import UsageError
 from repro.results import ArtifactHash, HostResult, RunResult
 from repro.signatures import gpg_verify, key_files
@@ -65,9 +65,7 @@ class Release:
         return [s for s in self.signers if not self.counts(s)]
 
     def counts(self, signer: Signer) -> bool:
-        return signer.signature in COUNTED or (
-            self.include_unverified and signer.signature != "bad"
-        )
+        return counts(signer, self.include_unverified)
 
     @property
     def verdict(self) -> str:
@@ -78,7 +76,13 @@ class Release:
 
     @property
     def exit_code(self) -> int:
-        return {"reproducible": 0, "mismatch": 1, "inconclusive": 3}[self.verdict]
+        return EXIT_CODES[self.verdict]
+
+
+def counts(signer: Signer, include_unverified: bool = False) -> bool:
+    """Whether a signer is compared: signed (and verified, where keys were given); unsigned and
+    unknown-key ones only on request; a bad signature never."""
+    return signer.signature in COUNTED or (include_unverified and signer.signature != "bad")
 
 
 def version_dir(root: str | Path, version: str) -> Path:

@@ -6,7 +6,15 @@ Every string that came from a host (or a report file) is escaped: it can add no 
 from __future__ import annotations
 
 from repro.compare import ArtifactComparison, Comparison
-from repro.render.common import LABELS, describe, hash_of, headline, ordered_hosts, status_text
+from repro.render.common import (
+    LABELS,
+    describe,
+    hash_of,
+    headline,
+    ordered_hosts,
+    status_text,
+    who,
+)
 from repro.render.safe import md_code, md_escape
 from repro.results import HostResult, RunResult
 
@@ -18,7 +26,7 @@ def render(run: RunResult, comparison: Comparison, *, width: int = 100, color: b
         "",
         *_identity(run),
         "",
-        *_table(run, comparison),
+        *(_stacked(run, comparison) if len(comparison.artifacts) > 3 else _table(run, comparison)),
     ]
     if comparison.reasons:
         lines += ["", "Reasons:", "", *(f"- {md_escape(r)}" for r in comparison.reasons)]
@@ -44,6 +52,26 @@ def _table(run: RunResult, comparison: Comparison) -> list[str]:
     headers += [f"{md_code(a.name)} sha256" for a in comparison.artifacts]
     rows = [_row(h, comparison.artifacts) for h in ordered_hosts(run, comparison)]
     return [_line(headers), _line(["---"] * len(headers)), *(_line(r) for r in rows)]
+
+
+def _stacked(run: RunResult, comparison: Comparison) -> list[str]:
+    """Many artifacts or hosts (a release, a guix.sigs version): hosts, then one row per hash
+    group naming its hosts ("all 23 agree"): small enough for a PR comment."""
+    hosts = ordered_hosts(run, comparison)
+    everyone = [h.name for h in hosts if h.status == "ok"]
+    lines = [_line(["Host", "what it is", "status"]), _line(["---"] * 3)]
+    lines += [_line(_row(h, ())) for h in hosts]
+    lines += ["", _line(["artifact", "status", "sha256", "hosts"]), _line(["---"] * 4)]
+    for a in comparison.artifacts:
+        name, status = md_code(a.name), str(a.status)
+        for g in a.groups:
+            lines.append(
+                _line([name, status, md_code(g.sha256), md_escape(who(g.hosts, everyone))])
+            )
+            name = status = ""
+        if a.missing:
+            lines.append(_line([name, status, "*missing*", md_escape(who(a.missing, everyone))]))
+    return lines
 
 
 def _row(host: HostResult, artifacts: tuple[ArtifactComparison, ...]) -> list[str]:

@@ -9,25 +9,12 @@ import textwrap
 from collections.abc import Callable
 
 from repro.errors import UsageError
-from repro.render.common import LABELS, SHORT_HASH
+from repro.render.common import LABELS, SHORT_HASH, who
 from repro.render.safe import html_text, md_code, md_escape, term_safe
 from repro.schema import to_dict
 from repro.sigs import Release, Stage
 
 SCHEMA = "repro-sigs/1"
-_LISTED = 6  # at most this many signer names in a cell; beyond, "all but …" or a count
-
-
-def who(hosts: tuple[str, ...], everyone: list[str]) -> str:
-    """A hash group's signers, as short as stays exact."""
-    if set(hosts) == set(everyone):
-        return f"all {len(everyone)} agree" if len(everyone) > 1 else hosts[0]
-    if len(hosts) <= _LISTED:
-        return ", ".join(hosts)
-    rest = [h for h in everyone if h not in hosts]
-    if len(rest) <= _LISTED:
-        return f"{len(hosts)}: all but {', '.join(rest)}"
-    return f"{len(hosts)} signers"
 
 
 def _rows(stage: Stage) -> list[tuple[str, str, str]]:
