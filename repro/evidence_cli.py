@@ -88,8 +88,16 @@ def apply_run_options(prep: Any, args: argparse.Namespace) -> None:
             raise UsageError(f"--require {args.require}: {exc}") from None
     prep.playbook = replace(prep.playbook, quorum=quorum, require=require)
     prep.expected = load_expected(args.expect)
+    _check_signing(args)
+
+
+def _check_signing(args: argparse.Namespace) -> None:
+    from repro.signatures import gpg_check_key
+
     if args.ssh_key and not Path(args.ssh_key).is_file():
         raise UsageError(f"--ssh-key {args.ssh_key}: no such file")
+    if args.gpg_sign or args.gpg_key:
+        gpg_check_key(args.gpg_key)
 
 
 def attest_run(
@@ -117,6 +125,7 @@ def cmd_attest(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     run_dir = Path(args.run_dir)
     run, comparison = load_report(run_dir)
+    _check_signing(args)
     written = attest(
         run_dir,
         to_dict(run, comparison),

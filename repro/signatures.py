@@ -93,6 +93,16 @@ def gpg_verify(data: Path, sig: Path, keys: list[Path]) -> Check:
     return Check("unknown-key", detail="gpg could not decide (" + ", ".join(words) + ")")
 
 
+def gpg_check_key(key: str | None) -> None:
+    """Raise SigningError now, before a long run, when gpg has no secret key to sign with."""
+    done = _run(
+        [_tool("gpg"), "--batch", "--no-tty", "--list-secret-keys", *([key] if key else [])]
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        which = f"key {key!r}" if key else "default key"
+        raise SigningError(f"gpg has no secret {which} to sign with (gpg --list-secret-keys)")
+
+
 def gpg_sign(path: Path, key: str | None) -> Path:
     """`gpg --detach-sign --armor` with the user's own keyring; returns `<path>.asc`."""
     out = path.with_name(path.name + ".asc")

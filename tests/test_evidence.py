@@ -197,3 +197,17 @@ def test_expect_published_hashes(two_controllers: dict, tmp_path: Path) -> None:
     assert json.loads((only_run_dir(tmp_path / "r") / "report.json").read_text())["expected"] == {
         name: "f" * 64
     }
+
+
+def test_a_key_that_cannot_sign_is_bad_input_before_anything(two_controllers: dict,
+                                                             tmp_path: Path, gpg_keys: GpgKeys,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("GNUPGHOME", gpg_keys.home)
+    code, _, err = run_cli("attest", str(two_controllers["b"]), "--out", str(tmp_path / "x"),
+                           "--gpg-key", "nobody@nowhere.example")  # fmt: skip
+    assert code == 2 and "nobody@nowhere.example" in err and not (tmp_path / "x").exists()
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text("all:\n  hosts:\n    h1: {ansible_connection: local}\n")
+    code, _, err = run_cli("run", "-i", str(inventory), "-p", str(DEMO), "--out",
+                           str(tmp_path / "out"), "--ssh-key", str(tmp_path / "nokey"))  # fmt: skip
+    assert code == 2 and "--ssh-key" in err and not (tmp_path / "out").exists()
