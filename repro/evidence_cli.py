@@ -176,6 +176,9 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     run = merge(sources, quorum=args.quorum, require=require)
     run.expected = load_expected(args.expect)
     comparison = compare(run)
+    if any(s.tampered for s in sources):
+        # a file changed after it was signed is a statement that does not match: exit 1
+        comparison = replace(comparison, verdict="mismatch")
     if args.out:
         dest = Path(args.out) / run.run_id
         write_report(dest, run, comparison)

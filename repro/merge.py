@@ -31,6 +31,7 @@ class Source:
     quorum: int = 2
     require: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)  # for the person: what was left out and why
+    tampered: bool = False  # a signature in it is bad: the verdict is a mismatch, as in sigs
 
     def __repr__(self) -> str:
         return f"Source({self.label!r}, {self.kind}, {len(self.hosts)} hosts)"
@@ -114,7 +115,10 @@ def _guix_sigs(spec: str, vdir: Path, include_unverified: bool, keys: Path | Non
               for s in everyone if s.signature == "bad"]  # fmt: skip
     notes = [f"{spec}: {s.name} not counted ({s.signature}{': ' + s.detail if s.detail else ''})"
              for s in everyone if not counts(s, include_unverified) and s.signature != "bad"]  # fmt: skip
-    return Source(spec, "guix.sigs", hosts, None, f"guix.sigs {vdir.name}", notes=notes)
+    bad = any(s.signature == "bad" for s in everyone)
+    return Source(
+        spec, "guix.sigs", hosts, None, f"guix.sigs {vdir.name}", notes=notes, tampered=bad
+    )
 
 
 def _sizes_alike(hosts: list[HostResult]) -> None:

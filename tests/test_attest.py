@@ -85,3 +85,25 @@ def test_codesigned_outputs_get_all_sha256sums() -> None:
     )
     assert files["all.SHA256SUMS"].count("\n") == 3
     assert f"{sha('s')}  bitcoin-28.0-x86_64-apple-darwin.tar.gz\n" in files["all.SHA256SUMS"]
+
+
+def test_signed_evidence_that_does_not_match_its_report_is_tampered(tmp_path: Path) -> None:
+    """Good signatures over content the report does not hold: a SHA256SUMS line and an
+    attestation.json of bytes no host built, re-signed by the builder's own key."""
+    run_dir, report = saved(tmp_path, run_of({RELEASE: sha("release"), DISTSRC: sha("distsrc")}))
+    key, line = ssh_key(tmp_path / "k", "builder1")
+    (tmp_path / "allowed").write_text(line)
+    attest(run_dir, report, Signing(ssh_key=key), signer="builder1", version="0.0.9")
+    sigs = run_dir / "attestation" / "sigs" / "0.0.9" / "builder1"
+    sums = sigs / "noncodesigned.SHA256SUMS"
+    sums.write_text(sums.read_text().replace(sha("release"), sha("backdoored")))
+    data = json.loads((sigs / "attestation.json").read_text())
+    data["git_commit"] = "0" * 40
+    (sigs / "attestation.json").write_text(json.dumps(data))
+    for path in (sums, sigs / "attestation.json"):
+        Signing(ssh_key=key).sign(path)  # a valid signature over what no longer matches
+    code, out, _ = run_cli("verify", str(sums), str(sigs / "attestation.json"),
+                           "--allowed-signers", str(tmp_path / "allowed"))  # fmt: skip
+    assert code == 1, out
+    assert "which no host built in the report" in out
+    assert "git_commit is not the report's commit" in out

@@ -194,3 +194,19 @@ def test_no_signer_counts_is_inconclusive_and_said(tmp_path: Path) -> None:
     assert code == 3
     assert "excluded achow101: unsigned (no noncodesigned.SHA256SUMS.asc)" in out
     assert "nothing was compared" in out
+
+
+def test_compare_reads_guix_sigs_with_the_same_rules(tmp_path: Path, builders: GpgKeys) -> None:
+    root = tree(tmp_path, builders)
+    keys = str(root / "builder-keys")
+    code, out, err = run_cli("compare", str(root / V), "--keys", keys, "--format", "json")
+    assert code == 0, err
+    assert [h["name"] for h in json.loads(out)["hosts"]] == ["achow101", "fanquake", "guggero"]
+    signer(root, "mallory", {"noncodesigned": NONCODESIGNED}, None)  # an unsigned copy
+    f = root / V / "fanquake" / "noncodesigned.SHA256SUMS"
+    f.write_text(f.read_text().replace(h("x86_64"), h("evil")))
+    code, out, err = run_cli("compare", str(root / V), "--keys", keys, "--format", "json")
+    assert code == 1, err  # fanquake's bad signature: tampered
+    hosts = {x["name"]: x for x in json.loads(out)["hosts"]}
+    assert hosts["fanquake"]["status"] == "failed" and "BAD signature" in hosts["fanquake"]["error"]
+    assert "mallory" not in hosts and "mallory not counted (unsigned" in err
