@@ -7,8 +7,17 @@ setup(
     version="0.1.0",
     description="Run a pinned (Guix) build on many hosts over SSH and compare the bytes.",
     python_requires=">=3.11",
-    packages=find_packages(include=["repro", "repro.*"]),
-    package_data={"repro": ["py.typed"]},
+    # The built-in playbooks (and the files they ship, like the demo's sources) stay in
+    # playbooks/ in a checkout and are installed as repro/playbooks/: the wheel is the product,
+    # and `repro demo` must work from it (repro.commands.playbooks_dir finds either).
+    packages=[*find_packages(include=["repro", "repro.*"]), "repro.playbooks"],
+    package_dir={"repro.playbooks": "playbooks"},
+    package_data={
+        "repro": ["py.typed"],
+        # the POSIX sh repro runs on hosts (repro/hostside/__init__.py assembles it)
+        "repro.hostside": ["*.sh"],
+        "repro.playbooks": ["*.yaml", "**/*"],
+    },
     install_requires=[
         "asyncssh>=2.14",
         "fabric>=3.2",
@@ -17,7 +26,11 @@ setup(
         "pyyaml>=6.0",
     ],
     extras_require={
-        "test": ["pytest>=8", "mypy>=1.8", "types-PyYAML", "types-tabulate", "types-paramiko"],
-    },
+        "test": [
+            "pytest>=8", "mypy>=1.8", "types-PyYAML", "types-tabulate", "types-paramiko",
+            # tests/test_wheel.py builds the wheel offline, without build isolation
+            "setuptools>=61", "wheel",
+        ],
+    },  # fmt: skip
     entry_points={"console_scripts": ["repro = repro.cli:main_entry"]},
 )

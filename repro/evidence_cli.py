@@ -73,7 +73,7 @@ def _signing(args: argparse.Namespace) -> Any:
 
 def apply_run_options(prep: Any, args: argparse.Namespace) -> None:
     """--quorum/--require/--expect onto a prepared run, checked before anything runs."""
-    from repro.expect import load_expected
+    from repro.published import load_expected
     from repro.quorum import parse_require
 
     quorum, require = prep.playbook.quorum, prep.playbook.require
@@ -156,7 +156,7 @@ def cmd_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.compare import compare
-    from repro.expect import load_expected
+    from repro.published import load_expected
     from repro.merge import load_source, merge
     from repro.quorum import parse_require
     from repro.render import render
