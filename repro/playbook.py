@@ -72,7 +72,7 @@ class Requirements:
     """What preflight checks on every host before building."""
 
     commands: tuple[str, ...] = ()
-    disk: dict[str, int] = field(default_factory=dict, compare=False)  # "work"/"tmp" -> bytes
+    disk: dict[str, int] = field(default_factory=dict, compare=False)  # work/tmp/store -> bytes
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,11 @@ TOP_KEYS = (
     "name", "description", "extends", "vars", "quorum", "rounds", "requires", "files",
     "steps", "artifacts", "manifests", "guix_describe",
 )  # fmt: skip
-STEP_KEYS = ("name", "run", "timeout", "env")
+STEP_KEYS = ("name", "run", "uses", "timeout", "env")
+# `uses: NAME`: a step script shipped with repro (repro/hostside/<file>), written once for every
+# playbook that needs it, and the variables it takes as its arguments, in order.
+USES = {"checkout": ("checkout.sh", ("repo_url", "commit", "mirror_name"))}
+HOSTSIDE_DIR = Path(__file__).resolve().parent / "hostside"
 MAX_ROUNDS = 5
 MAX_EXTENDS_DEPTH = 8
 # A playbook is a page of YAML; the cap keeps a hostile or wrong file from eating memory.
@@ -543,7 +547,7 @@ def _step(src: _Source, item: dict[str, Any], label: str) -> Step:
     if "name" not in item:
         raise src.fail("name", "missing", label)
     name = _name(src, "name", item["name"], label)
-    run = item.get("run")
+    run: object = _uses(src, item, name) if "uses" in item else item.get("run")
     if not isinstance(run, str) or not run.strip():
         raise src.fail("run", "missing or empty (a shell script)", name)
     run = _template(src, "run", run, name)
@@ -560,6 +564,24 @@ def _step(src: _Source, item: dict[str, Any], label: str) -> Step:
             raise src.fail(f"env.{key}", "is not an environment variable name", name)
         rendered_env[key] = _template(src, f"env.{key}", tmpl, name)
     return Step(name=name, run=run, timeout=timeout, env=rendered_env)
+
+
+def uses_script(uses: str) -> str:
+    """The step script `uses: NAME` stands for: its arguments set from variables, then the file."""
+    file, args = USES[uses]
+    text = (HOSTSIDE_DIR / file).read_text(encoding="utf-8")
+    # The file is plain sh (linted as such); only this first line is a template.
+    return "set -- " + " ".join(f"{{{{ {a} }}}}" for a in args) + "\n" + text
+
+
+def _uses(src: _Source, item: dict[str, Any], name: str) -> str:
+    if "run" in item:
+        raise src.fail("uses", "a step has either run: or uses:, not both", name)
+    uses = item["uses"]
+    if not isinstance(uses, str) or uses not in USES:
+        known = ", ".join(USES)
+        raise src.fail("uses", f"{_show(uses)} is not a shipped step (known: {known})", name)
+    return uses_script(uses)
 
 
 def _relpath(src: _Source, key: str, value: object, *, dot_ok: bool = False) -> str:
@@ -636,7 +658,7 @@ def _requires(src: _Source, value: object) -> Requirements:
     for command in commands:
         if not isinstance(command, str) or not _COMMAND_RE.fullmatch(command):
             raise src.fail("requires.commands", f"{_show(command)} is not a command name")
-    disk = _mapping(src, "requires.disk", item.get("disk") or {}, ("work", "tmp"))
+    disk = _mapping(src, "requires.disk", item.get("disk") or {}, ("work", "tmp", "store"))
     sizes: dict[str, int] = {}
     for where, size in disk.items():
         try:

@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests import guix_scenarios
 from tests.guix_scenarios import ARTIFACT, SMOKE, fixture_repo, install_double
 
@@ -18,6 +20,9 @@ def run_args(*args: Any, **kwargs: Any) -> list[str]:
     return [*guix_scenarios.run_args(*args, **kwargs), "--require", "none"]
 from tests.labthread import LabThread
 from tests.test_cli_inprocess import report, run_cli
+
+# The guix double's containers need bubblewrap: skip without (fail under REPRO_REQUIRE_NETNS=1).
+pytestmark = pytest.mark.usefixtures("guix_container")
 
 
 def lab_with_double(
@@ -167,3 +172,20 @@ def test_guix_generic_compares_every_file_of_the_manifests(tmp_path: Path) -> No
     assert any(n.startswith("x86_64-linux-gnu/") for n in names)
     assert any(n.startswith("aarch64-linux-gnu/") for n in names)
     assert all(a["status"] == "identical" for a in data["artifacts"])
+
+
+def test_a_pull_request_ref_is_resolved_once_and_built(tmp_path: Path) -> None:
+    from tests.fixtures.guix_repos import add_pull_request
+
+    repo, first = fixture_repo(tmp_path / "src")
+    proposed = add_pull_request(repo, 615, "Fixture: a proposed change.\n")
+    out = tmp_path / "reports"
+    with LabThread(tmp_path / "lab", n=2) as lab:
+        setup_hosts(lab, {})
+        args = run_args(lab.inventory_path, repo, out)
+        args[args.index("main")] = "pull/615/head"
+        code, stdout, err = run_cli(*args)
+    assert code == 0, err + stdout
+    data = report(out)
+    assert data["commit"] == proposed != first and data["vars"]["ref"] == "pull/615/head"
+    assert all(h["status"] == "ok" for h in data["hosts"])
