@@ -39,6 +39,8 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "attest": evidence_cli.cmd_attest,
         "verify": evidence_cli.cmd_verify,
         "compare": evidence_cli.cmd_compare,
+        "inventory": cmd_inventory,
+        "completion": cmd_completion,
     }[args.command]
     return handler(args, out, err)
 
@@ -59,12 +61,23 @@ def term_width(stream: TextIO) -> int:
     return 100
 
 
-def make_listener(hosts: list[str], err: TextIO, verbose: bool) -> Listener:
+def use_color(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    return is_tty(stream) and not os.environ.get("NO_COLOR")
+
+
+def make_listener(hosts: list[str], err: TextIO, args: argparse.Namespace) -> Listener:
+    from repro.events import ignore
     from repro.render.progress import LineProgress, LiveProgress
 
-    if is_tty(err) and not verbose and os.environ.get("CI") is None:
-        return LiveProgress(hosts, err, width=term_width(err))
-    return LineProgress(err, verbose=verbose)
+    if args.quiet:
+        return ignore
+    if args.heartbeat < 0:
+        raise UsageError(f"--heartbeat {args.heartbeat:g}: must be 0 (none) or more seconds")
+    if is_tty(err) and not args.verbose and os.environ.get("CI") is None:
+        size = shutil.get_terminal_size((100, 24))
+        return LiveProgress(hosts, err, width=term_width(err), height=size.lines)
+    return LineProgress(err, verbose=args.verbose > 0, heartbeat=args.heartbeat)
 
 
 def playbooks_dir() -> Path:
@@ -78,11 +91,19 @@ def playbooks_dir() -> Path:
 
 
 def finish(
-    run: RunResult, comparison: Comparison, report_dir: Path, fmt: str, out: TextIO, err: TextIO
+    run: RunResult,
+    comparison: Comparison,
+    report_dir: Path,
+    fmt: str,
+    out: TextIO,
+    err: TextIO,
+    quiet: bool = False,
 ) -> int:
     from repro.render import render
 
-    out.write(render(fmt, run, comparison, width=term_width(out), color=is_tty(out)))
+    out.write(render(fmt, run, comparison, width=term_width(out), color=use_color(out)))
+    if quiet:
+        return comparison.exit_code
     from repro.render import FORMATS, SAVED
     from repro.store import RunDir
 
@@ -134,7 +155,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if not args.playbook:
             raise UsageError("run: -p/--playbook is required (or --resume RUN_ID)")
         prep = prepare(
-            inventory=args.inventory,
+            inventory=inventory_path(args),
+            inventory_via=args.inventory_via,
             playbook=args.playbook,
             extra_vars=parse_extra_vars(args.extra_vars),
             limit=args.limit,
@@ -144,12 +166,15 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             options=options,
         )
     evidence_cli.apply_run_options(prep, args)
+    warn(err, prep.warnings)
+    warn(err, config_warnings([p.host for p in prep.plans]))
     names = [p.host.name for p in prep.plans]
-    err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")
+    if not args.quiet:
+        err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")
     with shown_anyway(args.format, out):
-        run, comparison = execute(prep, listener=make_listener(names, err, args.verbose))
+        run, comparison = execute(prep, listener=make_listener(names, err, args))
     evidence_cli.attest_run(args, run, comparison, prep.report_dir, err)
-    return finish(run, comparison, prep.report_dir, args.format, out, err)
+    return finish(run, comparison, prep.report_dir, args.format, out, err, args.quiet)
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -172,12 +197,13 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             prep = prepare(
                 inventory=lab.inventory_path, playbook=playbook, extra_vars={}, out_dir=args.out
             )
-            err.write(
-                f"demo: {args.hosts} SSH hosts on 127.0.0.1 "
-                f"(ports {', '.join(str(h.port) for h in lab.hosts)}), run {prep.run_id}\n"
-            )
+            if not args.quiet:
+                err.write(
+                    f"demo: {args.hosts} SSH hosts on 127.0.0.1 "
+                    f"(ports {', '.join(str(h.port) for h in lab.hosts)}), run {prep.run_id}\n"
+                )
             run, comparison = await execute_async(
-                prep, listener=make_listener(names, err, args.verbose)
+                prep, listener=make_listener(names, err, args)
             )
             return prep, run, comparison
 
@@ -186,7 +212,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             prep, run, comparison = asyncio.run(go())
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    return finish(run, comparison, prep.report_dir, args.format, out, err)
+    return finish(run, comparison, prep.report_dir, args.format, out, err, args.quiet)
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -199,7 +225,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         run,
         comparison,
         width=term_width(out),
-        color=args.output == "-" and is_tty(out),
+        color=args.output == "-" and use_color(out),
     )
     if args.output == "-":
         out.write(text)
@@ -211,7 +237,8 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             atomic_write(dest, text)
         except OSError as e:
             raise ReportWriteError(f"{dest}: cannot write the report: {e.strerror}") from e
-        err.write(f"wrote {dest}\n")
+        if not args.quiet:
+            err.write(f"wrote {dest}\n")
     return 0
 
 
@@ -235,16 +262,65 @@ def cmd_sigs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 # --- facts, check ----------------------------------------------------------------------------
 
 
-def _hosts(args: argparse.Namespace) -> list[Any]:
-    inv = load_inventory(args.inventory, parse_extra_vars(args.extra_vars))
-    return select(inv, args.limit)
+def inventory_path(args: argparse.Namespace) -> str:
+    """-i, else $ANSIBLE_INVENTORY (as Ansible), else inventory.yaml."""
+    return str(args.inventory or os.environ.get("ANSIBLE_INVENTORY") or "inventory.yaml")
+
+
+def config_warnings(hosts: list[Any]) -> list[str]:
+    from repro.transport.route import config_warnings
+
+    return config_warnings(hosts)
+
+
+def warn(err: TextIO, warnings: Any) -> None:
+    from repro.render.safe import term_safe
+
+    for line in warnings:
+        err.write(f"repro: warning: {term_safe(line)}\n")
+
+
+def _hosts(args: argparse.Namespace, err: TextIO) -> list[Any]:
+    inv = load_inventory(
+        inventory_path(args), parse_extra_vars(args.extra_vars), via=args.inventory_via
+    )
+    warn(err, inv.warnings)
+    hosts = select(inv, args.limit)
+    warn(err, config_warnings(hosts))
+    return hosts
+
+
+def cmd_completion(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from repro.cli import build_parser
+    from repro.completion import script
+
+    out.write(script(args.shell, build_parser()))
+    return 0
+
+
+def cmd_inventory(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from repro import inventory_view as view
+
+    inv = load_inventory(
+        inventory_path(args), parse_extra_vars(args.extra_vars), via=args.inventory_via
+    )
+    warn(err, inv.warnings)
+    if args.resolved and not args.host:
+        raise UsageError("inventory: --resolved goes with --host HOST")
+    if args.graph:
+        out.write(view.as_graph(inv, args.graph))
+    elif args.host:
+        out.write(view.dumps(view.host_vars(inv, args.host, resolved=args.resolved)))
+    else:
+        out.write(view.dumps(view.as_list(inv)))
+    return 0
 
 
 def cmd_facts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.hostops import gather_all
     from repro.render.facts import facts_json, facts_table
 
-    hosts = _hosts(args)
+    hosts = _hosts(args, err)
     results = asyncio.run(gather_all(hosts))
     out.write(
         facts_json(results)
@@ -260,7 +336,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.render.facts import check_table
 
     pb = load_playbook(args.playbook)
-    hosts = _hosts(args)
+    hosts = _hosts(args, err)
     results = asyncio.run(preflight_all(hosts, pb))
     out.write(check_table(results))
     return 0 if all(r.error is None and not r.problems for r in results) else 3
@@ -272,7 +348,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_hosts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.trust import trust_hosts
 
-    hosts = _hosts(args)
+    hosts = _hosts(args, err)
 
     def confirm(question: str) -> bool:
         if args.yes:

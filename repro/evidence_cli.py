@@ -156,8 +156,8 @@ def cmd_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.compare import compare
-    from repro.published import load_expected
     from repro.merge import load_source, merge
+    from repro.published import load_expected
     from repro.quorum import parse_require
     from repro.render import render
     from repro.render.safe import term_safe

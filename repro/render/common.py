@@ -88,8 +88,8 @@ def _count(n: int, noun: str) -> str:
 def who(hosts: tuple[str, ...], everyone: list[str]) -> str:
     """A hash group's hosts (or signers) among `everyone`, as short as stays exact."""
     if set(hosts) == set(everyone):
-        # two names say more than "all 2 agree"; from three on, the count is what reads
-        return f"all {len(everyone)} agree" if len(everyone) > 2 else ", ".join(hosts)
+        # a few names say more than "all 3 agree"; past a screenful, the count is what reads
+        return f"all {len(everyone)} agree" if len(everyone) > _LISTED else ", ".join(hosts)
     if len(hosts) <= _LISTED:
         return ", ".join(hosts)
     rest = [h for h in everyone if h not in hosts]
