@@ -252,10 +252,16 @@ def main(
     # The error boundary (pypa/build's and pyinfra's): every way out is one of the exit codes.
     try:
         with _stopped_by_signals():
-            args = build_parser().parse_args(argv)
+            parser = build_parser()
+            args = parser.parse_args(argv)
             if getattr(args, "quiet", False) and getattr(args, "verbose", 0):
                 raise UsageError("-q/--quiet and -v/--verbose cannot go together")
             _logging(getattr(args, "verbose", 0), err)
+            if args.command == "completion":  # the one command that needs the parser itself
+                from repro.completion import script
+
+                out.write(script(args.shell, parser))
+                return 0
             from repro import commands
 
             return commands.dispatch(args, out, err)

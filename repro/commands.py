@@ -40,7 +40,6 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "verify": evidence_cli.cmd_verify,
         "compare": evidence_cli.cmd_compare,
         "inventory": cmd_inventory,
-        "completion": cmd_completion,
     }[args.command]
     return handler(args, out, err)
 
@@ -288,14 +287,6 @@ def _hosts(args: argparse.Namespace, err: TextIO) -> list[Any]:
     hosts = select(inv, args.limit)
     warn(err, config_warnings(hosts))
     return hosts
-
-
-def cmd_completion(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from repro.cli import build_parser
-    from repro.completion import script
-
-    out.write(script(args.shell, build_parser()))
-    return 0
 
 
 def cmd_inventory(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
