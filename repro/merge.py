@@ -63,7 +63,7 @@ def load_source(spec: str, *, include_unverified: bool = False, keys: Path | Non
 
 
 def _hash(name: str, sha: Any, size: Any = None) -> ArtifactHash:
-    from repro.artifacts import safe_name
+    from repro.paths import safe_name
 
     if (
         not safe_name(name)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from repro.artifacts import safe_name
+from repro.paths import safe_name
 from repro.errors import InputError
 
 _LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
