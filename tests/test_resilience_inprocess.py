@@ -46,7 +46,7 @@ def step_pids(lab_root: Path) -> list[int]:
         {
             int(p.read_text())
             for p in lab_root.glob(".cache/repro/runs/*/steps/*.pid")
-            if p.read_text().strip()
+            if p.read_text().strip().isdigit()  # made before its step starts, holding "-"
         }
     )
 
