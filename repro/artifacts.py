@@ -6,38 +6,19 @@ from __future__ import annotations
 
 import re
 import shlex
-import unicodedata
 from typing import TYPE_CHECKING
 
 from repro import hostside
 from repro.errors import PlaybookError, UntrustedOutput
+from repro.paths import glob_problem, relpath_ok, safe_name
 from repro.results import ArtifactHash
 
 if TYPE_CHECKING:
     from repro.playbook import Playbook
 
-MAX_NAME = 255
 MAX_OUTPUT = 4 * 1024 * 1024  # characters; 10000 artifacts with long names fit easily
 _HASH_RE = re.compile(r"[0-9a-f]{64}")
 _SIZE_RE = re.compile(r"[0-9]{1,20}")
-# Cc: terminal escapes and newlines; Cf: bidi overrides and zero-width characters that make a
-# name look like another one; Cs/Co/Cn: surrogates (undecodable bytes), private, unassigned.
-_BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
-
-
-def safe_name(name: str) -> bool:
-    """Whether `name` is a canonical relative path that is safe to show and to join to a dir.
-
-    Not empty, at most 255 characters, not absolute, no backslash, no empty, `.` or `..`
-    segment, and no control, format (bidi, zero-width), surrogate or unassigned characters.
-    """
-    if not isinstance(name, str) or not name or len(name) > MAX_NAME:
-        return False
-    if name.startswith("/") or "\\" in name:
-        return False
-    if any(seg in ("", ".", "..") for seg in name.split("/")):
-        return False
-    return not any(unicodedata.category(ch) in _BAD_CATEGORIES for ch in name)
 
 
 # --- the command run on the host ---------------------------------------------------------------
@@ -58,22 +39,17 @@ def batch_script(playbook: Playbook, *, comments: bool = False) -> str:
     manifest = hostside.load("hash-manifest.sh", comments=comments) if playbook.manifests else ""
     return _CR + manifest + _classify(specs) + hostside.load("hash.sh", comments=comments)
 
-# Mirrors the playbook's checks; the globs go unquoted into `case` patterns on the host, so
-# hash_command re-checks them itself: each [...] closed inside its own segment, no '/' in it.
-_GLOB_SEGMENT_RE = re.compile(r"(?:[A-Za-z0-9_.*?+@=,:-]|\[[A-Za-z0-9_.*?+@=,:-]+\])+")
-_DIR_RE = re.compile(r"[A-Za-z0-9_.+@=,:-]+(?:/[A-Za-z0-9_.+@=,:-]+)*")
+# The globs go unquoted into `case` patterns on the host: hash_command checks them with the
+# playbook's own grammar (repro.paths) whatever Playbook it is handed.
 
 
 def _segments(dir_: str, glob: str, what: str) -> list[str]:
     """The path segments of `dir_/glob` below the work dir, checked (PlaybookError if unsafe)."""
-    if dir_ != "." and not (_DIR_RE.fullmatch(dir_) and safe_name(dir_)):
+    if not relpath_ok(dir_, dot_ok=True):
         raise PlaybookError(f"{what}.dir: {dir_!r} is not a plain relative path")
-    parts = [] if dir_ == "." else dir_.split("/")
-    for seg in glob.split("/"):
-        if seg in (".", "..") or not _GLOB_SEGMENT_RE.fullmatch(seg):
-            raise PlaybookError(f"{what}.glob: {glob!r} cannot be matched safely on a host")
-        parts.append(seg)
-    return parts
+    if glob_problem(glob) is not None:
+        raise PlaybookError(f"{what}.glob: {glob!r} cannot be matched safely on a host")
+    return ([] if dir_ == "." else dir_.split("/")) + glob.split("/")
 
 
 def _deeper(depth: int) -> str:

@@ -1,21 +1,31 @@
 """The command line: parse arguments, call the library, map errors to exit codes, render.
 
 Exit codes (DESIGN.md): 0 reproducible, 1 an artifact differs, 2 bad input (nothing run),
-3 inconclusive (a host failed or was unreachable, or the quorum was not met).
+3 inconclusive (a host failed or was unreachable, or the quorum was not met), 4 repro itself
+failed (a bug, or a report it cannot write: one line, and a debug log), 130 stopped by the user.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import signal
 import sys
-from typing import Sequence, TextIO
+import tempfile
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Sequence, TextIO
 
 from repro import __version__
-from repro.errors import InputError, ReproError, UsageError
+from repro.errors import Aborted, ControllerError, InputError, ReproError, UsageError
 from repro.render import FACTS_FORMATS, FORMATS
 from repro.transport import TRANSPORTS
 
 EXIT_USAGE = 2
+EXIT_CRASH = 4
+EXIT_ABORTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,11 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common_hosts(sp: argparse.ArgumentParser) -> None:
+        _inventory_args(sp)
         sp.add_argument(
-            "-i", "--inventory", default="inventory.yaml", help="Ansible YAML inventory"
-        )
-        sp.add_argument(
-            "-l", "--limit", help="Ansible host pattern (a:b, a:!b, a:&b, globs, ~regex)"
+            "-l",
+            "--limit",
+            help="Ansible host pattern (a:b, a:!b, a:&b, globs, ~regex, group[0], @file)",
         )
         sp.add_argument(
             "-e",
@@ -69,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--resume", metavar="RUN_ID", help="reattach to a run whose controller died")
     report_format(r, "what to print at the end")
-    r.add_argument("-v", "--verbose", action="store_true", help="stream every host's build output")
+    _heartbeat_arg(r)
 
     d = sub.add_parser("demo", help="run the demo playbook on a local lab of SSH hosts")
     d.add_argument("--hosts", type=int, default=3, help="how many lab hosts (default 3)")
@@ -81,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--out", default="reports")
     report_format(d, "what to print at the end")
-    d.add_argument("-v", "--verbose", action="store_true")
+    _heartbeat_arg(d)
 
     rep = sub.add_parser("report", help="re-render a saved run")
     rep.add_argument("run_dir", help="reports/<run-id>")
@@ -114,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("run_id")
     x.add_argument("--out", default="reports")
 
+    _add_inventory_command(sub)
+    completion = sub.add_parser("completion", help="print a shell completion script")
+    completion.add_argument("shell", choices=["bash", "zsh"])
+
     lab = sub.add_parser("lab", help="real OpenSSH hosts in network namespaces (root)")
     lsub = lab.add_subparsers(dest="lab_command", required=True, parser_class=_Parser)
     up = lsub.add_parser("up", help="start N hosts and write an inventory")
@@ -128,7 +142,96 @@ def build_parser() -> argparse.ArgumentParser:
     )
     down = lsub.add_parser("down", help="stop the lab and remove its namespaces")
     down.add_argument("--dir", default=".lab/netlab")
+    _output_flags(p)
     return p
+
+
+def _heartbeat_arg(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--heartbeat",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="in CI logs, a line per host in a quiet step this often (default 30; 0: none)",
+    )
+
+
+def _output_flags(parser: argparse.ArgumentParser) -> None:
+    """-v/-q on every command (and subcommand), after its own options."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for action in subs:
+        for child in action.choices.values():
+            _output_flags(child)
+    if subs:
+        return
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more output: run/demo stream build output; -vv SSH library logs, -vvv debug",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="errors, warnings and results only"
+    )
+
+
+_LOG_HANDLERS: list[Any] = []  # ours, so a second main() in one process does not double them
+
+
+def _logging(verbose: int, err: TextIO) -> None:
+    """-vv: the SSH libraries' INFO logs (connects, auth methods) to stderr; -vvv: DEBUG."""
+    import logging
+
+    for name in ("repro", "asyncssh", "paramiko"):
+        for handler in _LOG_HANDLERS:
+            logging.getLogger(name).removeHandler(handler)
+    _LOG_HANDLERS.clear()
+    if verbose <= 0:
+        return
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("repro: %(name)s: %(message)s"))
+    _LOG_HANDLERS.append(handler)
+    ssh_level = {1: logging.WARNING, 2: logging.INFO}.get(verbose, logging.DEBUG)
+    for name, level in (("repro", logging.INFO), ("asyncssh", ssh_level), ("paramiko", ssh_level)):
+        logger = logging.getLogger(name)
+        logger.setLevel(min(level, logging.DEBUG) if verbose >= 3 else level)
+        logger.addHandler(handler)
+
+
+def _inventory_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "-i",
+        "--inventory",
+        help="Ansible inventory: YAML or INI file, directory, or host1,host2, "
+        "(default: $ANSIBLE_INVENTORY, else inventory.yaml)",
+    )
+    sp.add_argument(
+        "--inventory-via",
+        choices=["auto", "builtin", "ansible"],
+        default="auto",
+        help="read -i with repro's loader, or through ansible-inventory (auto: only what "
+        "repro cannot read: plugins, scripts, vault)",
+    )
+
+
+def _add_inventory_command(sub: Any) -> None:
+    inv = sub.add_parser(
+        "inventory", help="show the hosts, groups and variables an inventory resolves to"
+    )
+    _inventory_args(inv)
+    inv.add_argument(
+        "-e", "--extra-vars", action="append", default=[], metavar="KEY=VALUE", help="as for run"
+    )
+    shape = inv.add_mutually_exclusive_group()
+    shape.add_argument("--list", action="store_true", help="every group and host (default)")
+    shape.add_argument("--graph", nargs="?", const="all", metavar="GROUP", help="a tree")
+    shape.add_argument("--host", metavar="HOST", help="one host's variables")
+    inv.add_argument(
+        "--resolved",
+        action="store_true",
+        help="with --host: templated values and the file each came from",
+    )
 
 
 def main(
@@ -136,17 +239,95 @@ def main(
 ) -> int:
     out = stdout or sys.stdout
     err = stderr or sys.stderr
+    # The error boundary (pypa/build's and pyinfra's): every way out is one of the exit codes.
     try:
-        args = build_parser().parse_args(argv)
-        from repro import commands
+        with _stopped_by_signals():
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if getattr(args, "quiet", False) and getattr(args, "verbose", 0):
+                raise UsageError("-q/--quiet and -v/--verbose cannot go together")
+            _logging(getattr(args, "verbose", 0), err)
+            if args.command == "completion":  # the one command that needs the parser itself
+                from repro.completion import script
 
-        return commands.dispatch(args, out, err)
+                out.write(script(args.shell, parser))
+                return 0
+            from repro import commands
+
+            return commands.dispatch(args, out, err)
+    except Aborted as exc:
+        err.write(f"repro: {_one_line(exc)}\n")
+        return EXIT_ABORTED
+    except ControllerError as exc:
+        return _crashed(exc, f"error: {_one_line(exc)}", argv, err)
     except ReproError as exc:
         err.write(f"repro: error: {exc}\n")
         return exc.exit_code if isinstance(exc, InputError) else 3
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Stop):
         err.write("repro: interrupted\n")
-        return 130
+        return EXIT_ABORTED
+    except Exception as exc:  # a bug: never 1 (a difference) nor 2 (bad input)
+        what = f"internal error: {type(exc).__name__}: {_one_line(exc)}"[:300]
+        return _crashed(exc, what, argv, err)
+
+
+class _Stop(KeyboardInterrupt):
+    """SIGTERM or SIGHUP outside a run (a run cancels its hosts and writes its report).
+
+    Raised only where no event loop runs (see _raise_stop); a KeyboardInterrupt so that any code
+    that lets Ctrl-C through lets it through too."""
+
+
+@contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP stop the CLI like Ctrl-C does (exit 130), not with the signal's
+    own status. Only in the main thread; the handlers before are put back after."""
+    before = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            before[sig] = signal.signal(sig, _raise_stop)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # no event loop: stop right here
+        raise _Stop(signal.Signals(signum).name) from None
+    # Inside asyncio.run, raising here would land in whatever callback or task is running (a
+    # host's connect) and read as that host's error. asyncio.run has a clean way out for
+    # SIGINT (cancel the main task, then KeyboardInterrupt): take it.
+    signal.raise_signal(signal.SIGINT)
+
+
+def _crashed(exc: BaseException, what: str, argv: Sequence[str] | None, err: TextIO) -> int:
+    """Exit 4: one line for the terminal, the traceback in a debug log only its owner reads."""
+    try:
+        log = write_debug_log(exc, sys.argv[1:] if argv is None else list(argv))
+        where = f"details in {log}"
+    except OSError as e:  # the disk that refused the report may refuse this too
+        where = f"no debug log: {e.strerror or e}"
+    err.write(f"repro: {what} ({where})\n")
+    return EXIT_CRASH
+
+
+def write_debug_log(exc: BaseException, argv: list[str]) -> str:
+    """The traceback of `exc` in a new file (0600) in the temp dir; returns its path."""
+    fd, path = tempfile.mkstemp(prefix="repro-debug-", suffix=".log")  # 0600 from the start
+    with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
+        f.write(f"repro {__version__}, Python {sys.version.split()[0]}\nargv: {argv!r}\n\n")
+        f.write("".join(traceback.format_exception(exc)))
+    return path
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def main_entry() -> None:

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from repro.compare import Comparison
-from repro.errors import ReproError, UsageError
+from repro.errors import ReportWriteError, ReproError, Unfinished, UsageError
 from repro.events import Listener
 from repro.inventory import load_inventory, parse_extra_vars, select
 from repro.results import RunResult
@@ -33,6 +35,7 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "cancel": cmd_cancel,
         "sigs": cmd_sigs,
         "lab": cmd_lab,
+        "inventory": cmd_inventory,
     }[args.command]
     return handler(args, out, err)
 
@@ -53,12 +56,23 @@ def term_width(stream: TextIO) -> int:
     return 100
 
 
-def make_listener(hosts: list[str], err: TextIO, verbose: bool) -> Listener:
+def use_color(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    return is_tty(stream) and not os.environ.get("NO_COLOR")
+
+
+def make_listener(hosts: list[str], err: TextIO, args: argparse.Namespace) -> Listener:
+    from repro.events import ignore
     from repro.render.progress import LineProgress, LiveProgress
 
-    if is_tty(err) and not verbose and os.environ.get("CI") is None:
-        return LiveProgress(hosts, err, width=term_width(err))
-    return LineProgress(err, verbose=verbose)
+    if args.quiet:
+        return ignore
+    if args.heartbeat < 0:
+        raise UsageError(f"--heartbeat {args.heartbeat:g}: must be 0 (none) or more seconds")
+    if is_tty(err) and not args.verbose and os.environ.get("CI") is None:
+        size = shutil.get_terminal_size((100, 24))
+        return LiveProgress(hosts, err, width=term_width(err), height=size.lines)
+    return LineProgress(err, verbose=args.verbose > 0, heartbeat=args.heartbeat)
 
 
 def playbooks_dir() -> Path:
@@ -72,11 +86,19 @@ def playbooks_dir() -> Path:
 
 
 def finish(
-    run: RunResult, comparison: Comparison, report_dir: Path, fmt: str, out: TextIO, err: TextIO
+    run: RunResult,
+    comparison: Comparison,
+    report_dir: Path,
+    fmt: str,
+    out: TextIO,
+    err: TextIO,
+    quiet: bool = False,
 ) -> int:
     from repro.render import render
 
-    out.write(render(fmt, run, comparison, width=term_width(out), color=is_tty(out)))
+    out.write(render(fmt, run, comparison, width=term_width(out), color=use_color(out)))
+    if quiet:
+        return comparison.exit_code
     from repro.render import FORMATS, SAVED
     from repro.store import RunDir
 
@@ -84,6 +106,21 @@ def finish(
     also = f" (and {', '.join(p.name for p in rest)})" if rest else ""
     err.write(f"report: {first}{also}\n")
     return comparison.exit_code
+
+
+@contextlib.contextmanager
+def shown_anyway(fmt: str, out: TextIO) -> Iterator[None]:
+    """A run stopped by the user, or whose report cannot be written, still prints what it
+    gathered before the CLI maps the error to its exit code (130, 4): no result is lost."""
+    from repro.render import render
+
+    try:
+        yield
+    except Unfinished as exc:
+        if exc.outcome is not None:
+            run, comparison = exc.outcome
+            out.write(render(fmt, run, comparison, width=term_width(out), color=is_tty(out)))
+        raise
 
 
 # --- run, demo, report -----------------------------------------------------------------------
@@ -113,7 +150,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if not args.playbook:
             raise UsageError("run: -p/--playbook is required (or --resume RUN_ID)")
         prep = prepare(
-            inventory=args.inventory,
+            inventory=inventory_path(args),
+            inventory_via=args.inventory_via,
             playbook=args.playbook,
             extra_vars=parse_extra_vars(args.extra_vars),
             limit=args.limit,
@@ -122,10 +160,14 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             transport=args.transport,
             options=options,
         )
+    warn(err, prep.warnings)
+    warn(err, config_warnings([p.host for p in prep.plans]))
     names = [p.host.name for p in prep.plans]
-    err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")
-    run, comparison = execute(prep, listener=make_listener(names, err, args.verbose))
-    return finish(run, comparison, prep.report_dir, args.format, out, err)
+    if not args.quiet:
+        err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")
+    with shown_anyway(args.format, out):
+        run, comparison = execute(prep, listener=make_listener(names, err, args))
+    return finish(run, comparison, prep.report_dir, args.format, out, err, args.quiet)
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -148,20 +190,22 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             prep = prepare(
                 inventory=lab.inventory_path, playbook=playbook, extra_vars={}, out_dir=args.out
             )
-            err.write(
-                f"demo: {args.hosts} SSH hosts on 127.0.0.1 "
-                f"(ports {', '.join(str(h.port) for h in lab.hosts)}), run {prep.run_id}\n"
-            )
+            if not args.quiet:
+                err.write(
+                    f"demo: {args.hosts} SSH hosts on 127.0.0.1 "
+                    f"(ports {', '.join(str(h.port) for h in lab.hosts)}), run {prep.run_id}\n"
+                )
             run, comparison = await execute_async(
-                prep, listener=make_listener(names, err, args.verbose)
+                prep, listener=make_listener(names, err, args)
             )
             return prep, run, comparison
 
     try:
-        prep, run, comparison = asyncio.run(go())
+        with shown_anyway(args.format, out):
+            prep, run, comparison = asyncio.run(go())
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    return finish(run, comparison, prep.report_dir, args.format, out, err)
+    return finish(run, comparison, prep.report_dir, args.format, out, err, args.quiet)
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -174,7 +218,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         run,
         comparison,
         width=term_width(out),
-        color=args.output == "-" and is_tty(out),
+        color=args.output == "-" and use_color(out),
     )
     if args.output == "-":
         out.write(text)
@@ -182,8 +226,12 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         from repro.store import atomic_write
 
         dest = Path(args.output)
-        atomic_write(dest, text)
-        err.write(f"wrote {dest}\n")
+        try:
+            atomic_write(dest, text)
+        except OSError as e:
+            raise ReportWriteError(f"{dest}: cannot write the report: {e.strerror}") from e
+        if not args.quiet:
+            err.write(f"wrote {dest}\n")
     return 0
 
 
@@ -196,26 +244,68 @@ def cmd_sigs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"--quorum {args.quorum}: must be at least 1")
     run = read_sigs(args.root, args.version, quorum=args.quorum)
     comparison = compare(run)
-    out.write(render(args.format, run, comparison, width=term_width(out), color=is_tty(out)))
-    err.write(
-        "note: signatures (.asc) are not verified by repro; check them with gpg or guix-verify\n"
-    )
+    out.write(render(args.format, run, comparison, width=term_width(out), color=use_color(out)))
+    if not args.quiet:
+        err.write(
+            "note: signatures (.asc) are not verified by repro; check them with gpg or guix-verify\n"
+        )
     return comparison.exit_code
 
 
 # --- facts, check ----------------------------------------------------------------------------
 
 
-def _hosts(args: argparse.Namespace) -> list[Any]:
-    inv = load_inventory(args.inventory, parse_extra_vars(args.extra_vars))
-    return select(inv, args.limit)
+def inventory_path(args: argparse.Namespace) -> str:
+    """-i, else $ANSIBLE_INVENTORY (as Ansible), else inventory.yaml."""
+    return str(args.inventory or os.environ.get("ANSIBLE_INVENTORY") or "inventory.yaml")
+
+
+def config_warnings(hosts: list[Any]) -> list[str]:
+    from repro.transport.route import config_warnings
+
+    return config_warnings(hosts)
+
+
+def warn(err: TextIO, warnings: Any) -> None:
+    from repro.render.safe import term_safe
+
+    for line in warnings:
+        err.write(f"repro: warning: {term_safe(line)}\n")
+
+
+def _hosts(args: argparse.Namespace, err: TextIO) -> list[Any]:
+    inv = load_inventory(
+        inventory_path(args), parse_extra_vars(args.extra_vars), via=args.inventory_via
+    )
+    warn(err, inv.warnings)
+    hosts = select(inv, args.limit)
+    warn(err, config_warnings(hosts))
+    return hosts
+
+
+def cmd_inventory(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from repro import inventory_view as view
+
+    inv = load_inventory(
+        inventory_path(args), parse_extra_vars(args.extra_vars), via=args.inventory_via
+    )
+    warn(err, inv.warnings)
+    if args.resolved and not args.host:
+        raise UsageError("inventory: --resolved goes with --host HOST")
+    if args.graph:
+        out.write(view.as_graph(inv, args.graph))
+    elif args.host:
+        out.write(view.dumps(view.host_vars(inv, args.host, resolved=args.resolved)))
+    else:
+        out.write(view.dumps(view.as_list(inv)))
+    return 0
 
 
 def cmd_facts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.hostops import gather_all
     from repro.render.facts import facts_json, facts_table
 
-    hosts = _hosts(args)
+    hosts = _hosts(args, err)
     results = asyncio.run(gather_all(hosts))
     out.write(
         facts_json(results)
@@ -231,7 +321,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.render.facts import check_table
 
     pb = load_playbook(args.playbook)
-    hosts = _hosts(args)
+    hosts = _hosts(args, err)
     results = asyncio.run(preflight_all(hosts, pb))
     out.write(check_table(results))
     return 0 if all(r.error is None and not r.problems for r in results) else 3
@@ -243,7 +333,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_hosts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.trust import trust_hosts
 
-    hosts = _hosts(args)
+    hosts = _hosts(args, err)
 
     def confirm(question: str) -> bool:
         if args.yes:

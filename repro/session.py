@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from repro.compare import Comparison, compare
-from repro.errors import ReportError, UsageError
+from repro.errors import Aborted, InventoryError, ReportError, ReportWriteError, UsageError
 from repro.events import Listener, ignore
 from repro.inventory import Host, load_inventory, select
-from repro.playbook import Playbook, RenderedStep, load_playbook, render
+from repro.playbook import Playbook, RenderedStep, load_playbook, render, used_vars
 from repro.render import SAVED
 from repro.report import write_report
 from repro.results import RunResult
@@ -32,6 +32,8 @@ from repro.transport.base import Transport
 #: launched steps one by one (/1) must not be resumed by this one: it could start a step twice.
 PLAN_SCHEMA = "repro-run/2"
 OLD_PLAN_SCHEMA = "repro-run/1"
+#: signals that stop a run the way Ctrl-C does: report written, exit 130
+ABORT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Prepared:
     limit: str | None
     transport: str | None = None
     options: RunOptions = field(default_factory=RunOptions)
+    warnings: tuple[str, ...] = ()  # Ansible settings the inventory has that repro ignores
 
     @property
     def store(self) -> RunDir:
@@ -72,6 +75,7 @@ def prepare(
     transport: str | None = None,
     options: RunOptions | None = None,
     run_id: str | None = None,
+    inventory_via: str = "auto",
 ) -> Prepared:
     """Load and check everything; render every step for every host. Raises InputError (exit 2)."""
     if transport is not None and transport not in TRANSPORTS:
@@ -94,7 +98,7 @@ def prepare(
         )
         variables["commit"] = commit
     rid = run_id or new_run_id()
-    inv = load_inventory(inventory, variables)
+    inv = load_inventory(inventory, variables, via=inventory_via)
     hosts = select(inv, limit)
     if transport:
         hosts = [_with_transport(h, transport) for h in hosts]
@@ -110,10 +114,14 @@ def prepare(
         limit=limit,
         transport=transport,
         options=options or RunOptions(),
+        warnings=inv.warnings,
     )
 
 
 def _render_for(pb: Playbook, host: Host, run_id: str) -> list[RenderedStep]:
+    for name in used_vars(pb):
+        if name in host.var_errors:  # its Jinja failed, and now it is used: bad input
+            raise InventoryError(host.var_errors[name])
     values = dict(host.vars)
     values.setdefault("inventory_hostname", host.name)
     values["repro_run_id"] = run_id
@@ -138,9 +146,18 @@ def save_plan(prep: Prepared) -> None:
         "commit": prep.commit,
         "transport": prep.transport,
         "rounds": prep.options.rounds,
-        "hosts": [asdict(p.host) | {"steps": [asdict(s) for s in p.steps]} for p in prep.plans],
+        "hosts": [_host_record(p.host) | {"steps": [asdict(s) for s in p.steps]} for p in prep.plans],
     }
     atomic_write(prep.store.plan, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _host_record(host: Host) -> dict[str, Any]:
+    """A host as run.json keeps it: what connecting and running need, not the inventory's
+    as-written values and their origins (those are for `repro inventory`)."""
+    record = asdict(host)
+    for key in ("raw_vars", "origins", "var_errors", "warnings"):
+        record.pop(key, None)
+    return record
 
 
 def load_plan(
@@ -221,8 +238,13 @@ async def execute_async(
     formats: tuple[str, ...] = SAVED,
     on_runner: Callable[[Runner], None] | None = None,
 ) -> tuple[RunResult, Comparison]:
-    prep.report_dir.mkdir(parents=True, exist_ok=True)
-    save_plan(prep)
+    try:
+        prep.report_dir.mkdir(parents=True, exist_ok=True)
+        save_plan(prep)
+    except OSError as e:
+        raise ReportWriteError(
+            f"{e.filename or prep.report_dir}: cannot write the run's plan: {e.strerror}"
+        ) from e
     runner = Runner(
         prep.playbook,
         prep.plans,
@@ -238,12 +260,18 @@ async def execute_async(
         on_runner(runner)
     loop = asyncio.get_running_loop()
     installed = []
-    # Ctrl-C and SIGTERM cancel cleanly: every host kills its running step's process group and
-    # the report is still written with what was gathered. Only in the main thread, where
-    # asyncio can install handlers.
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    aborted: list[str] = []  # the signal that stopped the run, if one did
+
+    def abort(sig: signal.Signals) -> None:
+        aborted.append(sig.name)
+        runner.cancel()
+
+    # Ctrl-C, SIGTERM and SIGHUP (the terminal went away) cancel cleanly: every host kills its
+    # running step's process group and the report is still written with what was gathered.
+    # Only in the main thread, where asyncio can install handlers.
+    for sig in ABORT_SIGNALS:
         try:
-            loop.add_signal_handler(sig, runner.cancel)
+            loop.add_signal_handler(sig, abort, sig)
             installed.append(sig)
         except (NotImplementedError, RuntimeError, ValueError):
             pass
@@ -258,5 +286,14 @@ async def execute_async(
         for sig in installed:
             loop.remove_signal_handler(sig)
     comparison = compare(result)
-    write_report(prep.report_dir, result, comparison, formats=formats)
+    try:
+        write_report(prep.report_dir, result, comparison, formats=formats)
+    except ReportWriteError as exc:
+        exc.outcome = (result, comparison)  # what was gathered can still be shown
+        raise
+    if aborted:
+        raise Aborted(
+            f"aborted by {aborted[0]}; the report of what was gathered is in {prep.report_dir}",
+            outcome=(result, comparison),
+        )
     return result, comparison

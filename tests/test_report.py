@@ -17,7 +17,7 @@ import pytest
 
 from repro import store
 from repro.compare import Comparison, compare
-from repro.errors import ReportError, UsageError
+from repro.errors import ReportError, ReportWriteError, UsageError
 from repro.report import load_report, write_report
 from repro.schema import SCHEMA, from_dict, to_dict
 from repro.results import ArtifactHash, HostResult, RunResult, StepResult
@@ -113,14 +113,15 @@ def test_write_then_load(tmp_path: Path) -> None:
     run, comparison = sample()
     run_dir = tmp_path / "reports" / run.run_id
     paths = write_report(run_dir, run, comparison)
-    assert paths == [run_dir / "report.json", run_dir / "report.md"]
-    assert sorted(os.listdir(run_dir)) == ["report.json", "report.md"]  # no temp files left
+    assert paths == [run_dir / "report.json", run_dir / "report.md", run_dir / "report.html"]
+    # report.html comes with every run; no temp files left
+    assert sorted(os.listdir(run_dir)) == ["report.html", "report.json", "report.md"]
     assert stat.S_IMODE((run_dir / "report.json").stat().st_mode) == 0o644
     assert load_report(run_dir) == (run, comparison)
     assert (run_dir / "report.md").read_text().startswith("**Mismatch**")
 
 
-def test_html_only_when_asked(tmp_path: Path) -> None:
+def test_formats_can_be_chosen(tmp_path: Path) -> None:
     run, comparison = sample()
     paths = write_report(tmp_path, run, comparison, formats=("json", "md", "html"))
     assert [p.name for p in paths] == ["report.json", "report.md", "report.html"]
@@ -146,7 +147,7 @@ def test_a_failed_replace_keeps_the_old_file(
 
     monkeypatch.setattr(store.os, "replace", refuse)
     run.run_id = "a-newer-run"
-    with pytest.raises(ReportError, match="report.json: cannot write the report: No space"):
+    with pytest.raises(ReportWriteError, match="report.json: cannot write the report: No space"):
         write_report(tmp_path, run, comparison, formats=("json",))
     assert (tmp_path / "report.json").read_text() == old
     assert os.listdir(tmp_path) == ["report.json"]
@@ -167,7 +168,7 @@ def test_a_failure_while_writing_keeps_the_old_file(
 
     monkeypatch.setattr(store.os, "fsync", fail_fsync)
     run.run_id = "a-newer-run"
-    with pytest.raises(ReportError, match="Input/output error"):
+    with pytest.raises(ReportWriteError, match="Input/output error"):
         write_report(tmp_path, run, comparison, formats=("json",))
     assert seen and seen[0].startswith(".report.json.")
     assert (tmp_path / "report.json").read_text() == old
