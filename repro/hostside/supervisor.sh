@@ -20,7 +20,7 @@
 step() {
   (
     _repro_s=$1
-    unset d p k s f c rc now v n nl ran all full text line _n _p _r _i _gr _f _x _g _l _h
+    unset d p k s f c rc now v n nl ran all full reaped text line _n _p _r _i _gr _f _x _g _l _h
     unset -f rd num has put clock cookie alive group_live stop_group cookie_pids reap any_alive step slurp
     set --
     # shellcheck disable=SC2154  # _repro_s is set above, and unset before the script runs
@@ -47,10 +47,10 @@ for k do
 done
 shift "$n"
 text=
-rc=0 ran=
+rc=0 ran='' reaped=''
 while [ $# -gt 0 ]; do
   k=$1 s=$2; shift 2
-  case $k in *-hash) reap 2 "$p" ;; esac
+  case $k in *-hash) reap 2 "$p"; reaped=1 ;; esac
   if [ -e "$d/cancelled" ]; then echo cancelled > "$d/$k.killed"; rc=130; break; fi
   clock; put "$d/$k.start" "$now"
   put "$d/$k.pid" "$$"
@@ -67,10 +67,11 @@ while [ $# -gt 0 ]; do
   [ $rc -eq 0 ] || break
 done
 # Nothing of the round outlives it: what a step left running (in this process group or not)
-# gets SIGTERM, and SIGKILL 2 s later if it is still there. Then the record, written again.
+# gets SIGTERM, and SIGKILL 2 s later if it is still there (done already before the hashing,
+# which leaves nothing: one grep less per round). Then the record, written again.
 trap '' TERM
 kill -TERM "-$$" 2>/dev/null
-reap 2 "$p"
+[ -n "$reaped" ] || reap 2 "$p"
 IFS=$nl
 for k in $all; do put "$d/$k.rc" -; done
 for line in $ran; do put "$d/${line%% *}.rc" "${line#* }"; done
