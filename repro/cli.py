@@ -21,6 +21,7 @@ from typing import Any, Sequence, TextIO
 from repro import __version__
 from repro.errors import Aborted, ControllerError, InputError, ReproError, UsageError
 from repro.render import FACTS_FORMATS, FORMATS
+from repro.render.safe import term_safe
 from repro.transport import TRANSPORTS
 
 EXIT_USAGE = 2
@@ -78,20 +79,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a host may stay away before it is unreachable (default 300)",
     )
     r.add_argument("--resume", metavar="RUN_ID", help="reattach to a run whose controller died")
+    r.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]",
+        help="set a secret variable (KEY alone: from the environment variable KEY); "
+        "steps get it from their environment, reports and logs show ***",
+    )
+    r.add_argument(
+        "--log-cap",
+        default="16M",
+        metavar="SIZE",
+        help="bytes of each step's log kept in the report dir, head and tail (default 16M)",
+    )
+    why_options(r)
     report_format(r, "what to print at the end")
     _heartbeat_arg(r)
 
     d = sub.add_parser("demo", help="run the demo playbook on a local lab of SSH hosts")
     d.add_argument("--hosts", type=int, default=3, help="how many lab hosts (default 3)")
-    d.add_argument(
-        "--vary",
-        choices=["none", "build-path"],
-        default="none",
-        help="build-path: the last host builds without -ffile-prefix-map (a real mismatch)",
-    )
+    why_options(d, demo=True)
     d.add_argument("--out", default="reports")
     report_format(d, "what to print at the end")
     _heartbeat_arg(d)
+
+    df = sub.add_parser(
+        "diff", help="fetch a saved run's differing artifacts again and explain them"
+    )
+    df.add_argument("run_dir", help="reports/<run-id> (its hosts must still hold the files)")
+    df.add_argument("artifact", nargs="?", help="only this artifact (default: every one)")
+    df.add_argument("--max-fetch", default="2G", metavar="SIZE", help="largest artifact fetched")
+    df.add_argument("--diff-timeout", type=float, default=600.0, metavar="SECONDS")
+    report_format(df, "how to print the explained run")
+    _heartbeat_arg(df)
 
     rep = sub.add_parser("report", help="re-render a saved run")
     rep.add_argument("run_dir", help="reports/<run-id>")
@@ -144,6 +165,30 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--dir", default=".lab/netlab")
     _output_flags(p)
     return p
+
+
+def why_options(sp: argparse.ArgumentParser, *, demo: bool = False) -> None:
+    """--vary and the fetch/diffoscope knobs, the same for run and demo."""
+    from repro.variations import AXES
+
+    extra = (
+        "; build-path also makes the last host build without -ffile-prefix-map (a real leak)"
+        if demo
+        else ""
+    )
+    sp.add_argument(
+        "--vary",
+        default="none",
+        metavar="AXES",
+        help=f"give each host/round its own value of each axis: {','.join(AXES)}{extra}",
+    )
+    sp.add_argument(
+        "--max-fetch", default="2G", metavar="SIZE", help="largest artifact fetched on a mismatch"
+    )
+    sp.add_argument("--diff-timeout", type=float, default=600.0, metavar="SECONDS")
+    sp.add_argument(
+        "--no-why", action="store_true", help="on a mismatch, do not fetch and run diffoscope"
+    )
 
 
 def _heartbeat_arg(sp: argparse.ArgumentParser) -> None:
@@ -203,8 +248,9 @@ def _inventory_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "-i",
         "--inventory",
-        help="Ansible inventory: YAML or INI file, directory, or host1,host2, "
-        "(default: $ANSIBLE_INVENTORY, else inventory.yaml)",
+        action="append",
+        help="Ansible inventory: YAML or INI file, directory, or host1,host2, (repeatable; "
+        "default: $ANSIBLE_INVENTORY, else inventory.yaml)",
     )
     sp.add_argument(
         "--inventory-via",
@@ -261,7 +307,8 @@ def main(
     except ControllerError as exc:
         return _crashed(exc, f"error: {_one_line(exc)}", argv, err)
     except ReproError as exc:
-        err.write(f"repro: error: {exc}\n")
+        # a message may quote a host (its banner, a DISCONNECT reason): never raw to a terminal
+        err.write(f"repro: error: {term_safe(str(exc))}\n")
         return exc.exit_code if isinstance(exc, InputError) else 3
     except (KeyboardInterrupt, _Stop):
         err.write("repro: interrupted\n")

@@ -21,6 +21,7 @@ from repro.compare import Comparison
 from repro.errors import ReportWriteError, ReproError, Unfinished, UsageError
 from repro.events import Listener
 from repro.inventory import load_inventory, parse_extra_vars, select
+from repro.render.safe import term_safe
 from repro.results import RunResult
 
 
@@ -29,6 +30,7 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "run": cmd_run,
         "demo": cmd_demo,
         "report": cmd_report,
+        "diff": cmd_diff,
         "facts": cmd_facts,
         "check": cmd_check,
         "hosts": cmd_hosts,
@@ -85,6 +87,22 @@ def playbooks_dir() -> Path:
     raise UsageError(f"built-in playbooks not found in {package}: a broken install of repro?")
 
 
+def why_options(args: argparse.Namespace) -> Any:
+    """The fetch/diffoscope options from --max-fetch, --diff-timeout and --no-why."""
+    from repro.explain import WhyOptions
+    from repro.fetch import FetchOptions
+    from repro.playbook import parse_size
+
+    try:
+        cap = parse_size(args.max_fetch)
+    except ValueError as exc:
+        raise UsageError(f"--max-fetch {args.max_fetch!r}: {exc}") from None
+    if args.diff_timeout <= 0:
+        raise UsageError(f"--diff-timeout {args.diff_timeout}: must be positive")
+    enabled = not getattr(args, "no_why", False)
+    return WhyOptions(enabled, FetchOptions(max_bytes=cap), diff_timeout=args.diff_timeout)
+
+
 def finish(
     run: RunResult,
     comparison: Comparison,
@@ -99,10 +117,10 @@ def finish(
     out.write(render(fmt, run, comparison, width=term_width(out), color=use_color(out)))
     if quiet:
         return comparison.exit_code
-    from repro.render import FORMATS, SAVED
+    from repro.render import FORMATS, saved
     from repro.store import RunDir
 
-    first, *rest = (RunDir(report_dir).report(str(FORMATS[f].ext)) for f in SAVED)
+    first, *rest = (RunDir(report_dir).report(str(FORMATS[f].ext)) for f in saved())
     also = f" (and {', '.join(p.name for p in rest)})" if rest else ""
     err.write(f"report: {first}{also}\n")
     return comparison.exit_code
@@ -126,6 +144,16 @@ def shown_anyway(fmt: str, out: TextIO) -> Iterator[None]:
 # --- run, demo, report -----------------------------------------------------------------------
 
 
+def _secret_item(item: str) -> str:
+    """`--secret NAME` takes the value from the environment variable NAME, so it need not be
+    on the controller's own command line (where other users' `ps` would see it)."""
+    if "=" in item or item.startswith("@"):
+        return item
+    if item not in os.environ:
+        raise UsageError(f"--secret {item}: no environment variable {item} to take it from")
+    return f"{item}={os.environ[item]}"
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.runner import HANDSHAKES, RunOptions
     from repro.session import execute, load_plan, prepare
@@ -138,14 +166,33 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"--reconnect-timeout {args.reconnect_timeout}: must be positive")
     if args.handshakes is not None and args.handshakes < 1:
         raise UsageError(f"--handshakes {args.handshakes}: must be at least 1")
+    from repro.playbook import parse_size
+
+    try:
+        log_cap = parse_size(args.log_cap)
+    except ValueError as exc:
+        raise UsageError(f"--log-cap: {exc}") from None
+    if log_cap < 4096:
+        raise UsageError(f"--log-cap {args.log_cap}: keep at least 4K of each step's log")
+    secret_vars = parse_extra_vars(
+        [_secret_item(item) for item in args.secret], flag="--secret"
+    )
+    from repro import variations
+
+    vary = variations.parse(args.vary)
+    why = why_options(args)
     options = RunOptions(
         forks=args.forks,
         rounds=args.rounds,
         handshakes=args.handshakes or HANDSHAKES,
         reconnect_timeout=args.reconnect_timeout,
+        log_cap=log_cap,
     )
     if args.resume:
-        prep = load_plan(args.out, args.resume, options=options)
+        prep = load_plan(args.out, args.resume, options=options, secret_vars=secret_vars)
+        from repro.runlock import RunLock
+
+        RunLock(prep.report_dir, prep.run_id).check()
     else:
         if not args.playbook:
             raise UsageError("run: -p/--playbook is required (or --resume RUN_ID)")
@@ -159,7 +206,10 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             out_dir=args.out,
             transport=args.transport,
             options=options,
+            secret_vars=secret_vars,
+            vary=vary,
         )
+    prep.why = why
     warn(err, prep.warnings)
     warn(err, config_warnings([p.host for p in prep.plans]))
     names = [p.host.name for p in prep.plans]
@@ -171,24 +221,33 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from repro import variations
     from repro.lab import LocalLab
     from repro.session import execute_async, prepare
 
     if not 2 <= args.hosts <= 20:
         raise UsageError(f"--hosts {args.hosts}: the demo lab takes 2 to 20 hosts")
+    vary = variations.parse(args.vary)
+    why = why_options(args)
     playbook = playbooks_dir() / "demo.yaml"
     names = [f"lab{i}" for i in range(1, args.hosts + 1)]
     host_vars: dict[str, dict[str, Any]] = {}
-    if args.vary == "build-path":
-        # The last host builds without -ffile-prefix-map: its (different) build path leaks
-        # into the binary's debug info and __FILE__, a real and classic reproducibility bug.
+    if "build-path" in vary:
+        # Every host builds in its own path (the axis); the last one also builds without
+        # -ffile-prefix-map, so its path leaks into the binary's debug info and __FILE__: a
+        # real and classic reproducibility bug, which the report then explains.
         host_vars[names[-1]] = {"prefix_map": False}
     base = Path(tempfile.mkdtemp(prefix="repro-lab-"))
 
     async def go() -> tuple[Any, RunResult, Comparison]:
         async with LocalLab(base, n=args.hosts, names=names, host_vars=host_vars) as lab:
             prep = prepare(
-                inventory=lab.inventory_path, playbook=playbook, extra_vars={}, out_dir=args.out
+                inventory=lab.inventory_path,
+                playbook=playbook,
+                extra_vars={},
+                out_dir=args.out,
+                vary=vary,
+                why=why,
             )
             if not args.quiet:
                 err.write(
@@ -235,6 +294,47 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Fetch and explain a saved run's differences again, from hosts that still hold them."""
+    from repro.explain import explain, record_paths
+    from repro.render import render
+    from repro.report import load_report, write_report
+    from repro.session import load_plan
+    from repro.transport import make_transport
+
+    run_dir = Path(args.run_dir)
+    run, comparison = load_report(run_dir)
+    if args.artifact is not None and args.artifact not in {a.name for a in comparison.artifacts}:
+        raise UsageError(f"{run_dir}: the run has no artifact named {args.artifact!r}")
+    if not any(a.status == "differs" for a in comparison.artifacts):
+        err.write(f"{run_dir}: nothing differs in this run; nothing to explain\n")
+        return comparison.exit_code
+    prep = load_plan(run_dir.parent, run_dir.name, to_cancel=True)
+    names = [h.name for h in run.hosts]
+    record_paths(run, prep.playbook)
+    explained = asyncio.run(
+        explain(
+            run,
+            comparison,
+            playbook=prep.playbook,
+            hosts={p.host.name: p.host for p in prep.plans},
+            run_dir=run_dir,
+            transport_factory=make_transport,
+            listener=make_listener(names, err, args),
+            options=why_options(args),
+            only=args.artifact,
+        )
+    )
+    write_report(run_dir, run, explained)
+    out.write(render(args.format, run, explained, width=term_width(out), color=is_tty(out)))
+    gone = [
+        c for a in explained.artifacts if a.why for c in a.why.copies if c.status == "failed"
+    ]
+    for c in gone:
+        err.write(f"repro: error: {c.host}: cannot fetch {c.artifact}: {c.detail}\n")
+    return 3 if gone else explained.exit_code
+
+
 def cmd_sigs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.compare import compare
     from repro.render import render
@@ -255,15 +355,21 @@ def cmd_sigs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 # --- facts, check ----------------------------------------------------------------------------
 
 
-def inventory_path(args: argparse.Namespace) -> str:
-    """-i, else $ANSIBLE_INVENTORY (as Ansible), else inventory.yaml."""
-    return str(args.inventory or os.environ.get("ANSIBLE_INVENTORY") or "inventory.yaml")
+def inventory_path(args: argparse.Namespace) -> str | list[str]:
+    """-i (one source, or several in order), else $ANSIBLE_INVENTORY (a comma-separated list of
+    paths, as Ansible reads it), else inventory.yaml."""
+    given: list[str] = list(args.inventory or [])
+    if not given:
+        env = os.environ.get("ANSIBLE_INVENTORY", "")
+        given = [p.strip() for p in env.split(",") if p.strip()] or ["inventory.yaml"]
+    return given if len(given) > 1 else given[0]
 
 
 def config_warnings(hosts: list[Any]) -> list[str]:
-    from repro.transport.route import config_warnings
+    """~/.ssh/config checked for these hosts (bad values raise); what it sets that is unused."""
+    from repro.transport.route import check_config
 
-    return config_warnings(hosts)
+    return check_config(hosts)
 
 
 def warn(err: TextIO, warnings: Any) -> None:
@@ -357,7 +463,7 @@ def cmd_cancel(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     results = asyncio.run(cancel_run(prep))
     bad = 0
     for name, msg in results:
-        out.write(f"{name}: {msg}\n")
+        out.write(f"{name}: {term_safe(msg)}\n")  # a host's DISCONNECT reason, say
         bad += msg.startswith("error")
     return 3 if bad else 0
 

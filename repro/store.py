@@ -33,10 +33,11 @@ DEFAULT_WORK_BASE = "~/.cache/repro/runs"
 RUN_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
 PLAN_FILE = "run.json"
 REPORT_STEM = "report"
+DIFF_DIR = "diff"  # copies fetched on a mismatch and diffoscope's reports (repro.fetch)
 HOSTS_DIR = "hosts"
 STEPS_DIR = "steps"
 #: a host's answer for its run dir must be a plain absolute path: it goes into every command
-_SAFE_REMOTE_PATH = re.compile(r"^/[A-Za-z0-9_./+@=,:-]*$")
+_SAFE_REMOTE_PATH = re.compile(r"/[A-Za-z0-9_./+@=,:-]*")
 
 
 def new_run_id() -> str:
@@ -129,7 +130,7 @@ def shell_path(path: str) -> str:
 
 def plain_remote_path(path: str) -> bool:
     """Whether a host's answer for a directory is a plain absolute path, safe in a command."""
-    return bool(_SAFE_REMOTE_PATH.match(path)) and "/../" not in path + "/"
+    return bool(_SAFE_REMOTE_PATH.fullmatch(path)) and "/../" not in path + "/"
 
 
 @dataclass(frozen=True)

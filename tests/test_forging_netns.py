@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from repro.netlab import NetnsLab
-from tests.procs import controller, finish, wait_for
+from tests.procs import controller, finish, marked, wait_for
 from tests.test_cli_inprocess import only_run_dir, report, run_cli
-from tests.test_resilience_netns import inventory_with
+from tests.test_hardening_netns import inventory_with
 
 pytestmark = pytest.mark.netns
 
@@ -29,22 +29,6 @@ def playbook(tmp: Path, text: str, name: str = "book.yaml") -> Path:
     path = tmp / name
     path.write_text(textwrap.dedent(text))
     return path
-
-
-def marked(lab: NetnsLab, name: str, marker: str) -> list[str]:
-    """The host's live processes whose command line holds `marker` (its netns, not zombies)."""
-    script = r"""
-m=$1; shift
-for pid do
-  s=$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "/proc/$pid/status" 2>/dev/null) || continue
-  [ -n "$s" ] && [ "$s" != Z ] || continue
-  c=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null) || continue
-  case $c in *"$m"*) echo "$pid $c";; esac
-done
-"""
-    pids = [str(p) for p in lab.pids(name)]
-    done = lab.exec(name, ["sh", "-c", script, "scan", marker, *pids], timeout=30)
-    return [ln for ln in done.stdout.splitlines() if ln]
 
 
 def host_run_dir(lab: NetnsLab, out: Path, name: str = "h1") -> Path:

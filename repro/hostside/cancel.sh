@@ -10,6 +10,7 @@ d=$1; grace=$2
 # shellcheck disable=SC2088  # a literal "~/", from the controller
 case $d in "~/"*) d=$HOME/${d#"~/"} ;; esac
 mkdir -p -- "$d" && : > "$d/cancelled" || exit 1
+rm -f -- "$d/secrets"  # no step starts any more: nothing needs the run's secret values
 plans=
 for l in "$d"/*.lock; do
   [ -e "$l" ] || continue

@@ -35,6 +35,18 @@ slurp() {
   text=$text$line
 }
 d=$1; p=$2; shift 2
+# The run's secret values (repro.secrets: a 0600 file the controller wrote from stdin, one
+# REPRO_SECRET_NAME=value line each) go into the environment every step inherits. Read as data,
+# never run: a step can write that file, and nothing a step writes is run by the supervisor.
+if [ -f "$d/secrets" ]; then
+  while IFS= read -r _l || [ -n "$_l" ]; do
+    _n=${_l%%=*}
+    case $_n in REPRO_SECRET_*) ;; *) continue ;; esac
+    case $_n in *[!A-Za-z0-9_]*) continue ;; esac
+    export "$_n=${_l#*=}"
+  done < "$d/secrets"
+  unset _l _n
+fi
 nl='
 '
 put "$d/$p.pid" "$$" && put "$d/$p.rc" - || exit 1

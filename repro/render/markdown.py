@@ -5,11 +5,20 @@ Every string that came from a host (or a report file) is escaped: it can add no 
 
 from __future__ import annotations
 
+import json
 from pathlib import PurePosixPath
 from urllib.parse import quote
 
 from repro.compare import ArtifactComparison, Comparison
-from repro.render.common import LABELS, describe, hash_of, headline, ordered_hosts, status_text
+from repro.render.common import (
+    LABELS,
+    describe,
+    hash_of,
+    headline,
+    ordered_hosts,
+    status_text,
+    why_lines,
+)
 from repro.render.safe import md_code, md_escape
 from repro.results import HostResult, RunResult
 
@@ -28,8 +37,46 @@ def render(run: RunResult, comparison: Comparison, *, width: int = 100, color: b
         lines += _table(run, comparison, hashes=True)
     if comparison.reasons:
         lines += ["", "Reasons:", "", *(f"- {md_escape(r)}" for r in comparison.reasons)]
+    for artifact in comparison.artifacts:
+        found = why_lines(artifact)
+        if found:
+            lines += ["", f"Why {md_code(artifact.name)} differs:", ""]
+            lines += [f"{'  ' * depth}- {md_escape(text)}" for depth, text in found]
+    lines += _variables(run)
     lines += _logs(run)
     return "\n".join(lines) + "\n"
+
+
+_MAX_VARIABLE_ROWS = 50
+_MAX_VALUE = 80
+_UNSET = "(not set)"
+
+
+def _variables(run: RunResult) -> list[str]:
+    """The effective variables (as recorded, secrets masked) that are not the same on every
+    host, each value with the hosts that had it: the ones the same everywhere explain nothing."""
+    hosts = [h for h in run.hosts if h.variables]
+    if len(hosts) < 2:
+        return []
+    rows = []
+    for key in sorted({k for h in hosts for k in h.variables}):
+        by_value: dict[str, list[str]] = {}
+        for host in hosts:
+            value = host.variables[key] if key in host.variables else _UNSET
+            shown = value if isinstance(value, str) else json.dumps(value, default=str)
+            if len(shown) > _MAX_VALUE:
+                shown = shown[: _MAX_VALUE - 1] + "…"
+            by_value.setdefault(shown, []).append(host.name)
+        if len(by_value) > 1:
+            cells = [f"{md_code(v)}: {md_escape(', '.join(n))}" for v, n in by_value.items()]
+            rows.append(_line([md_code(key), "; ".join(cells)]))
+    if not rows:
+        return []
+    more = len(rows) - _MAX_VARIABLE_ROWS
+    shown_rows = rows[:_MAX_VARIABLE_ROWS]
+    tail = ["", f"… and {more} more (report.json has every host's variables)"] if more > 0 else []
+    head = ["", "Variables that differ between hosts:", ""]
+    return [*head, _line(["Variable", "value: hosts"]), _line(["---"] * 2), *shown_rows, *tail]
 
 
 #: past this many artifacts, one row per artifact (hosts grouped by hash) instead of a column each
