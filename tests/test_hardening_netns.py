@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from repro.netlab import NetnsLab
-from tests.procs import controller, finish, wait_for
+from tests.procs import controller, finish, state, wait_for
 from tests.test_cli_inprocess import only_run_dir, report, run_cli
 from tests.bothlabs import RUNS, Lab
 from tests.test_security import QUICK
@@ -244,7 +244,7 @@ def test_sighup_writes_the_report_leaves_builds_running_and_resume_keeps_host_ti
     for h in netlab.hosts:
         (h.home / "go").touch()
     steps = [host_run_dir(netlab, h.name, rid) / "steps" for h in netlab.hosts]
-    wait_for(lambda: all((s / "1-hash.rc").exists() for s in steps), "the rounds to end")
+    wait_for(lambda: all(state(s / "1-plan.rc") is not None for s in steps), "the rounds to end")
     ended = time.time()
     # The host's clock counts whole seconds (the times are right to within 1 s): the resume
     # comes well after that, so "seen by a controller" cannot pass for "happened".
@@ -368,7 +368,7 @@ def test_a_resumed_run_masks_the_secrets_it_was_not_given_again(
     (home / "go").touch()
     rid = only_run_dir(out).name
     steps = host_run_dir(netlab, "h1", rid) / "steps"
-    wait_for(lambda: (steps / "1-hash.rc").exists(), "the round to end")
+    wait_for(lambda: state(steps / "1-plan.rc") is not None, "the round to end")
     # no value given again: the new controller reads the log from the start, masked
     code, _, err = run_cli("run", "--resume", rid, "--out", str(out))
     assert code == 3 or code == 0, err  # quorum 2 with one host: inconclusive
