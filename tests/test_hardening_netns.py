@@ -411,3 +411,33 @@ def test_a_step_that_writes_the_secrets_file_gets_nothing_run(
     assert not list(home.glob("CANARY*")), "the supervisor ran what a step wrote"
     work2 = host_run_dir(netlab, "h1", only_run_dir(out).name) / "work-r2"
     assert (work2 / "token.txt").read_text() == '$(touch "$HOME/CANARY-2")'  # as data
+
+
+def test_a_chatty_step_keeps_head_and_tail_on_the_controller_and_all_on_the_host(
+    netlab: NetnsLab, tmp_path: Path
+) -> None:
+    pb = tmp_path / "chatty.yaml"
+    pb.write_text(textwrap.dedent("""\
+        name: chatty
+        steps:
+          - name: talk
+            run: |
+              echo first-line
+              yes 'the same line, again and again' | head -c 8000000
+              echo last-line
+              echo same > out.txt
+        artifacts: [{glob: out.txt}]
+        """))
+    out = tmp_path / "reports"
+    code, _, err = run_cli(
+        "run", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out),
+        "-l", "h1", "--log-cap", "64K",
+    )  # fmt: skip
+    assert code == 3, err  # one host: below the quorum, inconclusive
+    local = (only_run_dir(out) / "hosts" / "h1" / "01-talk.log").read_bytes()
+    assert len(local) < 64 * 1024 + 200, len(local)
+    assert local.startswith(b"first-line\n") and local.endswith(b"last-line\n")
+    assert b"bytes cut here; the whole log is on the host in " in local
+    remote = host_run_dir(netlab, "h1", only_run_dir(out).name) / "steps" / "1-01.log"
+    assert remote.stat().st_size == len("first-line\n") + 8000000 + len("last-line\n")
+
