@@ -20,6 +20,7 @@ from typing import Any, Sequence, TextIO
 
 from repro import __version__
 from repro.errors import Aborted, ControllerError, InputError, ReproError, UsageError
+from repro.evidence_cli import add_parsers, add_quorum_options, add_signing_options
 from repro.render import FACTS_FORMATS, FORMATS
 from repro.render.safe import term_safe
 from repro.transport import TRANSPORTS
@@ -123,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     why_options(r)
     report_format(r, "what to print at the end")
     _heartbeat_arg(r)
+    add_quorum_options(r)
+    r.add_argument("--attest", action="store_true", help="write an in-toto statement of the run")
+    add_signing_options(r)
 
     d = sub.add_parser("demo", help="run the demo playbook on a local lab of SSH hosts")
     d.add_argument("--hosts", type=int, default=3, help="how many lab hosts (default 3)")
@@ -153,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("version", help="the release directory, e.g. 28.0")
     g.add_argument("--quorum", type=int, default=2, help="signers that must agree (default 2)")
     report_format(g, "what to print")
+    g.add_argument("--keys", metavar="DIR", help="check each .asc with gpg (builder-keys/)")
+    g.add_argument(
+        "--include-unverified", action="store_true", help="count unsigned or unknown-key signers"
+    )
+
+    add_parsers(sub)
 
     f = sub.add_parser("facts", help="show what each host is (CPU, microarchitecture, VM, Guix)")
     common_hosts(f)

@@ -17,6 +17,7 @@ from pathlib import Path
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+from repro import evidence_cli
 from repro.compare import Comparison
 from repro.errors import ReportWriteError, ReproError, Unfinished, UsageError
 from repro.events import Listener
@@ -37,6 +38,9 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "cancel": cmd_cancel,
         "sigs": cmd_sigs,
         "lab": cmd_lab,
+        "attest": evidence_cli.cmd_attest,
+        "verify": evidence_cli.cmd_verify,
+        "compare": evidence_cli.cmd_compare,
         "inventory": cmd_inventory,
     }[args.command]
     return handler(args, out, err)
@@ -243,6 +247,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             secret_vars=secret_vars,
             vary=vary,
         )
+    evidence_cli.apply_run_options(prep, args)
     prep.why = why
     warn(err, prep.warnings)
     warn(err, config_warnings([p.host for p in prep.plans]))
@@ -255,6 +260,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")
     with shown_anyway(args.format, out):
         run, comparison = execute(prep, listener=make_listener(names, err, args))
+    evidence_cli.attest_run(args, run, comparison, prep.report_dir, err)
     return finish(run, comparison, prep.report_dir, args.format, out, err, args.quiet)
 
 
@@ -374,20 +380,20 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_sigs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from repro.compare import compare
-    from repro.render import render
+    from repro.render.sigs import render
     from repro.sigs import read_sigs
 
     if args.quorum < 1:
         raise UsageError(f"--quorum {args.quorum}: must be at least 1")
-    run = read_sigs(args.root, args.version, quorum=args.quorum)
-    comparison = compare(run)
-    out.write(render(args.format, run, comparison, width=term_width(out), color=use_color(out)))
-    if not args.quiet:
-        err.write(
-            "note: signatures (.asc) are not verified by repro; check them with gpg or guix-verify\n"
-        )
-    return comparison.exit_code
+    release = read_sigs(
+        args.root,
+        args.version,
+        quorum=args.quorum,
+        keys=args.keys,
+        include_unverified=args.include_unverified,
+    )
+    out.write(render(args.format, release, width=term_width(out)))
+    return release.exit_code
 
 
 # --- facts, check ----------------------------------------------------------------------------

@@ -87,6 +87,7 @@ class Playbook:
     manifests: tuple[ManifestSpec, ...] = ()
     files: tuple[FileSpec, ...] = ()
     quorum: int = 2  # hosts that must produce every artifact for a conclusive verdict
+    require: tuple[str, ...] = ()  # kinds of machine among them: intel, amd, vm, bare-metal
     requires: Requirements = field(default_factory=Requirements)
     # Builds per host, each in its own work dir: 2 tells "not deterministic on one machine"
     # apart from "differs between machines" (what `guix build --rounds=2` checks, on every host).
@@ -457,6 +458,7 @@ def _build(path: Path, data: dict[str, Any], origin: dict[str, _Source]) -> Play
     steps = data.get("steps")
     if steps is None:
         raise root.fail("steps", "missing (a playbook needs at least one step)")
+    quorum, require = _quorum(src("quorum"), data.get("quorum", 2))
     return Playbook(
         path=path,
         name=_name(src("name"), "name", name),
@@ -466,7 +468,8 @@ def _build(path: Path, data: dict[str, Any], origin: dict[str, _Source]) -> Play
         artifacts=_artifacts(src("artifacts"), data.get("artifacts")),
         manifests=_manifests(src("manifests"), data.get("manifests")),
         files=_files(src("files"), data.get("files")),
-        quorum=_int(src("quorum"), "quorum", data.get("quorum", 2), 1, None),
+        quorum=quorum,
+        require=require,
         requires=_requires(src("requires"), data.get("requires")),
         rounds=_int(src("rounds"), "rounds", data.get("rounds", 1), 1, MAX_ROUNDS),
         guix_describe=_guix_describe(src("guix_describe"), data.get("guix_describe")),
@@ -474,6 +477,13 @@ def _build(path: Path, data: dict[str, Any], origin: dict[str, _Source]) -> Play
     )
 
 
+def _quorum(src: _Source, value: object) -> tuple[int, tuple[str, ...]]:
+    from repro.quorum import parse_quorum
+
+    try:
+        return parse_quorum(value)
+    except ValueError as exc:
+        raise src.fail("quorum", str(exc)) from None
 def _secret_names(src: _Source, value: object) -> tuple[str, ...]:
     names = _list(src, "secrets", value)
     for name in names:

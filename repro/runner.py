@@ -180,6 +180,7 @@ class Runner:
             started_at=utcnow(),
             vars=self.variables,
             quorum=playbook.quorum,
+            require=playbook.require,
             playbook_path=str(playbook.path),
             commit=commit,
             hosts=[HostResult(name=p.host.name, address=p.host.address) for p in plans],
@@ -277,7 +278,11 @@ class Runner:
         A leading `~` is the host's $HOME, expanded by the host's shell; the rest is quoted.
         """
         requested = requested_run_dir(st.plan.host, self.run_id)
-        cmd = f'd={shell_path(requested)}; mkdir -p -- "$d" && test -w "$d" && printf "%s\\n" "$d"'
+        # umask: what repro makes is the build user's alone (see docs/security.md)
+        cmd = (
+            f"umask 077; d={shell_path(requested)}; "
+            'mkdir -p -- "$d" && test -w "$d" && printf "%s\\n" "$d"'
+        )
         res = await self._retrying(st, lambda: st.transport.run(cmd, timeout=30))
         why = _one_line(res.stderr)[-200:]
         return self._checked_run_dir(st, requested, res.stdout.strip(), res.exit_status == 0, why)
@@ -404,7 +409,7 @@ class Runner:
                 elif isinstance(ev, Ended) and ev.index < len(steps):
                     assert watch is not None
                     ended = watch.result
-                    self._step_done(st, watch, steps[ev.index], ev.poll.exit_status)
+                    self._step_done(st, watch, steps[ev.index], ev.poll)
                     watch = None
                 elif isinstance(ev, Ended):
                     hashes = await self._hashes(st, follower.key, ev.poll, ev.output)
@@ -446,14 +451,17 @@ class Runner:
         return _StepWatch(label, sr, fh, masker, self.options.log_cap, host_log)
 
     def _step_done(
-        self, st: _HostState, watch: _StepWatch, step: RenderedStep, status: int | None
+        self, st: _HostState, watch: _StepWatch, step: RenderedStep, p: detach.Poll
     ) -> None:
+        status = p.exit_status
         watch.close()
         watch.result.exit_status = status
         watch.result.finished_at = utcnow()
         self._emit(st, "step-done", f"exit {status}", step=watch.label)
         if status != 0:
             last = watch.tail.last_line()
+            if p.no_space:  # its own complaint may not have fit in its log
+                last = f"no space left on device in {st.remote.root} (the host's disk is full)"
             raise StepFailed(
                 f"step '{watch.label}' exited {status}" + (f": {last}" if last else ""),
                 host=st.result.name,
@@ -513,8 +521,11 @@ class Runner:
             res = await self._retrying(
                 st, lambda: st.transport.run(f"head -c 2000 -- {shlex.quote(err)}", timeout=30)
             )
+            why = _one_line(res.stdout)[-200:]
+            if p.no_space:
+                why = f"no space left on device in {st.remote.root} (the host's disk is full)"
             raise HostError(
-                f"hashing the artifacts failed (exit {p.exit_status}): {_one_line(res.stdout)[-200:]}",
+                f"hashing the artifacts failed (exit {p.exit_status}): {why}",
                 host=st.result.name,
                 exit_status=p.exit_status,
             )

@@ -54,6 +54,7 @@ class Prepared:
     limit: str | None
     transport: str | None = None
     options: RunOptions = field(default_factory=RunOptions)
+    expected: dict[str, str] = field(default_factory=dict)  # published hashes (--expect)
     #: names given with --secret (secret whatever the playbook says)
     secret_names: tuple[str, ...] = ()
     #: the run's original start, kept across --resume
@@ -62,13 +63,13 @@ class Prepared:
     finished_at: str | None = None
     #: the signal that aborted the run (SIGINT, SIGTERM, SIGHUP), if one did
     aborted: str | None = None
+    vary: tuple[str, ...] = ()  # --vary axes (repro.variations)
+    why: WhyOptions = field(default_factory=WhyOptions)  # fetch + diffoscope on a mismatch
+    warnings: tuple[str, ...] = ()  # Ansible settings the inventory has that repro ignores
 
     @property
     def all_secret_names(self) -> tuple[str, ...]:
         return (*self.playbook.secrets, *self.secret_names)
-    vary: tuple[str, ...] = ()  # --vary axes (repro.variations)
-    why: WhyOptions = field(default_factory=WhyOptions)  # fetch + diffoscope on a mismatch
-    warnings: tuple[str, ...] = ()  # Ansible settings the inventory has that repro ignores
 
     @property
     def store(self) -> RunDir:
@@ -389,6 +390,7 @@ async def _locked(
             ticker.cancel()
         for sig in installed:
             loop.remove_signal_handler(sig)
+    result.expected = dict(prep.expected)
     comparison = compare(result)
     record_paths(result, prep.playbook)
     if comparison.verdict == "mismatch" and prep.why.enabled and not prep.aborted:

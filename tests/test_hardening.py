@@ -276,3 +276,19 @@ def test_connection_failures_read_the_same_on_both_transports() -> None:
     # paramiko's own message for it is "[Errno None] Unable to connect to port 22 on ..."
     exc = paramiko.ssh_exception.NoValidConnectionsError({("198.18.0.1", 22): unreachable})
     assert _failure_reason(object(), None, exc) == "host unreachable (no route to host)"  # type: ignore[arg-type]
+
+
+def test_memory_exhausted_is_exit_4_never_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The alias bomb ended in a MemoryError after two minutes and exit 1 ("differs"): were
+    # memory to run out anywhere, the CLI's boundary says 4 (repro failed), never 1.
+    import repro.commands
+
+    def exhausted(*args: object, **kwargs: object) -> object:
+        raise MemoryError()
+
+    monkeypatch.setattr(repro.commands, "load_inventory", exhausted)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    code, _, err = run_cli("facts", "-i", str(tmp_path / "inv.yaml"))
+    assert code == 4 and err.startswith("repro: internal error: MemoryError"), err

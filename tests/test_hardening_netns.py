@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from repro.netlab import NetnsLab
-from tests.procs import controller, finish, wait_for
+from tests.procs import controller, finish, state, wait_for
 from tests.test_cli_inprocess import only_run_dir, report, run_cli
 from tests.bothlabs import RUNS, Lab
 from tests.test_security import QUICK
@@ -244,7 +244,7 @@ def test_sighup_writes_the_report_leaves_builds_running_and_resume_keeps_host_ti
     for h in netlab.hosts:
         (h.home / "go").touch()
     steps = [host_run_dir(netlab, h.name, rid) / "steps" for h in netlab.hosts]
-    wait_for(lambda: all((s / "1-hash.rc").exists() for s in steps), "the rounds to end")
+    wait_for(lambda: all(state(s / "1-plan.rc") is not None for s in steps), "the rounds to end")
     ended = time.time()
     # The host's clock counts whole seconds (the times are right to within 1 s): the resume
     # comes well after that, so "seen by a controller" cannot pass for "happened".
@@ -368,7 +368,7 @@ def test_a_resumed_run_masks_the_secrets_it_was_not_given_again(
     (home / "go").touch()
     rid = only_run_dir(out).name
     steps = host_run_dir(netlab, "h1", rid) / "steps"
-    wait_for(lambda: (steps / "1-hash.rc").exists(), "the round to end")
+    wait_for(lambda: state(steps / "1-plan.rc") is not None, "the round to end")
     # no value given again: the new controller reads the log from the start, masked
     code, _, err = run_cli("run", "--resume", rid, "--out", str(out))
     assert code == 3 or code == 0, err  # quorum 2 with one host: inconclusive
@@ -411,3 +411,33 @@ def test_a_step_that_writes_the_secrets_file_gets_nothing_run(
     assert not list(home.glob("CANARY*")), "the supervisor ran what a step wrote"
     work2 = host_run_dir(netlab, "h1", only_run_dir(out).name) / "work-r2"
     assert (work2 / "token.txt").read_text() == '$(touch "$HOME/CANARY-2")'  # as data
+
+
+def test_a_chatty_step_keeps_head_and_tail_on_the_controller_and_all_on_the_host(
+    netlab: NetnsLab, tmp_path: Path
+) -> None:
+    pb = tmp_path / "chatty.yaml"
+    pb.write_text(textwrap.dedent("""\
+        name: chatty
+        steps:
+          - name: talk
+            run: |
+              echo first-line
+              yes 'the same line, again and again' | head -c 8000000
+              echo last-line
+              echo same > out.txt
+        artifacts: [{glob: out.txt}]
+        """))
+    out = tmp_path / "reports"
+    code, _, err = run_cli(
+        "run", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out),
+        "-l", "h1", "--log-cap", "64K",
+    )  # fmt: skip
+    assert code == 3, err  # one host: below the quorum, inconclusive
+    local = (only_run_dir(out) / "hosts" / "h1" / "01-talk.log").read_bytes()
+    assert len(local) < 64 * 1024 + 200, len(local)
+    assert local.startswith(b"first-line\n") and local.endswith(b"last-line\n")
+    assert b"bytes cut here; the whole log is on the host in " in local
+    remote = host_run_dir(netlab, "h1", only_run_dir(out).name) / "steps" / "1-01.log"
+    assert remote.stat().st_size == len("first-line\n") + 8000000 + len("last-line\n")
+

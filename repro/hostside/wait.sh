@@ -13,12 +13,12 @@
 # cost of the old poll). The log's size comes from the supervisor's stdout, which during a step
 # is the log itself: /proc/<pid>/fdinfo/1 holds its offset (checked to be the log with -ef).
 d=$1; p=$2; i=$3; off=$4; bound=$5; gap=$6; chunk=$7; shift 7
-fresh=0; exact=0; keys=$*; wt=0
+fresh=0; exact=0; ended=0; keys=$*; wt=0
 j=0
 for k in $keys; do j=$((j + 1)); [ $j -lt "$i" ] || break; done
 # Has step $k's log grown past $off? (1: no, or it cannot be told without a process)
 grown() {
-  num "$d/$k.pid"; [ -n "$v" ] || return 1
+  has "$d/$k.pid" || return 1
   # shellcheck disable=SC3013  # -ef: dash, bash and busybox sh all have it
   [ "/proc/$v/fd/1" -ef "$d/$k.log" ] || return 1
   pos=
@@ -30,7 +30,11 @@ grown() {
 }
 # One look: 0 while the wait goes on.
 going() {
-  [ ! -s "$d/$k.rc" ] && running || return 1
+  # the hashing's status counts only once its supervisor is gone (reply.sh): wait for that
+  case $k in
+    *-hash) running || return 1 ;;
+    *) ! has "$d/$k.rc" && running || return 1 ;;
+  esac
   clock; [ $((now - t0)) -lt "$bound" ] || return 1
   [ "$gap" -gt 0 ] && [ $((now - t0)) -ge "$gap" ] && grown && return 1
   return 0

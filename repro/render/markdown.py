@@ -17,6 +17,7 @@ from repro.render.common import (
     headline,
     ordered_hosts,
     status_text,
+    who,
     why_lines,
 )
 from repro.render.safe import md_code, md_escape
@@ -32,7 +33,7 @@ def render(run: RunResult, comparison: Comparison, *, width: int = 100, color: b
         "",
     ]
     if len(comparison.artifacts) > MAX_HASH_COLUMNS:
-        lines += [*_table(run, comparison, hashes=False), "", *_artifact_rows(comparison)]
+        lines += [*_table(run, comparison, hashes=False), "", *_artifact_rows(run, comparison)]
     else:
         lines += _table(run, comparison, hashes=True)
     if comparison.reasons:
@@ -84,15 +85,16 @@ MAX_HASH_COLUMNS = 3
 _SHORT = 16  # hex digits of a hash shown in the per-artifact table (report.json has all 64)
 
 
-def _artifact_rows(comparison: Comparison) -> list[str]:
+def _artifact_rows(run: RunResult, comparison: Comparison) -> list[str]:
     rows = [_line(["Artifact", "status", "hosts by sha256"]), _line(["---"] * 3)]
+    everyone = [h.name for h in run.hosts if h.status == "ok"]  # 30 builders: "all 30 agree"
     for artifact in comparison.artifacts:
         groups = [
-            f"{md_code(g.sha256[:_SHORT])}…: {md_escape(', '.join(g.hosts))}"
+            f"{md_code(g.sha256[:_SHORT])}…: {md_escape(who(g.hosts, everyone))}"
             for g in artifact.groups
         ]
         if artifact.missing:
-            groups.append(f"*missing*: {md_escape(', '.join(artifact.missing))}")
+            groups.append(f"*missing*: {md_escape(who(artifact.missing, everyone))}")
         cell = "; ".join(groups) or "-"
         rows.append(_line([md_code(artifact.name), md_escape(artifact.status), cell]))
     return rows
