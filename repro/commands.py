@@ -85,10 +85,17 @@ def _live_terminal(err: TextIO, args: argparse.Namespace) -> bool:
     return is_tty(err) and not args.verbose and os.environ.get("CI") is None
 
 
-def shows_output(err: TextIO, args: argparse.Namespace) -> bool:
-    """Whether the progress shows step output as it comes (-v, or a terminal's live view): then
-    a growing log ends a wait on the host, else only a step's end (or the bound) does."""
-    return not args.quiet and (args.verbose > 0 or _live_terminal(err, args))
+def output_gap(err: TextIO, args: argparse.Namespace) -> int:
+    """How soon (seconds) a growing log should end a wait on a host, for what the progress
+    shows: at once for output shown as it comes (-v, a terminal's live view), every heartbeat
+    for the log size in CI heartbeats, never when nothing is shown (only a step's end)."""
+    from repro.detach import LIVE_GAP
+
+    if args.quiet:
+        return 0
+    if args.verbose > 0 or _live_terminal(err, args):
+        return LIVE_GAP
+    return max(0, int(args.heartbeat))
 
 
 def playbooks_dir() -> Path:
@@ -222,7 +229,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         handshakes=args.handshakes or HANDSHAKES,
         reconnect_timeout=args.reconnect_timeout,
         host_wait=args.host_wait,
-        live=shows_output(err, args),
+        live_gap=output_gap(err, args),
         link=link,
         log_cap=log_cap,
     )

@@ -119,8 +119,10 @@ class RunOptions:
     rounds: int | None = None  # overrides the playbook's rounds
     reconnect_timeout: float = 300.0  # how long a host may stay away before it is unreachable
     poll_wait: int = detach.POLL_WAIT  # hundredths of a second a poll may wait on the host
-    host_wait: int = detach.HOST_WAIT  # seconds a wait on a running step may last (0: polls)
-    live: bool = False  # someone shows step output as it comes: a growing log ends a wait
+    host_wait: int = detach.HOST_WAIT  # seconds a wait on a running step may last
+    # how soon (seconds) a growing log ends a wait on a host: 1 when output is shown as it
+    # comes, a CI heartbeat's period for its log size, 0 when nobody looks (only a step's end)
+    live_gap: int = 0
     # the link settings of the command line (repro_keepalive_interval, repro_keepalive_count_max,
     # repro_connect_timeout): for every host whose inventory does not set them
     link: dict[str, float] = field(default_factory=dict)
@@ -371,8 +373,8 @@ class Runner:
             poll_wait=self.options.poll_wait,
             launch_wait=self._launch_wait(steps),
             via=lambda op: self._retrying(st, op),
-            host_wait=_host_int(st.plan.host, "repro_host_wait", self.options.host_wait),
-            live_gap=detach.LIVE_GAP if self.options.live else 0,
+            host_wait=max(1, _host_int(st.plan.host, "repro_host_wait", self.options.host_wait)),
+            live_gap=self.options.live_gap,
             limits=[s.timeout for s in steps] + [HASH_TIMEOUT],
         )
         st.follower = follower

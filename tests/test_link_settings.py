@@ -1,6 +1,6 @@
-"""The link settings a user can see and set: the `run` flags stand for host vars, an
-inventory's own value wins, bad values are one line and exit 2, and the defaults give up on a
-silent link within 30 s."""
+"""The link settings a user can see and set (the `run` flags stand for host vars, an
+inventory's own value wins, bad values are one line and exit 2, the defaults give up on a
+silent link within 30 s), and how often a growing log ends a wait on a host."""
 
 from __future__ import annotations
 
@@ -55,3 +55,18 @@ def test_the_default_keepalives_give_up_on_a_silent_link_within_30_s() -> None:
     # asyncssh drops the link when count_max keepalives in a row got no answer, one interval
     # apart, after an interval of silence: (count + 1) x interval
     assert (KEEPALIVE_COUNT_MAX[1] + 1) * KEEPALIVE_INTERVAL[1] <= 30
+
+
+def test_a_growing_log_ends_a_wait_as_often_as_the_progress_shows_it() -> None:
+    import argparse
+    import io
+
+    from repro.commands import output_gap
+
+    def gap(quiet: bool = False, verbose: int = 0, heartbeat: float = 30.0) -> int:
+        args = argparse.Namespace(quiet=quiet, verbose=verbose, heartbeat=heartbeat)
+        return output_gap(io.StringIO(), args)  # not a terminal: plain lines
+
+    assert gap(verbose=1) == 1  # every line shown as it comes
+    assert gap() == 30  # CI heartbeats show the log's size every 30 s
+    assert gap(heartbeat=0) == 0 and gap(quiet=True) == 0  # nobody looks: a step's end only
