@@ -484,7 +484,8 @@ def test_a_dead_link_is_reported_with_default_settings_before_the_step_ends(
     wait_for(lost, "h2 reported reconnecting", proc, timeout=120)
     # the order of events: h2 was reported lost while every step still ran
     for name in lab.names:
-        assert not (lab.run_dir(name, run_id) / "steps" / "1-01.rc").exists(), name
+        rc = lab.run_dir(name, run_id) / "steps" / "1-01.rc"  # made at launch, holding "-"
+        assert rc.read_text().split() == ["-"], name
     netlab.link_up("h2")
     go(lab)
     proc.stderr = None  # the reader thread owns it
