@@ -18,6 +18,7 @@ Host-side layout in `<run_dir>/steps/`, per round `<r>` (the plan, `<r>-plan`) a
   <r>-plan.pid   the supervisor's pid = the process group of every step of the round
   <r>-plan.rc    the exit status of the last step that ran, written when the supervisor ends
   <r>-plan.killed  the round was killed by `repro cancel` (a step it had not started reads so)
+  <r>-plan.nap  a fifo nobody writes: the long wait naps on it with `read -t` (wait.sh)
   <key>.sh       the rendered step script (never re-quoted: an argument or an uploaded file)
   <key>.start    the host's clock (seconds since boot) when the step started, for timeouts
   <key>.pid      the supervisor's pid, written when the step starts
