@@ -11,7 +11,7 @@ import asyncio
 import codecs
 import shlex
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
@@ -123,6 +123,13 @@ class RunOptions:
     rounds: int | None = None  # overrides the playbook's rounds
     reconnect_timeout: float = 300.0  # how long a host may stay away before it is unreachable
     poll_wait: int = detach.POLL_WAIT  # hundredths of a second a poll may wait on the host
+    host_wait: int = detach.HOST_WAIT  # seconds a wait on a running step may last
+    # how soon (seconds) a growing log ends a wait on a host: 1 when output is shown as it
+    # comes, a CI heartbeat's period for its log size, 0 when nobody looks (only a step's end)
+    live_gap: int = 0
+    # the link settings of the command line (repro_keepalive_interval, repro_keepalive_count_max,
+    # repro_connect_timeout): for every host whose inventory does not set them
+    link: dict[str, float] = field(default_factory=dict)
     gather_facts: bool = True
     preflight: bool = True
     #: bytes of a step's log kept on the controller (head and tail); the host keeps it all
@@ -217,7 +224,10 @@ class Runner:
     async def _host(
         self, plan: HostPlan, result: HostResult, handshakes: asyncio.Semaphore
     ) -> None:
-        st = _HostState(plan, result, self.transport_factory(plan.host))
+        host = plan.host
+        if self.options.link:
+            host = replace(host, vars={**self.options.link, **host.vars})
+        st = _HostState(plan, result, self.transport_factory(host))
         try:
             if self._cancelled.is_set():  # cancelled while this host waited for a fork
                 raise Cancelled("cancelled", host=st.result.name)
@@ -367,6 +377,9 @@ class Runner:
             poll_wait=self.options.poll_wait,
             launch_wait=self._launch_wait(steps),
             via=lambda op: self._retrying(st, op),
+            host_wait=max(1, _host_int(st.plan.host, "repro_host_wait", self.options.host_wait)),
+            live_gap=self.options.live_gap,
+            limits=[s.timeout for s in steps] + [HASH_TIMEOUT],
         )
         st.follower = follower
         watch: _StepWatch | None = None
@@ -675,6 +688,15 @@ def _host_reconnect_timeout(host: Host, default: float) -> float:
     value = host.vars.get("repro_reconnect_timeout")
     try:
         return float(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _host_int(host: Host, var: str, default: int) -> int:
+    """A whole number of seconds from the inventory's `var`, else the run's setting."""
+    value = host.vars.get(var)
+    try:
+        return int(float(value)) if value is not None else default
     except (TypeError, ValueError):
         return default
 
