@@ -59,6 +59,10 @@ LAUNCH_WAITS = 3
 #: seconds past a step's timeout, on the controller's clock, after which it is killed whatever
 #: the host's clock says
 CLOCK_GRACE = 300.0
+#: how long a kill on a cancel (Ctrl-C) may take before the controller goes on without it
+KILL_WAIT = 5.0
+#: the same for a step past its timeout: its processes must not outlive it on a loaded host
+TIMEOUT_KILL_WAIT = 60.0
 
 
 def utcnow() -> str:
@@ -504,7 +508,8 @@ class Runner:
         host_says = p.elapsed is not None and p.elapsed > limit
         overdue = host_says or (mine is not None and mine > limit + CLOCK_GRACE)
         if p.exit_status is None and overdue:
-            await self._kill_current(st)
+            # no one waits for a prompt answer here: a loaded host gets time to kill
+            await self._kill_current(st, within=TIMEOUT_KILL_WAIT)
             if watch:
                 watch.result.finished_at = utcnow()
             raise StepTimeout(
@@ -595,7 +600,7 @@ class Runner:
                 f"{rel} does not name a 'guix' channel commit", host=st.result.name
             )
 
-    async def _kill_current(self, st: _HostState) -> None:
+    async def _kill_current(self, st: _HostState, within: float = KILL_WAIT) -> None:
         follower = st.follower
         if follower is None or self._keep_builds:
             return
@@ -606,7 +611,7 @@ class Runner:
                 detach.kill(
                     st.transport, follower.remote.steps, follower.key, grace=2, plan=follower.plan
                 ),
-                5,
+                within,
             )
             st.follower = None
         except Exception:
