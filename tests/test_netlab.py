@@ -81,6 +81,20 @@ def test_each_host_answers_ssh_with_its_own_hostname(netlab: NetnsLab) -> None:
         netlab.host("h9")
 
 
+def test_a_lab_past_one_subnet_reaches_every_host(
+    netlab_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lab larger than one /24 (past 245 hosts) puts the rest in 198.19.<id>.0/24 on the
+    same bridge: shrunk here to 2 hosts a subnet, so 3 real hosts span both."""
+    monkeypatch.setattr(netlab_mod, "_ONE_SUBNET", 2)
+    monkeypatch.setattr(netlab_mod, "_PER_SUBNET", 2)
+    lab = netlab_factory(3)
+    subnets = {h.address.split(".")[1] for h in lab.hosts}
+    assert subnets == {"18", "19"}, [h.address for h in lab.hosts]
+    for host in lab.hosts:
+        assert ssh_ok(lab, host.name, "hostname").strip() == host.name
+
+
 def test_inventory_and_known_hosts_describe_the_real_hosts(netlab: NetnsLab) -> None:
     doc = yaml.safe_load(netlab.inventory_path.read_text())
     hosts = doc["all"]["children"]["netlab"]["hosts"]
