@@ -65,11 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="RUN_ID", help="reattach to a run whose controller died")
     r.add_argument(
         "--format",
-        choices=["table", "md", "json"],
+        choices=["table", "md", "json", "junit"],
         default="table",
-        help="what to print at the end",
+        help="what to print at the end (junit: also written as report.junit.xml)",
     )
     r.add_argument("-v", "--verbose", action="store_true", help="stream every host's build output")
+    from repro.cli_nightly import add_retention_options
+
+    add_retention_options(r)
 
     d = sub.add_parser("demo", help="run the demo playbook on a local lab of SSH hosts")
     d.add_argument("--hosts", type=int, default=3, help="how many lab hosts (default 3)")
@@ -80,12 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="build-path: the last host builds without -ffile-prefix-map (a real mismatch)",
     )
     d.add_argument("--out", default="reports")
-    d.add_argument("--format", choices=["table", "md", "json"], default="table")
+    d.add_argument("--format", choices=["table", "md", "json", "junit"], default="table")
     d.add_argument("-v", "--verbose", action="store_true")
+    add_retention_options(d)
 
     rep = sub.add_parser("report", help="re-render a saved run")
     rep.add_argument("run_dir", help="reports/<run-id>")
-    rep.add_argument("--format", choices=["table", "md", "json", "html"], default="table")
+    rep.add_argument("--format", choices=["table", "md", "json", "html", "junit"], default="table")
     rep.add_argument("-o", "--output", default="-", help="file to write, or - (default)")
 
     g = sub.add_parser(
@@ -113,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("cancel", help="kill a run's steps on every host")
     x.add_argument("run_id")
     x.add_argument("--out", default="reports")
+
+    from repro.cli_nightly import add_nightly_commands
+
+    add_nightly_commands(sub, common_hosts)
 
     lab = sub.add_parser("lab", help="real OpenSSH hosts in network namespaces (root)")
     lsub = lab.add_subparsers(dest="lab_command", required=True, parser_class=_Parser)

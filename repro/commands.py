@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
+from repro import commands_nightly as nightly
 from repro.compare import Comparison
 from repro.errors import ReproError, UsageError
 from repro.events import Listener
@@ -33,6 +34,9 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "cancel": cmd_cancel,
         "sigs": cmd_sigs,
         "lab": cmd_lab,
+        "history": nightly.cmd_history,
+        "bisect": nightly.cmd_bisect,
+        "gc": nightly.cmd_gc,
     }[args.command]
     return handler(args, out, err)
 
@@ -70,13 +74,29 @@ def playbooks_dir() -> Path:
 
 
 def finish(
-    run: RunResult, comparison: Comparison, report_dir: Path, fmt: str, out: TextIO, err: TextIO
+    run: RunResult, comparison: Comparison, prep: Any, fmt: str, out: TextIO, err: TextIO
 ) -> int:
     from repro.render import render
+    from repro.render.safe import term_safe
 
+    report_dir = prep.report_dir
     out.write(render(fmt, run, comparison, width=term_width(out), color=is_tty(out)))
+    for note in prep.notes:
+        err.write(f"note: {term_safe(note)}\n")
     err.write(f"report: {report_dir / 'report.md'} (and report.json)\n")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:  # a GitHub Actions job: the Markdown report on the run's summary page
+        try:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write((report_dir / "report.md").read_text(encoding="utf-8") + "\n")
+        except OSError as exc:
+            err.write(f"note: cannot append to GITHUB_STEP_SUMMARY: {exc.strerror}\n")
     return comparison.exit_code
+
+
+def _formats(fmt: str) -> tuple[str, ...]:
+    """The report files a run writes: always JSON and Markdown, JUnit XML when asked for."""
+    return ("json", "md", "junit") if fmt == "junit" else ("json", "md")
 
 
 # --- run, demo, report -----------------------------------------------------------------------
@@ -108,17 +128,20 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         prep = prepare(
             inventory=args.inventory,
             playbook=args.playbook,
-            extra_vars=parse_extra_vars(args.extra_vars),
+            extra_vars=parse_extra_vars(args.extra_vars) | nightly.retention_vars(args),
             limit=args.limit,
             ref=args.ref,
             out_dir=args.out,
             transport=args.transport,
             options=options,
         )
+    prep.history = nightly.history_path(args)
     names = [p.host.name for p in prep.plans]
     err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")
-    run, comparison = execute(prep, listener=make_listener(names, err, args.verbose))
-    return finish(run, comparison, prep.report_dir, args.format, out, err)
+    run, comparison = execute(
+        prep, listener=make_listener(names, err, args.verbose), formats=_formats(args.format)
+    )
+    return finish(run, comparison, prep, args.format, out, err)
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -139,14 +162,20 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     async def go() -> tuple[Any, RunResult, Comparison]:
         async with LocalLab(base, n=args.hosts, names=names, host_vars=host_vars) as lab:
             prep = prepare(
-                inventory=lab.inventory_path, playbook=playbook, extra_vars={}, out_dir=args.out
+                inventory=lab.inventory_path,
+                playbook=playbook,
+                extra_vars=nightly.retention_vars(args),
+                out_dir=args.out,
             )
+            prep.history = nightly.history_path(args)
             err.write(
                 f"demo: {args.hosts} SSH hosts on 127.0.0.1 "
                 f"(ports {', '.join(str(h.port) for h in lab.hosts)}), run {prep.run_id}\n"
             )
             run, comparison = await execute_async(
-                prep, listener=make_listener(names, err, args.verbose)
+                prep,
+                listener=make_listener(names, err, args.verbose),
+                formats=_formats(args.format),
             )
             return prep, run, comparison
 
@@ -154,7 +183,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         prep, run, comparison = asyncio.run(go())
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    return finish(run, comparison, prep.report_dir, args.format, out, err)
+    return finish(run, comparison, prep, args.format, out, err)
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -162,6 +191,10 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.report import load_report
 
     run, comparison = load_report(Path(args.run_dir))
+    if args.format == "junit":  # CI reads it from the run dir: written there too
+        from repro.report import write_report
+
+        write_report(Path(args.run_dir), run, comparison, formats=("junit",))
     text = render(
         args.format,
         run,

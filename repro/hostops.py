@@ -34,12 +34,14 @@ class HostFacts:
 
 
 async def _each(
-    hosts: list[Host], work: Callable[[Host, Transport], Awaitable[T]]
+    hosts: list[Host],
+    work: Callable[[Host, Transport], Awaitable[T]],
+    factory: Callable[[Host], Transport] = make_transport,
 ) -> list[T | ReproError | Exception]:
     sem = asyncio.Semaphore(HANDSHAKES)
 
     async def one(h: Host) -> T | ReproError | Exception:
-        t = make_transport(h)
+        t = factory(h)
         try:
             async with sem:
                 await t.connect()

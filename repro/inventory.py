@@ -515,6 +515,12 @@ class _HostBuilder:
             raise self.fail(
                 "repro_work_dir", work, "is not an absolute path or ~/path of plain characters"
             )
+        from repro.gc import retention
+
+        try:
+            retention(self.vars)
+        except ValueError as exc:
+            raise InventoryError(f"{self.path}: host {self.name!r}: {exc}") from None
 
     def transport(self) -> str:
         value = self.vars.get("repro_transport", "asyncssh")

@@ -21,7 +21,12 @@ from repro.errors import ReportError, UsageError
 from repro.results import ArtifactHash, HostResult, RunResult, StepResult
 
 SCHEMA = "repro-report/1"
-FILENAMES = {"json": "report.json", "md": "report.md", "html": "report.html"}
+FILENAMES = {
+    "json": "report.json",
+    "md": "report.md",
+    "html": "report.html",
+    "junit": "report.junit.xml",
+}
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _HOST_STATUSES = ("ok", "failed", "unreachable")

@@ -53,6 +53,8 @@ class Prepared:
     limit: str | None
     transport: str | None = None
     options: RunOptions = field(default_factory=RunOptions)
+    history: Path | None = None  # the history file; None: <out_dir>/history.sqlite
+    notes: list[str] = field(default_factory=list)  # what the run's ending wants said
 
     @property
     def report_dir(self) -> Path:
@@ -260,4 +262,27 @@ async def execute_async(
             loop.remove_signal_handler(sig)
     comparison = compare(result)
     write_report(prep.report_dir, result, comparison, formats=formats)
+    await _after(prep, result, comparison, transport_factory)
     return result, comparison
+
+
+async def _after(
+    prep: Prepared,
+    result: RunResult,
+    comparison: Comparison,
+    transport_factory: Callable[[Host], Transport],
+) -> None:
+    """Record the run in the history and clean its work dirs per the hosts' retention; neither
+    changes the verdict, so a failure is a note for the person, not an error."""
+    from repro import gc, history
+    from repro.report import to_dict
+
+    try:
+        history.record_run(
+            prep.history or history.default_path(prep.out_dir),
+            to_dict(result, comparison),
+            prep.report_dir.resolve(),
+        )
+    except history.HistoryError as exc:
+        prep.notes.append(f"not recorded in the history: {exc}")
+    prep.notes.extend(await gc.after_run(prep, result, comparison, transport_factory))

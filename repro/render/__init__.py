@@ -9,7 +9,7 @@ from typing import Protocol
 
 from repro.compare import Comparison
 from repro.errors import UsageError
-from repro.render import html, json, markdown, text
+from repro.render import html, json, junit, markdown, text
 from repro.results import RunResult
 
 
@@ -24,6 +24,7 @@ FORMATS: dict[str, Renderer] = {
     "md": markdown.render,
     "json": json.render,
     "html": html.render,
+    "junit": junit.render,
 }
 
 
