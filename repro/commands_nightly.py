@@ -43,7 +43,12 @@ def write_out(text: str, output: str, out: TextIO, err: TextIO) -> None:
         return
     from repro.report import atomic_write
 
-    atomic_write(Path(output), text)
+    dest = Path(output)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(dest, text)
+    except OSError as exc:
+        raise UsageError(f"{output}: cannot write: {exc.strerror or exc}") from None
     err.write(f"wrote {output}\n")
 
 

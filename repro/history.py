@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -166,7 +167,7 @@ def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
     try:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db.execute("PRAGMA foreign_keys = ON")
-        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _wal(db)
         if str(mode).lower() != "wal":
             raise HistoryError(f"{p}: cannot switch the history to WAL mode (got {mode})")
         db.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL; a commit costs no fsync
@@ -178,6 +179,19 @@ def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+def _wal(db: sqlite3.Connection) -> str:
+    """Switch to WAL. Two processes opening a new file at once can both want to switch; SQLite
+    then answers "locked" at once instead of calling the busy handler, so wait here (bounded)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return str(db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _migrate(db: sqlite3.Connection, path: Path) -> None:

@@ -232,7 +232,7 @@ def test_term_safe_shows_control_characters() -> None:
 
 
 def test_format_table_and_unknown_format() -> None:
-    assert set(FORMATS) == {"table", "md", "json", "html"}
+    assert set(FORMATS) == {"table", "md", "json", "html", "junit"}
     run = golden_run()
     with pytest.raises(UsageError, match="'pdf'.*table, md, json, html"):
         render("pdf", run, compare(run))

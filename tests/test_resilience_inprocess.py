@@ -137,7 +137,7 @@ def test_step_timeout_kills_the_process_group(tmp_path: Path) -> None:
     with LabThread(tmp_path / "lab", n=2) as lab:
         roots = [h.root for h in lab.hosts]
         code, _, err = run_cli(
-            "run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out)
+            "run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out), "--keep-failed"
         )
         pids = [p for r in roots for p in step_pids(r)]
         assert len(pids) == 2
@@ -155,7 +155,9 @@ def steps_in_flight(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], lis
     out = tmp_path / "reports"
     with LabThread(tmp_path / "lab", n=2) as lab:
         roots = [h.root for h in lab.hosts]
-        proc = controller("run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out))
+        proc = controller(
+            "run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out), "--keep-failed"
+        )  # the steps' pid files stay for the checks below
         try:
             wait_for(lambda: all(step_pids(r) for r in roots), "steps started", proc)
             yield proc, roots, out

@@ -43,8 +43,11 @@ def echo_playbook(tmp: Path) -> Path:
 
 
 def run_on(lab: LocalLab, pb: Path, out: Path, *extra: str) -> tuple[int, str, str]:
-    """`repro run` of playbook `pb` on every lab host, reports in `out`: code, stdout, stderr."""
-    return run_cli("run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out), *extra)
+    """`repro run` of playbook `pb` on every lab host, reports in `out`: code, stdout, stderr.
+    The work dirs stay (--keep-work): the tests read what the steps wrote there."""
+    return run_cli(
+        "run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out), "--keep-work", *extra
+    )
 
 
 @pytest.mark.parametrize("value", NASTY)
