@@ -126,7 +126,9 @@ def assert_logs_complete(lab: NetnsLab, out_run: Path, name: str, seconds: float
 def test_sshd_killed_mid_step_and_restarted(netlab: NetnsLab, tmp_path: Path) -> None:
     pb = counting_playbook(tmp_path, seconds=4)
     out = tmp_path / "reports"
-    proc = controller("run", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out))
+    proc = controller(
+        "run", "--keep-work", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out)
+    )
     wait_for(lambda: starts(netlab.host("h1").home) == 1, "the build step to start on h1", proc)
     netlab.stop_sshd("h1")  # drops the controller's connection; new ones are refused
     time.sleep(1.5)
@@ -164,7 +166,7 @@ def test_link_down_for_good_is_unreachable_and_others_finish(
     pb = counting_playbook(tmp_path, seconds=3)
     out = tmp_path / "reports"
     began = time.monotonic()
-    proc = controller("run", "-i", str(inv), "-p", str(pb), "--out", str(out))
+    proc = controller("run", "--keep-work", "-i", str(inv), "-p", str(pb), "--out", str(out))
     wait_for(lambda: starts(netlab.host("h2").home) == 1, "the build step to start on h2", proc)
     netlab.link_down("h2")  # packets vanish: no RST, no FIN, only silence
     code, _, err = finish(proc)
@@ -195,14 +197,14 @@ def test_link_down_for_good_is_unreachable_and_others_finish(
 def test_killed_controller_resumes_with_the_same_result(netlab: NetnsLab, tmp_path: Path) -> None:
     inv, pb = str(netlab.inventory_path), counting_playbook(tmp_path, seconds=3)
     ref_out, out = tmp_path / "reference", tmp_path / "reports"
-    code, _, err = run_cli("run", "-i", inv, "-p", str(pb), "--out", str(ref_out))
+    code, _, err = run_cli("run", "--keep-work", "-i", inv, "-p", str(pb), "--out", str(ref_out))
     assert code == 0, err
     reference = report(ref_out)
     for h in netlab.hosts:  # counters from here on count the interrupted run only
         for step in ("prepare", "build"):
             (h.home / f"starts-{step}").unlink()
 
-    proc = controller("run", "-i", inv, "-p", str(pb), "--out", str(out))
+    proc = controller("run", "--keep-work", "-i", inv, "-p", str(pb), "--out", str(out))
     wait_for(lambda: all(starts(h.home) == 1 for h in netlab.hosts), "builds", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
@@ -284,7 +286,8 @@ def test_step_timeout_kills_everything_of_the_run(netlab: NetnsLab, tmp_path: Pa
     out = tmp_path / "reports"
     began = time.monotonic()
     code, _, err = run_cli(
-        "run", "-i", str(netlab.inventory_path), "-p", str(hang_playbook(tmp_path, "2s")),
+        "run", "--keep-work",
+        "-i", str(netlab.inventory_path), "-p", str(hang_playbook(tmp_path, "2s")),
         "--out", str(out),
     )  # fmt: skip
     assert code == 3, err
@@ -298,7 +301,8 @@ def test_step_timeout_kills_everything_of_the_run(netlab: NetnsLab, tmp_path: Pa
 def test_ctrl_c_is_prompt_while_a_host_is_away(netlab: NetnsLab, tmp_path: Path) -> None:
     """Default keepalive and reconnect timeouts (minutes): Ctrl-C must not wait them out."""
     out = tmp_path / "reports"
-    argv = ["run", "-i", str(netlab.inventory_path), "-p", str(hang_playbook(tmp_path))]
+    argv = ["run", "--keep-work", "-i", str(netlab.inventory_path)]
+    argv += ["-p", str(hang_playbook(tmp_path))]
     proc = controller(*argv, "--out", str(out))
     wait_for(lambda: all(step_running(netlab, h.name) for h in netlab.hosts), "steps", proc)
     run_id = only_run_dir(out).name
@@ -325,7 +329,8 @@ def test_ctrl_c_is_prompt_while_a_host_is_away(netlab: NetnsLab, tmp_path: Path)
 def test_repro_cancel_stops_the_whole_run(netlab: NetnsLab, tmp_path: Path) -> None:
     """Running steps are killed; h3, still waiting for a slot (--forks 2), never starts one."""
     out = tmp_path / "reports"
-    argv = ["run", "-i", str(netlab.inventory_path), "-p", str(hang_playbook(tmp_path))]
+    argv = ["run", "--keep-work", "-i", str(netlab.inventory_path)]
+    argv += ["-p", str(hang_playbook(tmp_path))]
     proc = controller(*argv, "--forks", "2", "--out", str(out))
     wait_for(lambda: step_running(netlab, "h1") and step_running(netlab, "h2"), "steps", proc)
     run_id = only_run_dir(out).name

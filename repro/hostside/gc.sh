@@ -59,9 +59,12 @@ if [ "$now_id" != - ] && ours "$now_id"; then
   remove "$now_id" "$@"
 fi
 [ "$keep" -ge 0 ] || exit 0
-# Newest first (a run id starts with its UTC start time); the first $keep are kept.
+# Newest first: by when its steps dir last changed (a round's last file is written when it
+# ends), not by name (two runs that start in the same second sort by a random suffix). The
+# names are checked run ids, so ls's one-per-line output splits safely.
 n=0
-for id in $(for d in $run_id_glob; do ours "$d" && echo "$d"; done | sort -r); do
+# shellcheck disable=SC2012
+for id in $(for d in $run_id_glob; do ours "$d" && echo "$d/steps"; done | xargs -r ls -1dt -- | sed 's,/steps$,,'); do
   n=$((n + 1))
   [ $n -le "$keep" ] && continue
   remove "$id" "$@"
