@@ -61,7 +61,7 @@ MIGRATIONS: tuple[str, ...] = (
     # for the one query every command makes: one playbook's runs in time order
     """
     ALTER TABLE runs ADD COLUMN ref TEXT;
-    CREATE INDEX runs_by_playbook ON runs (playbook, started_at, run_id);
+    CREATE INDEX runs_by_playbook ON runs (playbook, started_at, id);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -360,7 +360,8 @@ def runs(
     since: str | None = None,
     commit: str | None = None,
 ) -> list[RunEntry]:
-    """Recorded runs, oldest first (per playbook in time order), with hosts and artifacts."""
+    """Recorded runs, oldest first, with hosts and artifacts. Start times have whole seconds:
+    runs that start in the same one are in the order they were recorded (ended)."""
     where, args = [], []
     if playbook is not None:
         where.append("playbook = ?")
@@ -375,7 +376,7 @@ def runs(
     try:
         rows = db.execute(
             "SELECT id, run_id, playbook, commit_id, ref, verdict, exit_code, started_at, "
-            f"finished_at, report_dir FROM runs {clause} ORDER BY started_at, run_id",
+            f"finished_at, report_dir FROM runs {clause} ORDER BY started_at, id",
             args,
         ).fetchall()
         hosts: dict[int, list[HostEntry]] = {}
