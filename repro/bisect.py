@@ -221,7 +221,7 @@ def load_state(path: Path, b: Bisection) -> None:
 
 
 def save_state(path: Path, b: Bisection) -> None:
-    from repro.report import atomic_write
+    from repro.store import atomic_write
 
     data = {
         "schema": STATE_SCHEMA,

@@ -12,6 +12,8 @@ from typing import Sequence, TextIO
 
 from repro import __version__
 from repro.errors import InputError, ReproError, UsageError
+from repro.render import FACTS_FORMATS, FORMATS
+from repro.transport import TRANSPORTS
 
 EXIT_USAGE = 2
 
@@ -44,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
             help="set a variable (repeatable; @file.yaml for a file)",
         )
 
+    def report_format(sp: argparse.ArgumentParser, what: str) -> None:
+        sp.add_argument("--format", choices=list(FORMATS), default="table", help=what)
+
     r = sub.add_parser("run", help="run a playbook on every host and compare")
     common_hosts(r)
     r.add_argument("-p", "--playbook", help="playbook file (playbooks/NAME.yaml)")
@@ -51,9 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--forks", type=int, help="hosts worked on at once (default: all)")
     r.add_argument("--rounds", type=int, help="builds per host, each in its own work dir")
     r.add_argument(
-        "--handshakes", type=int, default=32, help="SSH handshakes in flight at once (default 32)"
+        "--handshakes", type=int, help="SSH handshakes in flight at once (default 32)"
     )
-    r.add_argument("--transport", choices=["asyncssh", "fabric"], help="override the inventory's")
+    r.add_argument("--transport", choices=list(TRANSPORTS), help="override the inventory's")
     r.add_argument("--out", default="reports", help="where run directories go (default reports/)")
     r.add_argument(
         "--reconnect-timeout",
@@ -63,12 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a host may stay away before it is unreachable (default 300)",
     )
     r.add_argument("--resume", metavar="RUN_ID", help="reattach to a run whose controller died")
-    r.add_argument(
-        "--format",
-        choices=["table", "md", "json", "junit"],
-        default="table",
-        help="what to print at the end (junit: also written as report.junit.xml)",
-    )
+    report_format(r, "what to print at the end (a file format is also saved in the run dir)")
     r.add_argument("-v", "--verbose", action="store_true", help="stream every host's build output")
     from repro.cli_nightly import add_retention_options
 
@@ -83,13 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="build-path: the last host builds without -ffile-prefix-map (a real mismatch)",
     )
     d.add_argument("--out", default="reports")
-    d.add_argument("--format", choices=["table", "md", "json", "junit"], default="table")
+    report_format(d, "what to print at the end")
     d.add_argument("-v", "--verbose", action="store_true")
     add_retention_options(d)
 
     rep = sub.add_parser("report", help="re-render a saved run")
     rep.add_argument("run_dir", help="reports/<run-id>")
-    rep.add_argument("--format", choices=["table", "md", "json", "html", "junit"], default="table")
+    report_format(rep, "how to render it")
     rep.add_argument("-o", "--output", default="-", help="file to write, or - (default)")
 
     g = sub.add_parser(
@@ -98,11 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("root", help="a guix.sigs checkout")
     g.add_argument("version", help="the release directory, e.g. 28.0")
     g.add_argument("--quorum", type=int, default=2, help="signers that must agree (default 2)")
-    g.add_argument("--format", choices=["table", "md", "json"], default="table")
+    report_format(g, "what to print")
 
     f = sub.add_parser("facts", help="show what each host is (CPU, microarchitecture, VM, Guix)")
     common_hosts(f)
-    f.add_argument("--format", choices=["table", "json"], default="table")
+    f.add_argument("--format", choices=list(FACTS_FORMATS), default="table")
 
     c = sub.add_parser("check", help="preflight: can each host run this playbook?")
     common_hosts(c)

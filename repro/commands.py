@@ -81,29 +81,37 @@ def finish(
 
     report_dir = prep.report_dir
     out.write(render(fmt, run, comparison, width=term_width(out), color=is_tty(out)))
+    from repro.render import FORMATS, SAVED
+    from repro.store import RunDir
+
     for note in prep.notes:
         err.write(f"note: {term_safe(note)}\n")
-    err.write(f"report: {report_dir / 'report.md'} (and report.json)\n")
+    first, *rest = (RunDir(report_dir).report(str(FORMATS[f].ext)) for f in SAVED)
+    also = f" (and {', '.join(p.name for p in rest)})" if rest else ""
+    err.write(f"report: {first}{also}\n")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:  # a GitHub Actions job: the Markdown report on the run's summary page
         try:
             with open(summary, "a", encoding="utf-8") as fh:
-                fh.write((report_dir / "report.md").read_text(encoding="utf-8") + "\n")
+                fh.write(RunDir(report_dir).report("md").read_text(encoding="utf-8") + "\n")
         except OSError as exc:
             err.write(f"note: cannot append to GITHUB_STEP_SUMMARY: {exc.strerror}\n")
     return comparison.exit_code
 
 
 def _formats(fmt: str) -> tuple[str, ...]:
-    """The report files a run writes: always JSON and Markdown, JUnit XML when asked for."""
-    return ("json", "md", "junit") if fmt == "junit" else ("json", "md")
+    """The report files a run writes: the saved ones, and the one printed if it is a file
+    format (`--format junit` leaves report.junit.xml in the run dir for CI)."""
+    from repro.render import FILE_FORMATS, SAVED
+
+    return SAVED + ((fmt,) if fmt in FILE_FORMATS and fmt not in SAVED else ())
 
 
 # --- run, demo, report -----------------------------------------------------------------------
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from repro.runner import RunOptions
+    from repro.runner import HANDSHAKES, RunOptions
     from repro.session import execute, load_plan, prepare
 
     if args.forks is not None and args.forks < 1:
@@ -112,12 +120,12 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"--rounds {args.rounds}: must be 1 to 5")
     if args.reconnect_timeout <= 0:
         raise UsageError(f"--reconnect-timeout {args.reconnect_timeout}: must be positive")
-    if args.handshakes < 1:
+    if args.handshakes is not None and args.handshakes < 1:
         raise UsageError(f"--handshakes {args.handshakes}: must be at least 1")
     options = RunOptions(
         forks=args.forks,
         rounds=args.rounds,
-        handshakes=args.handshakes,
+        handshakes=args.handshakes or HANDSHAKES,
         reconnect_timeout=args.reconnect_timeout,
     )
     if args.resume:
@@ -205,7 +213,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.output == "-":
         out.write(text)
     else:
-        from repro.report import atomic_write
+        from repro.store import atomic_write
 
         dest = Path(args.output)
         atomic_write(dest, text)

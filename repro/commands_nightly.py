@@ -41,7 +41,7 @@ def write_out(text: str, output: str, out: TextIO, err: TextIO) -> None:
     if output == "-":
         out.write(text)
         return
-    from repro.report import atomic_write
+    from repro.store import atomic_write
 
     dest = Path(output)
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from repro import guix
 from repro.results import HostResult, RunResult
 
 Verdict = Literal["reproducible", "mismatch", "inconclusive"]
@@ -57,7 +58,6 @@ class Comparison:
 
 # --- computing the comparison --------------------------------------------------------------
 
-CHANNEL_FACT = "guix_channel_commit"
 _SHORT = 12  # hex digits of a hash or commit shown in a reason line
 
 
@@ -166,12 +166,7 @@ def _quorum_reasons(
 
 
 def _channel_reasons(ok: list[HostResult]) -> list[str]:
-    # Identical bytes from different Guix channel commits prove nothing about the pinned build.
-    by_commit: dict[str, list[str]] = {}
-    for host in ok:
-        commit = host.facts.get(CHANNEL_FACT)
-        if commit is not None:
-            by_commit.setdefault(str(commit), []).append(host.name)
+    by_commit = guix.channel_groups(ok)
     if len(by_commit) < 2:
         return []
     parts = [_who_has(hosts, commit) for commit, hosts in by_commit.items()]

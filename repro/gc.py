@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from repro.errors import UsageError
+from repro.store import RUN_ID_RE, STEPS_DIR, RunDir, work_base
 
 #: the per-host settings (inventory vars, or `-e`/`repro run --keep…`)
 KEEP_RUNS, KEEP_FAILED, KEEP_WORK = "repro_keep_runs", "repro_keep_failed", "repro_keep_work"
-_RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")
 _LINE = re.compile(r"(removed|kept) ([0-9]{8}T[0-9]{6}Z-[0-9a-f]{6})(?: (busy|protected|failed))?")
 
 
@@ -82,9 +82,9 @@ def gc_script() -> str:
 def gc_command(base: str, keep: int | None, now_id: str | None, protected: list[str]) -> str:
     """The one command line that cleans `base` on a host; every word quoted."""
     for rid in [now_id or "-", *protected]:
-        if rid != "-" and not _RUN_ID.fullmatch(rid):
+        if rid != "-" and not RUN_ID_RE.match(rid):
             raise UsageError(f"{rid!r} is not a run id")
-    words = [base, str(-1 if keep is None else keep), now_id or "-", *protected]
+    words = [base, STEPS_DIR, str(-1 if keep is None else keep), now_id or "-", *protected]
     return " ".join(["sh", "-c", shlex.quote(gc_script()), "repro-gc", *map(shlex.quote, words)])
 
 
@@ -125,7 +125,7 @@ async def after_run(
 
     Hosts are reached again (the run's connections are closed by now): the decision needs
     the verdict, which exists only once every host has finished."""
-    from repro.hostops import _each, _error, _work_base
+    from repro.hostops import _each, _error
 
     hosts = []
     for plan, result in zip(prep.plans, run.hosts):
@@ -140,7 +140,7 @@ async def after_run(
 
     async def work(h: Any, t: Any) -> Cleaned:
         now_id, keep = by_name[h.name]
-        res = await t.run(gc_command(_work_base(h), keep, now_id, []), timeout=600)
+        res = await t.run(gc_command(work_base(h), keep, now_id, []), timeout=600)
         cleaned = parse_output(h.name, res.stdout)
         if res.exit_status != 0:
             cleaned.error = f"cleaning exited {res.exit_status}"
@@ -163,11 +163,11 @@ def resumable(out_dir: Path) -> list[str]:
     return sorted(
         d.name
         for d in out_dir.iterdir()
-        if _RUN_ID.fullmatch(d.name)
+        if RUN_ID_RE.match(d.name)
         and d.is_dir()
         and not d.is_symlink()
-        and (d / "run.json").is_file()
-        and not (d / "report.json").is_file()
+        and RunDir(d).plan.is_file()
+        and not RunDir(d).report("json").is_file()
     )
 
 
@@ -180,7 +180,7 @@ def clean_controller(out_dir: Path, keep: int) -> Cleaned:
         (
             d
             for d in out_dir.iterdir()
-            if _RUN_ID.fullmatch(d.name) and d.is_dir() and not d.is_symlink()
+            if RUN_ID_RE.match(d.name) and d.is_dir() and not d.is_symlink()
         ),
         key=lambda d: d.name,
         reverse=True,
@@ -201,10 +201,10 @@ def clean_controller(out_dir: Path, keep: int) -> Cleaned:
 
 async def clean_hosts(hosts: list[Any], keep: int, protected: list[str]) -> list[Cleaned]:
     """`repro gc` on the hosts: keep the newest `keep` run dirs on each, never a busy one."""
-    from repro.hostops import _each, _error, _work_base
+    from repro.hostops import _each, _error
 
     async def work(h: Any, t: Any) -> Cleaned:
-        res = await t.run(gc_command(_work_base(h), keep, None, protected), timeout=600)
+        res = await t.run(gc_command(work_base(h), keep, None, protected), timeout=600)
         cleaned = parse_output(h.name, res.stdout)
         if res.exit_status != 0:
             cleaned.error = f"cleaning exited {res.exit_status}: {' '.join(res.stderr.split())[-200:]}"

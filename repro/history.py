@@ -243,7 +243,7 @@ def opened(path: str | Path, *, create: bool = True) -> Iterator[sqlite3.Connect
 
 
 def record(db: sqlite3.Connection, report: dict[str, Any], report_dir: str | None) -> bool:
-    """Record one run from its report dict (`repro.report.to_dict`). False: already there."""
+    """Record one run from its report dict (`repro.schema.to_dict`). False: already there."""
     variables = report.get("vars") or {}
     ref = variables.get("ref") if isinstance(variables, dict) else None
     try:
@@ -305,7 +305,8 @@ class ImportResult:
 
 def import_runs(db: sqlite3.Connection, root: Path) -> ImportResult:
     """Record every run dir under `root` (or `root` itself) that has a readable report.json."""
-    from repro.report import load_report, to_dict
+    from repro.report import load_report
+    from repro.schema import to_dict
 
     if not root.is_dir():
         raise HistoryError(f"{root}: no such directory")

@@ -1,12 +1,11 @@
 """Operations on many hosts that are not a build: facts, preflight, and cancelling a run.
 
-Each host is connected to in parallel (handshakes bounded), its outcome recorded; one host's
-failure never stops the others.
+Each host is connected to through the runner's fan-out (handshakes bounded alike), its outcome
+recorded; one host's failure never stops the others.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -14,12 +13,12 @@ from typing import Any, TypeVar
 from repro.errors import ReproError
 from repro.inventory import Host
 from repro.playbook import Playbook
-from repro.runner import DEFAULT_WORK_BASE
+from repro.runner import FanOut
+from repro.store import RemoteRun, work_base
 from repro.transport import make_transport
 from repro.transport.base import Transport
 
 T = TypeVar("T")
-HANDSHAKES = 10
 
 
 @dataclass
@@ -38,13 +37,12 @@ async def _each(
     work: Callable[[Host, Transport], Awaitable[T]],
     factory: Callable[[Host], Transport] = make_transport,
 ) -> list[T | ReproError | Exception]:
-    sem = asyncio.Semaphore(HANDSHAKES)
+    fan = FanOut(len(hosts))
 
     async def one(h: Host) -> T | ReproError | Exception:
         t = factory(h)
         try:
-            async with sem:
-                await t.connect()
+            await fan.connect(t)
             return await work(h, t)
         except Exception as exc:  # recorded per host; never stops the others
             return exc
@@ -54,7 +52,7 @@ async def _each(
             except Exception:
                 pass
 
-    return list(await asyncio.gather(*(one(h) for h in hosts)))
+    return await fan.each(hosts, one)
 
 
 def _error(exc: Exception) -> str:
@@ -63,16 +61,12 @@ def _error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _work_base(host: Host) -> str:
-    return str(host.vars.get("repro_work_dir") or DEFAULT_WORK_BASE)
-
-
 async def gather_all(hosts: list[Host]) -> list[HostFacts]:
     from repro.facts import gather_facts
 
     async def work(h: Host, t: Transport) -> HostFacts:
         # the facts script expands a leading ~ itself: one round trip per host
-        return HostFacts(h.name, await gather_facts(t, _work_base(h)))
+        return HostFacts(h.name, await gather_facts(t, work_base(h)))
 
     out = []
     for h, r in zip(hosts, await _each(hosts, work)):
@@ -85,8 +79,8 @@ async def preflight_all(hosts: list[Host], playbook: Playbook) -> list[HostFacts
     from repro.preflight import check
 
     async def work(h: Host, t: Transport) -> HostFacts:
-        facts = await gather_facts(t, _work_base(h), create=True)
-        base = facts.get("work_dir") or _work_base(h)
+        facts = await gather_facts(t, work_base(h), create=True)
+        base = facts.get("work_dir") or work_base(h)
         problems = (
             []
             if facts.get("work_dir_writable")
@@ -112,7 +106,7 @@ async def cancel_run(prep: Any) -> list[tuple[str, str]]:
 
     async def work(h: Host, t: Transport) -> str:
         # a leading ~ stays: the kill script expands it on the host
-        steps_dir = f"{_work_base(h)}/{prep.run_id}/steps"
+        steps_dir = RemoteRun.requested(h, prep.run_id).steps
         killed = await detach.kill_all(t, steps_dir)
         return f"killed {len(killed)} running step(s)" if killed else "nothing running"
 

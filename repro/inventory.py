@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from repro.errors import InputError, InventoryError, UnknownHostError, UsageError
+from repro.transport import DEFAULT_TRANSPORT, TRANSPORTS
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Host:
     user: str | None = None  # ansible_user
     key_file: str | None = None  # ansible_ssh_private_key_file (~ expanded)
     connection: str = "ssh"  # ansible_connection: "ssh" or "local"
-    transport: str = "asyncssh"  # repro_transport: "asyncssh" or "fabric" (ssh hosts only)
+    transport: str = DEFAULT_TRANSPORT  # repro_transport: a name in TRANSPORTS (ssh hosts only)
     known_hosts: str | None = None  # repro_known_hosts: file; None means ~/.ssh/known_hosts
     groups: tuple[str, ...] = ()  # every group the host is in, outermost first ("all" first)
     vars: dict[str, Any] = field(default_factory=dict, compare=False)  # all layered vars
@@ -75,7 +76,6 @@ _CONNECTIONS = {
     "paramiko_ssh": "ssh",
     "local": "local",
 }
-_TRANSPORTS = ("asyncssh", "fabric")
 # Ansible reads each setting from several variables; the last one present wins, as there.
 _ADDRESS_VARS = ("ansible_host", "ansible_ssh_host")
 _PORT_VARS = ("ansible_port", "ansible_ssh_port")
@@ -523,9 +523,9 @@ class _HostBuilder:
             raise InventoryError(f"{self.path}: host {self.name!r}: {exc}") from None
 
     def transport(self) -> str:
-        value = self.vars.get("repro_transport", "asyncssh")
-        if value not in _TRANSPORTS:
-            raise self.fail("repro_transport", value, f"is not one of {', '.join(_TRANSPORTS)}")
+        value = self.vars.get("repro_transport", DEFAULT_TRANSPORT)
+        if value not in TRANSPORTS:
+            raise self.fail("repro_transport", value, f"is not one of {', '.join(TRANSPORTS)}")
         return str(value)
 
 

@@ -11,6 +11,7 @@ import shlex
 import time
 from typing import Any
 
+from repro import guix
 from repro.hostenv import PRELUDE
 from repro.playbook import Requirements
 from repro.transport.base import Transport
@@ -35,12 +36,9 @@ async def check(
     problems: list[str] = []
     if requires.commands:
         problems += await _missing_commands(transport, requires.commands)
-        if (
-            "guix" in requires.commands
-            and "guix" not in " ".join(problems)
-            and not facts.get("guix_daemon")
-        ):
-            problems.append("no guix-daemon answers (start it: `sudo systemctl start guix-daemon`)")
+        daemon = guix.daemon_problem(requires.commands, problems, facts)
+        if daemon:
+            problems.append(daemon)
     for where, need in sorted(requires.disk.items()):
         have = facts.get("free_work_bytes" if where == "work" else "free_tmp_bytes")
         label = run_dir if where == "work" else (facts.get("tmp_dir") or "/tmp")

@@ -1,264 +1,19 @@
-"""Report files of one run: the versioned report dict, reading it back, and atomic writes.
-
-`report.json` is the contract scripts rely on (`"schema": "repro-report/1"`); .md/.html are views.
+"""Report files of one run: `report.<ext>` written atomically in the run dir, and report.json
+read back. `report.json` is the contract scripts rely on (its schema: repro.schema).
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import json
-import os
-import re
-import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
 
-from repro.compare import EXIT_CODES, ArtifactComparison, Comparison, HashGroup
+from repro.compare import Comparison
 from repro.errors import ReportError, UsageError
-from repro.results import ArtifactHash, HostResult, RunResult, StepResult
-
-SCHEMA = "repro-report/1"
-FILENAMES = {
-    "json": "report.json",
-    "md": "report.md",
-    "html": "report.html",
-    "junit": "report.junit.xml",
-}
-
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_HOST_STATUSES = ("ok", "failed", "unreachable")
-_ARTIFACT_STATUSES = ("identical", "differs", "incomplete")
-
-
-# --- model -> dict ---------------------------------------------------------------------------
-
-
-def to_dict(run: RunResult, comparison: Comparison) -> dict[str, Any]:
-    """The JSON-ready report; a fresh structure that shares nothing mutable with the model."""
-    return {
-        "schema": SCHEMA,
-        "run_id": run.run_id,
-        "playbook": run.playbook,
-        "playbook_path": run.playbook_path,
-        "commit": run.commit,
-        "vars": copy.deepcopy(run.vars),
-        "quorum": run.quorum,
-        "verdict": comparison.verdict,
-        "exit_code": comparison.exit_code,
-        "reasons": list(comparison.reasons),
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "hosts": [_host_dict(h) for h in run.hosts],
-        "artifacts": [_artifact_dict(a) for a in comparison.artifacts],
-    }
-
-
-def _hashes(artifacts: dict[str, ArtifactHash]) -> dict[str, Any]:
-    return {k: {"sha256": a.sha256, "size": a.size} for k, a in artifacts.items()}
-
-
-def _host_dict(host: HostResult) -> dict[str, Any]:
-    return {
-        "name": host.name,
-        "address": host.address,
-        "status": host.status,
-        "artifacts": _hashes(host.artifacts),
-        "rounds": [_hashes(r) for r in host.extra_rounds],
-        "error": host.error,
-        "facts": copy.deepcopy(host.facts),
-        "steps": [
-            {
-                "index": s.index,
-                "name": s.name,
-                "exit_status": s.exit_status,
-                "started_at": s.started_at,
-                "finished_at": s.finished_at,
-                "log": s.log,
-            }
-            for s in host.steps
-        ],
-    }
-
-
-def _artifact_dict(artifact: ArtifactComparison) -> dict[str, Any]:
-    return {
-        "name": artifact.name,
-        "status": artifact.status,
-        "groups": [
-            {"sha256": g.sha256, "size": g.size, "hosts": list(g.hosts)} for g in artifact.groups
-        ],
-        "missing": list(artifact.missing),
-        "unstable": list(artifact.unstable),
-    }
-
-
-# --- dict -> model, checking every value on the way ------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Fields:
-    """One JSON object being read; failures name the file and the key's full path."""
-
-    data: dict[str, Any]
-    where: str  # e.g. "hosts[2]."
-    source: str
-
-    def fail(self, key: str, expected: str) -> NoReturn:
-        got = _shown(self.data[key]) if key in self.data else "nothing"
-        raise ReportError(f"{self.source}: {self.where}{key} must be {expected}, got {got}")
-
-    def get(self, key: str, kind: type | tuple[type, ...], expected: str) -> Any:
-        value = self.data.get(key)
-        # bool is an int to Python, never to a report reader
-        if key not in self.data or isinstance(value, bool) or not isinstance(value, kind):
-            self.fail(key, expected)
-        return value
-
-    def text(self, key: str) -> str:
-        return str(self.get(key, str, "a string"))
-
-    def maybe_text(self, key: str) -> str | None:
-        value = self.get(key, (str, type(None)), "a string or null")
-        return None if value is None else str(value)
-
-    def integer(self, key: str) -> int:
-        return int(self.get(key, int, "an integer"))
-
-    def maybe_integer(self, key: str) -> int | None:
-        value = self.get(key, (int, type(None)), "an integer or null")
-        return None if value is None else int(value)
-
-    def choice(self, key: str, choices: tuple[str, ...]) -> Any:
-        value = self.text(key)
-        if value not in choices:
-            self.fail(key, "one of " + ", ".join(choices))
-        return value
-
-    def mapping(self, key: str) -> dict[str, Any]:
-        value: dict[str, Any] = self.get(key, dict, "an object")
-        return copy.deepcopy(value)
-
-    def texts(self, key: str) -> tuple[str, ...]:
-        values = self.get(key, list, "a list of strings")
-        if not all(isinstance(v, str) for v in values):
-            self.fail(key, "a list of strings")
-        return tuple(values)
-
-    def objects(self, key: str) -> list[_Fields]:
-        values = self.get(key, list, "a list of objects")
-        return [self.child(f"{key}[{i}]", v) for i, v in enumerate(values)]
-
-    def child(self, key: str, value: Any) -> _Fields:
-        if not isinstance(value, dict):
-            raise ReportError(f"{self.source}: {self.where}{key} must be an object")
-        return _Fields(value, f"{self.where}{key}.", self.source)
-
-
-def _shown(value: Any) -> str:
-    # repr escapes control characters, so a hostile value cannot drive the terminal
-    text = repr(value)
-    return text if len(text) <= 40 else text[:39] + "…"
-
-
-def from_dict(data: Any, *, source: str = "report") -> tuple[RunResult, Comparison]:
-    """Read back what `to_dict` wrote; `source` (the file) starts every error message."""
-    if not isinstance(data, dict):
-        raise ReportError(f"{source}: a report must be a JSON object")
-    top = _Fields(data, "", source)
-    if data.get("schema") != SCHEMA:
-        top.fail("schema", repr(SCHEMA))
-    hosts = [_host(f) for f in top.objects("hosts")]
-    names = [h.name for h in hosts]
-    if len(set(names)) != len(names):
-        top.fail("hosts", "a list with each host name once")
-    run = RunResult(
-        run_id=top.text("run_id"),
-        playbook=top.text("playbook"),
-        started_at=top.text("started_at"),
-        finished_at=top.maybe_text("finished_at"),
-        hosts=hosts,
-        vars=top.mapping("vars"),
-        quorum=top.integer("quorum"),
-        playbook_path=top.text("playbook_path"),
-        commit=top.maybe_text("commit"),
-    )
-    verdict = top.choice("verdict", tuple(EXIT_CODES))
-    if top.integer("exit_code") != EXIT_CODES[verdict]:
-        top.fail("exit_code", f"{EXIT_CODES[verdict]} for verdict {verdict}")
-    artifacts = tuple(_artifact(f, set(names)) for f in top.objects("artifacts"))
-    return run, Comparison(verdict, artifacts, top.texts("reasons"))
-
-
-def _host_hashes(f: _Fields, mapping: dict[str, Any], key: str) -> dict[str, ArtifactHash]:
-    artifacts = {}
-    for name, value in mapping.items():
-        art = f.child(f"{key}[{_shown(name)}]", value)
-        artifacts[name] = ArtifactHash(name, _sha256(art), _size(art))
-    return artifacts
-
-
-def _host(f: _Fields) -> HostResult:
-    artifacts = _host_hashes(f, f.mapping("artifacts"), "artifacts")
-    rounds = f.data.get("rounds", [])  # absent in reports of single-round runs before rounds
-    if not isinstance(rounds, list) or not all(isinstance(r, dict) for r in rounds):
-        f.fail("rounds", "a list of artifact mappings")
-    extra = [_host_hashes(f, r, f"rounds[{i}]") for i, r in enumerate(rounds)]
-    return HostResult(
-        name=f.text("name"),
-        status=f.choice("status", _HOST_STATUSES),
-        artifacts=artifacts,
-        error=f.maybe_text("error"),
-        facts=f.mapping("facts"),
-        steps=[_step(s) for s in f.objects("steps")],
-        address=f.text("address"),
-        extra_rounds=extra,
-    )
-
-
-def _step(f: _Fields) -> StepResult:
-    return StepResult(
-        index=f.integer("index"),
-        name=f.text("name"),
-        exit_status=f.maybe_integer("exit_status"),
-        started_at=f.maybe_text("started_at"),
-        finished_at=f.maybe_text("finished_at"),
-        log=f.maybe_text("log"),
-    )
-
-
-def _artifact(f: _Fields, hosts: set[str]) -> ArtifactComparison:
-    groups = []
-    for g in f.objects("groups"):
-        members = g.texts("hosts")
-        if not members or not set(members) <= hosts:
-            g.fail("hosts", "a non-empty list of hosts named in the report")
-        groups.append(HashGroup(_sha256(g), _size(g), members))
-    missing = f.texts("missing")
-    if not set(missing) <= hosts:
-        f.fail("missing", "a list of hosts named in the report")
-    unstable = tuple(f.data.get("unstable", ()))
-    if not all(isinstance(u, str) for u in unstable) or not set(unstable) <= hosts:
-        f.fail("unstable", "a list of hosts named in the report")
-    return ArtifactComparison(
-        f.text("name"), f.choice("status", _ARTIFACT_STATUSES), tuple(groups), missing, unstable
-    )
-
-
-def _sha256(f: _Fields) -> str:
-    value = f.text("sha256")
-    if not _SHA256.fullmatch(value):
-        f.fail("sha256", "64 lowercase hex digits")
-    return value
-
-
-def _size(f: _Fields) -> int | None:
-    value = f.maybe_integer("size")  # null: a hash read from a SHA256SUMS file has no size
-    if value is not None and value < 0:
-        f.fail("size", "a size in bytes (>= 0) or null")
-    return value
+from repro.results import RunResult
+from repro.render import FILE_FORMATS, FORMATS, SAVED, render
+from repro.schema import from_dict
+from repro.store import RunDir, atomic_write, sync_dir
 
 
 # --- files -----------------------------------------------------------------------------------
@@ -268,57 +23,34 @@ def write_report(
     run_dir: Path,
     run: RunResult,
     comparison: Comparison,
-    formats: Iterable[str] = ("json", "md"),
+    formats: Iterable[str] = SAVED,
 ) -> list[Path]:
-    """Write report.json/.md/.html into `run_dir`, each atomically; returns the paths written."""
-    # Imported here because repro.render's JSON view is built on this module's to_dict.
-    from repro.render import render
-
+    """Write report.<ext> for each of `formats` into `run_dir`, each atomically; returns the
+    paths written. Raises ReportWriteError when the disk refuses (full, read-only)."""
+    store = RunDir(run_dir)
     wanted = list(dict.fromkeys(formats))
     for fmt in wanted:
-        if fmt not in FILENAMES:
-            raise UsageError(f"cannot write a {fmt!r} report; choose from {', '.join(FILENAMES)}")
+        if fmt not in FILE_FORMATS:
+            raise UsageError(
+                f"cannot write a {fmt!r} report; choose from {', '.join(FILE_FORMATS)}"
+            )
     # Render everything first: a renderer failing must not leave a half-updated set of files.
-    texts = {run_dir / FILENAMES[fmt]: render(fmt, run, comparison) for fmt in wanted}
+    texts = {
+        store.report(str(FORMATS[fmt].ext)): render(fmt, run, comparison) for fmt in wanted
+    }
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         for path, text in texts.items():
             atomic_write(path, text)
-        _sync_dir(run_dir)
+        sync_dir(run_dir)
     except OSError as e:
         raise ReportError(f"{e.filename or run_dir}: cannot write the report: {e.strerror}") from e
     return list(texts)
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Replace `path` with `text` (UTF-8) so readers see the old file or the new, never a part."""
-    # The temp file sits in the same directory, so os.replace is a rename on one filesystem.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _sync_dir(directory: Path) -> None:
-    # The renames are durable only once the directory entry itself reaches the disk.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def load_report(run_dir: Path) -> tuple[RunResult, Comparison]:
     """Read run_dir/report.json back into the model."""
-    path = run_dir / FILENAMES["json"]
+    path = RunDir(run_dir).report("json")
     if not run_dir.is_dir():
         raise ReportError(f"{run_dir}: no such run directory")
     try:

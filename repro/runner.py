@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import json
-import re
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -18,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
-from repro import artifacts, detach
+from repro import artifacts, detach, guix
 from repro.errors import (
     Cancelled,
     ConnectError,
@@ -30,17 +28,25 @@ from repro.errors import (
 )
 from repro.hostenv import PRELUDE
 from repro.events import Event, EventKind, Listener, ignore
+from repro.follow import Ended, Output, RoundFollower, Seen, Turn, Waiting
 from repro.inventory import Host
 from repro.playbook import Playbook, RenderedStep
 from repro.results import HostResult, RunResult, StepResult
+from repro.store import (
+    FIRST_SUBDIRS,
+    RemoteRun,
+    RunDir,
+    plain_remote_path,
+    requested_run_dir,
+    shell_path,
+)
 from repro.transport.base import Transport
 
 T = TypeVar("T")
+X = TypeVar("X")
+#: SSH handshakes in flight at once, by default (`--handshakes`)
+HANDSHAKES = 32
 
-DEFAULT_WORK_BASE = "~/.cache/repro/runs"
-RUN_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
-_SAFE_REMOTE_PATH = re.compile(r"^/[A-Za-z0-9_./+@=,:-]*$")
-_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 #: how much of a step's log is kept in an error message and a report
 TAIL_LINES = 20
 #: how long hashing the artifacts may take on a host
@@ -54,6 +60,29 @@ CLOCK_GRACE = 300.0
 
 def utcnow() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class FanOut:
+    """Every host at once, bounded by `forks` (hosts worked on) and, separately, by how many
+    SSH handshakes may be in flight: key exchange is CPU on both ends. Runs and host
+    operations (facts, check, cancel) share it."""
+
+    def __init__(self, n: int, *, forks: int | None = None, handshakes: int = HANDSHAKES) -> None:
+        self.forks = asyncio.Semaphore(forks or max(1, n))
+        self.handshakes = asyncio.Semaphore(max(1, handshakes))
+
+    async def each(self, items: list[X], work: Callable[[X], Awaitable[T]]) -> list[T]:
+        """`work` on every item at once (at most `forks` at a time); results in item order."""
+
+        async def one(item: X) -> T:
+            async with self.forks:
+                return await work(item)
+
+        return list(await asyncio.gather(*(one(i) for i in items)))
+
+    async def connect(self, transport: Transport) -> None:
+        async with self.handshakes:
+            await transport.connect()
 
 
 @dataclass
@@ -70,7 +99,7 @@ class HostPlan:
 @dataclass
 class RunOptions:
     forks: int | None = None  # hosts worked on at once; None = all
-    handshakes: int = 32  # SSH handshakes in flight at once (key exchange is CPU on both ends)
+    handshakes: int = HANDSHAKES  # SSH handshakes in flight at once
     rounds: int | None = None  # overrides the playbook's rounds
     reconnect_timeout: float = 300.0  # how long a host may stay away before it is unreachable
     poll_wait: int = detach.POLL_WAIT  # hundredths of a second a poll may wait on the host
@@ -84,9 +113,8 @@ class _HostState:
     result: HostResult
     transport: Transport
     started: float = field(default_factory=time.monotonic)
-    run_dir: str = ""  # absolute, on the host
-    # the step followed now, for a kill: (steps dir, its key, its round's plan id)
-    current: tuple[str, str, str] | None = None
+    remote: RemoteRun = RemoteRun("")  # the run's directory on the host, once resolved
+    follower: RoundFollower | None = None  # the round followed now: its step is what a kill stops
 
 
 class Runner:
@@ -98,7 +126,7 @@ class Runner:
         plans: list[HostPlan],
         *,
         run_id: str,
-        report_dir: Path,
+        report_dir: Path | RunDir,
         transport_factory: Callable[[Host], Transport],
         listener: Listener = ignore,
         options: RunOptions | None = None,
@@ -108,7 +136,7 @@ class Runner:
         self.playbook = playbook
         self.plans = plans
         self.run_id = run_id
-        self.report_dir = report_dir
+        self.store = report_dir if isinstance(report_dir, RunDir) else RunDir(report_dir)
         self.transport_factory = transport_factory
         self.listener = listener
         self.options = options or RunOptions()
@@ -135,14 +163,12 @@ class Runner:
         self._cancelled.set()
 
     async def run(self) -> RunResult:
-        forks = asyncio.Semaphore(self.options.forks or max(1, len(self.plans)))
-        handshakes = asyncio.Semaphore(max(1, self.options.handshakes))
+        fan = FanOut(len(self.plans), forks=self.options.forks, handshakes=self.options.handshakes)
 
-        async def one(plan: HostPlan, result: HostResult) -> None:
-            async with forks:
-                await self._host(plan, result, handshakes)
+        async def one(pair: tuple[HostPlan, HostResult]) -> None:
+            await self._host(pair[0], pair[1], fan.handshakes)
 
-        await asyncio.gather(*(one(p, r) for p, r in zip(self.plans, self.result.hosts)))
+        await fan.each(list(zip(self.plans, self.result.hosts)), one)
         self.result.finished_at = utcnow()
         return self.result
 
@@ -165,9 +191,9 @@ class Runner:
                 await self._unless_cancelled(st, st.transport.connect())
             self._emit(st, "connected")
             if self.options.gather_facts:
-                st.run_dir = await self._facts(st)  # the facts call also makes the run dir
+                st.remote = RemoteRun(await self._facts(st))  # facts also make the run dir
             else:
-                st.run_dir = await self._resolve_run_dir(st)
+                st.remote = RemoteRun(await self._resolve_run_dir(st))
             if self.options.preflight:
                 await self._preflight(st)
             for rnd in range(1, self.rounds + 1):
@@ -199,23 +225,14 @@ class Runner:
                 result.status if not result.error else f"{result.status}: {result.error}",
             )
 
-    def _requested_run_dir(self, st: _HostState) -> str:
-        """The run's directory as the inventory puts it; a leading `~` is the host's $HOME."""
-        base = str(st.plan.host.vars.get("repro_work_dir") or DEFAULT_WORK_BASE).rstrip("/")
-        return f"{base}/{self.run_id}"
-
     async def _resolve_run_dir(self, st: _HostState) -> str:
         """Create the run's directory on the host and return it, absolute; one round trip.
 
         Only for runs without facts: `_facts` makes the directory in its own round trip.
         A leading `~` is the host's $HOME, expanded by the host's shell; the rest is quoted.
         """
-        requested = self._requested_run_dir(st)
-        if requested.startswith("~/"):
-            target = f'"$HOME"{shlex.quote(requested[1:])}'
-        else:
-            target = shlex.quote(requested)
-        cmd = f'd={target}; mkdir -p -- "$d" && test -w "$d" && printf "%s\\n" "$d"'
+        requested = requested_run_dir(st.plan.host, self.run_id)
+        cmd = f'd={shell_path(requested)}; mkdir -p -- "$d" && test -w "$d" && printf "%s\\n" "$d"'
         res = await self._retrying(st, lambda: st.transport.run(cmd, timeout=30))
         why = _one_line(res.stderr)[-200:]
         return self._checked_run_dir(st, requested, res.stdout.strip(), res.exit_status == 0, why)
@@ -230,25 +247,22 @@ class Runner:
                 + (f": {why}" if why else ""),
                 host=st.result.name,
             )
-        if not _SAFE_REMOTE_PATH.match(run_dir) or "/../" in run_dir + "/":
+        if not plain_remote_path(run_dir):
             shown = run_dir[:100] if run_dir else requested[:100]
             raise UntrustedOutput(
                 f"work dir {shown!r} is not a plain absolute path", host=st.result.name
             )
         return run_dir
 
-    def _work_dir(self, st: _HostState, rnd: int) -> str:
-        return f"{st.run_dir}/work" if rnd == 1 else f"{st.run_dir}/work-r{rnd}"
-
     async def _facts(self, st: _HostState) -> str:
         """Gather the host's facts and make the run's directory: one round trip. Returns it."""
         from repro.facts import gather_facts
 
-        requested = self._requested_run_dir(st)
+        requested = requested_run_dir(st.plan.host, self.run_id)
         # the steps' and round 1's directories too: the launcher then has no mkdir to run
         facts = await self._retrying(
             st,
-            lambda: gather_facts(st.transport, requested, create=True, subdirs=("steps", "work")),
+            lambda: gather_facts(st.transport, requested, create=True, subdirs=FIRST_SUBDIRS),
         )
         st.result.facts.update(facts)
         self._emit(st, "facts", str(facts.get("describe", "")))
@@ -265,20 +279,18 @@ class Runner:
 
         self._emit(st, "preflight")
         problems = await self._retrying(
-            st, lambda: check(st.transport, self.playbook.requires, st.result.facts, st.run_dir)
+            st, lambda: check(st.transport, self.playbook.requires, st.result.facts, st.remote.root)
         )
         if problems:
             raise HostError("preflight-failed: " + "; ".join(problems), host=st.result.name)
 
     async def _round(self, st: _HostState, rnd: int) -> None:
         """One round on one host: launch its supervisor, follow it step by step, get hashes."""
-        work = self._work_dir(st, rnd)
-        steps_dir = f"{st.run_dir}/steps"
-        plan = f"{rnd}-plan"
+        remote = st.remote
         if self.playbook.files:
-            await self._upload(st, work, f"{steps_dir}/{plan}.lock")
+            await self._upload(st, remote.work(rnd), remote.plan_lock(rnd))
         steps = st.plan.steps
-        keys = [_key(rnd, s.index) for s in steps] + [f"{rnd}-hash"]
+        keys = [remote.key(rnd, s.index) for s in steps] + [remote.hash_key(rnd)]
         scripts = [PRELUDE + s.command for s in steps] + [artifacts.hash_command(self.playbook)]
         sent: list[str] | None = scripts
         if not detach.scripts_fit(scripts):
@@ -288,90 +300,56 @@ class Runner:
                     st,
                     lambda: st.transport.put(
                         script.encode(),
-                        f"{steps_dir}/{key}.sh",
+                        remote.script(key),
                         make_parent=True,
-                        unless_exists=f"{steps_dir}/{plan}.lock",
+                        unless_exists=remote.plan_lock(rnd),
                     ),
                 )
         if self._cancelled.is_set():
             raise Cancelled("cancelled", host=st.result.name)
-        st.current = (steps_dir, keys[0], plan)
-        reply = await self._retrying(
-            st,
-            lambda: detach.launch(
-                st.transport, steps_dir, plan, work, keys, sent, wait=self._launch_wait(steps)
-            ),
+        follower = RoundFollower(
+            st.transport,
+            remote,
+            rnd,
+            keys,
+            sent,
+            poll_wait=self.options.poll_wait,
+            launch_wait=self._launch_wait(steps),
+            via=lambda op: self._retrying(st, op),
         )
-        index, offset = 0, 0
+        st.follower = follower
         watch: _StepWatch | None = None
-        hash_out = bytearray()
-        hashing_said = False
-        seen: dict[str, float] = {}  # when the controller first saw each key running
+        seen: dict[int, float] = {}  # when the controller first saw each step running
         try:
-            while True:
-                last: detach.Poll | None = None
-                for p in reply.polls:
-                    if p.key != keys[index]:
-                        raise UntrustedOutput(
-                            f"the host reported step {p.key[:20]!r} for {keys[index]}",
-                            host=st.result.name,
-                        )
-                    last = p
-                    st.current = (steps_dir, keys[index], plan)
-                    hashing = index == len(steps)
-                    if not hashing and watch is None and (p.started or p.data or p.done):
-                        watch = self._open_step(st, rnd, steps[index])
-                    elif hashing and not hashing_said:
-                        hashing_said = True
+            async for ev in follower:
+                if isinstance(ev, Output):
+                    assert watch is not None
+                    watch.write(ev.data)
+                    self._emit(st, "step-output", ev.data.decode("utf-8", "replace"), watch.label)
+                elif isinstance(ev, Waiting):
+                    if ev.poll.started:
+                        seen.setdefault(ev.index, time.monotonic())
+                    step = steps[ev.index] if ev.index < len(steps) else None
+                    await self._not_done(st, ev.poll, watch, step, seen.get(ev.index))
+                elif isinstance(ev, Turn):
+                    if self._cancelled.is_set():
+                        await self._kill_current(st)
+                        raise Cancelled("cancelled", host=st.result.name)
+                elif isinstance(ev, Seen):
+                    if ev.index < len(steps):
+                        watch = self._open_step(st, rnd, steps[ev.index])
+                    else:
                         self._emit(st, "hashing")
-                    if p.data:
-                        if hashing:
-                            hash_out += p.data
-                            if len(hash_out) > artifacts.MAX_OUTPUT:
-                                raise UntrustedOutput(
-                                    f"artifact list is larger than {artifacts.MAX_OUTPUT} bytes",
-                                    host=st.result.name,
-                                )
-                        else:
-                            assert watch is not None
-                            watch.write(p.data)
-                            self._emit(st, "step-output", p.chunk, step=watch.label)
-                    offset = p.next_offset
-                    if p.done:
-                        if hashing:
-                            hashes = await self._hashes(st, steps_dir, keys[index], p, hash_out)
-                            self._round_done(st, rnd, hashes)
-                            if rnd == 1:
-                                await self._read_guix_describe(st, work)
-                            st.current = None
-                            return
-                        assert watch is not None
-                        self._step_done(st, watch, steps[index], p.exit_status)
-                        watch = None
-                        index, offset = index + 1, 0
-                        continue
-                    if p.started:
-                        seen.setdefault(p.key, time.monotonic())
-                    await self._not_done(
-                        st, p, watch, steps[index] if not hashing else None, seen.get(p.key)
-                    )
-                    break
-                if self._cancelled.is_set():
-                    await self._kill_current(st)
-                    raise Cancelled("cancelled", host=st.result.name)
-                more = last is not None and last.key == keys[index] and offset < last.size
-                reply = await self._retrying(
-                    st,
-                    lambda: detach.poll(
-                        st.transport,
-                        steps_dir,
-                        plan,
-                        keys,
-                        index,
-                        offset,
-                        wait=0 if more else self.options.poll_wait,
-                    ),
-                )
+                elif isinstance(ev, Ended) and ev.index < len(steps):
+                    assert watch is not None
+                    self._step_done(st, watch, steps[ev.index], ev.poll.exit_status)
+                    watch = None
+                elif isinstance(ev, Ended):
+                    hashes = await self._hashes(st, follower.key, ev.poll, ev.output)
+                    self._round_done(st, rnd, hashes)
+                    if rnd == 1:
+                        await self._read_guix_describe(st, remote.work(rnd))
+                    st.follower = None
         finally:
             if watch is not None:
                 watch.close()
@@ -388,12 +366,12 @@ class Runner:
 
     def _open_step(self, st: _HostState, rnd: int, step: RenderedStep) -> _StepWatch:
         label = step.name if self.rounds == 1 else f"{step.name} (round {rnd})"
-        local_log = self._local_log(st, rnd, step)
+        local_log = self.store.step_log(st.result.name, rnd, step.index, step.name)
         sr = StepResult(
             index=step.index,
             name=label,
             started_at=utcnow(),
-            log=str(local_log.relative_to(self.report_dir)),
+            log=self.store.relative(local_log),
         )
         st.result.steps.append(sr)
         self._emit(st, "step-start", label, step=label)
@@ -460,11 +438,11 @@ class Runner:
             )
 
     async def _hashes(
-        self, st: _HostState, steps_dir: str, key: str, p: detach.Poll, out: bytearray
+        self, st: _HostState, key: str, p: detach.Poll, out: bytes
     ) -> dict[str, Any]:
         """The artifact hashes from the hashing step's output (untrusted, strictly parsed)."""
         if p.exit_status != 0:
-            err = f"{steps_dir}/{key}.err"
+            err = st.remote.err(key)
             res = await self._retrying(
                 st, lambda: st.transport.run(f"head -c 2000 -- {shlex.quote(err)}", timeout=30)
             )
@@ -473,7 +451,7 @@ class Runner:
                 host=st.result.name,
                 exit_status=p.exit_status,
             )
-        text = bytes(out).decode("utf-8", errors="replace")
+        text = out.decode("utf-8", errors="replace")
         return dict(artifacts.parse_hash_output(st.result.name, text))
 
     def _round_done(self, st: _HostState, rnd: int, hashes: dict[str, Any]) -> None:
@@ -495,43 +473,34 @@ class Runner:
                 ),
             )
 
-    def _local_log(self, st: _HostState, rnd: int, step: RenderedStep) -> Path:
-        name = (
-            f"{step.index:02d}-{step.name}.log"
-            if rnd == 1
-            else f"r{rnd}-{step.index:02d}-{step.name}.log"
-        )
-        return self.report_dir / "hosts" / st.result.name / name
-
     async def _read_guix_describe(self, st: _HostState, work: str) -> None:
         """Record the Guix channel commit the build really used (from its describe file)."""
         rel = self.playbook.guix_describe
         if not rel:
             return
-        path = f"{work}/{rel}"
-        res = await self._retrying(
-            st, lambda: st.transport.run(f"head -c 65536 -- {shlex.quote(path)}", timeout=30)
-        )
-        commit = ""
-        if res.exit_status == 0:
-            commit = guix_commit_from_describe(res.stdout)
-        st.result.facts["guix_channel_commit"] = commit
+        cmd = guix.read_describe_command(f"{work}/{rel}")
+        res = await self._retrying(st, lambda: st.transport.run(cmd, timeout=30))
+        commit = guix.commit_from_describe(res.stdout) if res.exit_status == 0 else ""
+        st.result.facts[guix.CHANNEL_FACT] = commit
         if not commit:
             raise UntrustedOutput(
                 f"{rel} does not name a 'guix' channel commit", host=st.result.name
             )
 
     async def _kill_current(self, st: _HostState) -> None:
-        if not st.current:
+        follower = st.follower
+        if follower is None:
             return
-        steps_dir, key, plan = st.current
         try:
             # Bounded: TERM, 2 s grace, KILL. A host that is away is not waited for (Ctrl-C
             # must stay prompt); `repro cancel RUN_ID` can finish the job once it is back.
             await asyncio.wait_for(
-                detach.kill(st.transport, steps_dir, key, grace=2, plan=plan), 5
+                detach.kill(
+                    st.transport, follower.remote.steps, follower.key, grace=2, plan=follower.plan
+                ),
+                5,
             )
-            st.current = None
+            st.follower = None
         except Exception:
             pass
 
@@ -599,22 +568,6 @@ def _gone(host: str, lost: BaseException) -> ConnectError:
     return ConnectError(f"lost the connection: {reason}", host=host)
 
 
-def guix_commit_from_describe(text: str) -> str:
-    """The `guix` channel's commit from `guix describe --format=json`, or "" (validated hex)."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return ""
-    if not isinstance(data, list):
-        return ""
-    for chan in data:
-        if isinstance(chan, dict) and chan.get("name") == "guix":
-            commit = chan.get("commit")
-            if isinstance(commit, str) and _COMMIT_RE.match(commit):
-                return commit
-    return ""
-
-
 def _host_reconnect_timeout(host: Host, default: float) -> float:
     """`repro_reconnect_timeout` (seconds) from the inventory, else the run's setting."""
     value = host.vars.get("repro_reconnect_timeout")
@@ -622,10 +575,6 @@ def _host_reconnect_timeout(host: Host, default: float) -> float:
         return float(value) if value is not None else default
     except (TypeError, ValueError):
         return default
-
-
-def _key(rnd: int, index: int) -> str:
-    return f"{rnd}-{index:02d}"
 
 
 class _StepWatch:

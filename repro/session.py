@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import signal
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,22 +19,19 @@ from repro.errors import ReportError, UsageError
 from repro.events import Listener, ignore
 from repro.inventory import Host, load_inventory, select
 from repro.playbook import Playbook, RenderedStep, load_playbook, render
-from repro.report import atomic_write, write_report
+from repro.render import SAVED
+from repro.report import write_report
 from repro.results import RunResult
-from repro.runner import RUN_ID_RE, HostPlan, RunOptions, Runner
+from repro.runner import HostPlan, RunOptions, Runner
 from repro.source import resolve_ref
-from repro.transport import make_transport
+from repro.store import RUN_ID_RE, RunDir, atomic_write, new_run_id
+from repro.transport import TRANSPORTS, make_transport
 from repro.transport.base import Transport
 
 #: /2: the hosts run a round under one supervisor (repro.detach); a run started by a repro that
 #: launched steps one by one (/1) must not be resumed by this one: it could start a step twice.
 PLAN_SCHEMA = "repro-run/2"
 OLD_PLAN_SCHEMA = "repro-run/1"
-
-
-def new_run_id() -> str:
-    now = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{now}-{secrets.token_hex(3)}"
 
 
 @dataclass
@@ -57,8 +52,12 @@ class Prepared:
     notes: list[str] = field(default_factory=list)  # what the run's ending wants said
 
     @property
+    def store(self) -> RunDir:
+        return RunDir.of(self.out_dir, self.run_id)
+
+    @property
     def report_dir(self) -> Path:
-        return self.out_dir / self.run_id
+        return self.store.path
 
     def __repr__(self) -> str:
         return f"Prepared({self.run_id!r}, {len(self.plans)} hosts)"
@@ -77,8 +76,8 @@ def prepare(
     run_id: str | None = None,
 ) -> Prepared:
     """Load and check everything; render every step for every host. Raises InputError (exit 2)."""
-    if transport not in (None, "asyncssh", "fabric"):
-        raise UsageError(f"--transport {transport!r}: choose asyncssh or fabric")
+    if transport is not None and transport not in TRANSPORTS:
+        raise UsageError(f"--transport {transport!r}: choose {' or '.join(TRANSPORTS)}")
     pb = load_playbook(playbook)
     variables = dict(extra_vars)
     commit = None
@@ -143,7 +142,7 @@ def save_plan(prep: Prepared) -> None:
         "rounds": prep.options.rounds,
         "hosts": [asdict(p.host) | {"steps": [asdict(s) for s in p.steps]} for p in prep.plans],
     }
-    atomic_write(prep.report_dir / "run.json", json.dumps(data, indent=2, sort_keys=True) + "\n")
+    atomic_write(prep.store.plan, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def load_plan(
@@ -157,7 +156,7 @@ def load_plan(
     that also takes a run of the previous plan schema, whose host-side files it can kill)."""
     if not RUN_ID_RE.match(run_id):
         raise UsageError(f"run id {run_id!r} is not of the form 20261125T194203Z-1a2b3c")
-    path = Path(out_dir) / run_id / "run.json"
+    path = RunDir.of(out_dir, run_id).plan
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError as exc:
@@ -201,7 +200,7 @@ def execute(
     *,
     listener: Listener = ignore,
     transport_factory: Callable[[Host], Transport] = make_transport,
-    formats: tuple[str, ...] = ("json", "md"),
+    formats: tuple[str, ...] = SAVED,
     on_runner: Callable[[Runner], None] | None = None,
 ) -> tuple[RunResult, Comparison]:
     """Run a prepared plan (synchronously, in a fresh event loop) and write its report."""
@@ -221,7 +220,7 @@ async def execute_async(
     *,
     listener: Listener = ignore,
     transport_factory: Callable[[Host], Transport] = make_transport,
-    formats: tuple[str, ...] = ("json", "md"),
+    formats: tuple[str, ...] = SAVED,
     on_runner: Callable[[Runner], None] | None = None,
 ) -> tuple[RunResult, Comparison]:
     prep.report_dir.mkdir(parents=True, exist_ok=True)
@@ -230,7 +229,7 @@ async def execute_async(
         prep.playbook,
         prep.plans,
         run_id=prep.run_id,
-        report_dir=prep.report_dir,
+        report_dir=prep.store,
         transport_factory=transport_factory,
         listener=listener,
         options=prep.options,
@@ -275,7 +274,7 @@ async def _after(
     """Record the run in the history and clean its work dirs per the hosts' retention; neither
     changes the verdict, so a failure is a note for the person, not an error."""
     from repro import gc, history
-    from repro.report import to_dict
+    from repro.schema import to_dict
 
     try:
         history.record_run(

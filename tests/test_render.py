@@ -17,7 +17,7 @@ from repro.compare import Comparison, compare
 from repro.errors import UsageError
 from repro.render import FORMATS, render
 from repro.render.safe import md_escape, term_safe
-from repro.report import from_dict
+from repro.schema import from_dict
 from repro.results import ArtifactHash, HostResult, RunResult, StepResult
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -234,8 +234,27 @@ def test_term_safe_shows_control_characters() -> None:
 def test_format_table_and_unknown_format() -> None:
     assert set(FORMATS) == {"table", "md", "json", "html", "junit"}
     run = golden_run()
-    with pytest.raises(UsageError, match="'pdf'.*table, md, json, html"):
+    with pytest.raises(UsageError, match="'pdf'.*table, json, md, html"):
         render("pdf", run, compare(run))
+
+
+def test_the_format_table_drives_the_cli_choices() -> None:
+    from repro.cli import build_parser
+
+    parser = build_parser()
+    for command in (["run"], ["demo"], ["report", "x"], ["sigs", "r", "1"]):
+        ok = parser.parse_args([*command, "--format", "html"])
+        assert ok.format == "html"
+        with pytest.raises(UsageError, match=r"invalid choice: 'pdf' \(choose from"):
+            parser.parse_args([*command, "--format", "pdf"])
+
+
+def test_every_format_renders_through_its_module() -> None:
+    run = golden_run()
+    for name, spec in FORMATS.items():
+        assert spec.renderer(run, compare(run)) == render(name, run, compare(run))
+        # plain names only (report.junit.xml is the one with two parts)
+        assert spec.ext is None or all(part.isalnum() for part in spec.ext.split("."))
 
 
 @pytest.mark.parametrize("fmt", ["md", "html", "table"])

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from repro import report
+from repro import store
 from repro.compare import Comparison, compare
 from repro.errors import ReportError, UsageError
-from repro.report import SCHEMA, from_dict, load_report, to_dict, write_report
+from repro.report import load_report, write_report
+from repro.schema import SCHEMA, from_dict, to_dict
 from repro.results import ArtifactHash, HostResult, RunResult, StepResult
 
 A, B = hashlib.sha256(b"a").hexdigest(), hashlib.sha256(b"b").hexdigest()
@@ -143,7 +144,7 @@ def test_a_failed_replace_keeps_the_old_file(
     def refuse(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device", dst)
 
-    monkeypatch.setattr(report.os, "replace", refuse)
+    monkeypatch.setattr(store.os, "replace", refuse)
     run.run_id = "a-newer-run"
     with pytest.raises(ReportError, match="report.json: cannot write the report: No space"):
         write_report(tmp_path, run, comparison, formats=("json",))
@@ -164,7 +165,7 @@ def test_a_failure_while_writing_keeps_the_old_file(
         seen.extend(p for p in os.listdir(tmp_path) if p.endswith(".tmp"))
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(report.os, "fsync", fail_fsync)
+    monkeypatch.setattr(store.os, "fsync", fail_fsync)
     run.run_id = "a-newer-run"
     with pytest.raises(ReportError, match="Input/output error"):
         write_report(tmp_path, run, comparison, formats=("json",))

@@ -413,3 +413,28 @@ def test_make_transport_picks_by_connection_and_transport() -> None:
         make_transport(Host("c", "c", transport="telnet"))
     with pytest.raises(InventoryError, match="ansible_connection 'docker'"):
         make_transport(Host("d", "d", connection="docker"))
+
+
+def test_every_transport_in_the_table_is_made_by_name_and_has_a_contract_rig() -> None:
+    from repro.cli import build_parser
+    from repro.transport import LOCAL, TRANSPORTS
+
+    assert {*TRANSPORTS, LOCAL.name} <= set(RIGS)  # every transport passes this suite
+    for name in TRANSPORTS:
+        assert make_transport(Host("b", "b", transport=name)).name == name
+        assert build_parser().parse_args(["run", "--transport", name]).transport == name
+    assert make_transport(Host("a", "a", connection="local")).name == LOCAL.name
+
+
+def test_the_inventory_takes_exactly_the_transports_of_the_table(tmp_path: Path) -> None:
+    from repro.inventory import load_inventory
+    from repro.transport import TRANSPORTS
+
+    for name in [*TRANSPORTS, "telnet"]:
+        inv = tmp_path / f"{name}.yaml"
+        inv.write_text(f"all:\n  hosts:\n    h1:\n      repro_transport: {name}\n")
+        if name in TRANSPORTS:
+            assert load_inventory(inv).hosts["h1"].transport == name
+        else:
+            with pytest.raises(InventoryError, match="repro_transport.*'telnet'"):
+                load_inventory(inv)

@@ -1,16 +1,17 @@
 # Remove old run directories under a host's work base (sourced after repro.detach's _LIB, which
 # gives rd, clock and alive). Only what repro made is touched: a directory (never a symlink),
-# owned by us, named like a run id, holding the `steps` directory every run has; `rm` is given
+# owned by us, named like a run id, holding the steps directory every run has; `rm` is given
 # one plain name inside the base, so it can never be led out of it (GNU rm does not follow
 # symlinks while it recurses). A run whose supervisor is alive, or that may still be starting,
 # or that the controller says can be resumed, is left alone and named.
 #
-# $1 work base (a leading ~/ is this host's $HOME)  $2 keep: how many of the newest run dirs to
-# keep, -1 for no limit  $3 a run id to remove now if it is idle, or -  $4... run ids to keep
+# $1 work base (a leading ~/ is this host's $HOME)  $2 the name of a run's steps dir (repro.store)
+# $3 keep: how many of the newest run dirs to keep, -1 for no limit  $4 a run id to remove now if
+# it is idle, or -  $5... run ids to keep
 # Prints one line per run dir it decides on: "removed ID", "kept ID busy", "kept ID protected".
 # shellcheck disable=SC2154  # rd sets $v, clock sets $now (detach's _LIB)
-base=$1 keep=$2 now_id=$3
-shift 3
+base=$1 steps=$2 keep=$3 now_id=$4
+shift 4
 # shellcheck disable=SC2088  # the literal "~/" a controller sends, expanded here
 case $base in "~") base=$HOME ;; "~/"*) base=$HOME/${base#"~/"} ;; esac
 [ -d "$base" ] || exit 0
@@ -20,7 +21,7 @@ run_id_glob='[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][
 ours() {  # $1: a run dir repro made, and nothing else
   # shellcheck disable=SC2254  # the pattern is meant as a glob
   case $1 in $run_id_glob) ;; *) return 1 ;; esac
-  [ -d "$1" ] && [ ! -L "$1" ] && [ -O "$1" ] && [ -d "$1/steps" ] && [ ! -L "$1/steps" ]
+  [ -d "$1" ] && [ ! -L "$1" ] && [ -O "$1" ] && [ -d "$1/$steps" ] && [ ! -L "$1/$steps" ]
 }
 
 protected() {
@@ -30,7 +31,7 @@ protected() {
 
 busy() {  # $1: a run dir; true while any round of it may still run or is about to start
   started=0
-  for l in "$1"/steps/*-plan.lock; do
+  for l in "$1/$steps"/*-plan.lock; do
     [ -e "$l" ] || continue
     started=1
     k=${l%.lock}
@@ -64,7 +65,7 @@ fi
 # names are checked run ids, so ls's one-per-line output splits safely.
 n=0
 # shellcheck disable=SC2012
-for id in $(for d in $run_id_glob; do ours "$d" && echo "$d/steps"; done | xargs -r ls -1dt -- | sed 's,/steps$,,'); do
+for id in $(for d in $run_id_glob; do ours "$d" && echo "$d/$steps"; done | xargs -r ls -1dt -- | sed 's,/.*,,'); do
   n=$((n + 1))
   [ $n -le "$keep" ] && continue
   remove "$id" "$@"

@@ -1,15 +1,17 @@
-"""Renderers: small visitors over (RunResult, Comparison), picked by name from `FORMATS`.
+"""Renderers: small visitors over (RunResult, Comparison), picked by name from the format table.
 
-They only read the model; verdicts and groups come from `repro.compare`.
+`FORMATS` is the one list of report formats: the CLI's `--format` choices, the files a run
+writes (`report.<ext>`) and `repro report`'s choices all come from it. They only read the model.
 """
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from typing import Protocol
 
 from repro.compare import Comparison
 from repro.errors import UsageError
-from repro.render import html, json, junit, markdown, text
 from repro.results import RunResult
 
 
@@ -19,13 +21,39 @@ class Renderer(Protocol):
     ) -> str: ...
 
 
-FORMATS: dict[str, Renderer] = {
-    "table": text.render,
-    "md": markdown.render,
-    "json": json.render,
-    "html": html.render,
-    "junit": junit.render,
+@dataclass(frozen=True)
+class Format:
+    """One report format: the module under repro.render whose `render` makes it, and where
+    it goes in a run dir."""
+
+    name: str  # what `--format` takes
+    module: str  # repro.render.<module>.render; imported only when used (the CLI starts fast)
+    ext: str | None = None  # saved as report.<ext> in a run dir; None: printed only
+    saved: bool = False  # written with every run (else only when asked for)
+
+    @property
+    def renderer(self) -> Renderer:
+        mod = importlib.import_module(f"repro.render.{self.module}")
+        render: Renderer = mod.render
+        return render
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("table", "text"),
+        Format("json", "json", ext="json", saved=True),
+        Format("md", "markdown", ext="md", saved=True),
+        Format("html", "html", ext="html"),
+        Format("junit", "junit", ext="junit.xml"),
+    )
 }
+#: written into every run's directory
+SAVED: tuple[str, ...] = tuple(f.name for f in FORMATS.values() if f.saved)
+#: `repro facts --format`: not a report of a run, but host records (repro.render.facts)
+FACTS_FORMATS: tuple[str, ...] = ("table", "json")
+#: what a run directory can hold
+FILE_FORMATS: tuple[str, ...] = tuple(f.name for f in FORMATS.values() if f.ext)
 
 
 def render(
@@ -33,8 +61,8 @@ def render(
 ) -> str:
     """The run in format `fmt`; an unknown format is a usage error naming the choices."""
     try:
-        renderer = FORMATS[fmt]
+        spec = FORMATS[fmt]
     except KeyError:
         choices = ", ".join(FORMATS)
         raise UsageError(f"unknown report format {fmt!r}; choose one of {choices}") from None
-    return renderer(run, comparison, width=width, color=color)
+    return spec.renderer(run, comparison, width=width, color=color)

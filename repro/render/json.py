@@ -1,4 +1,4 @@
-"""report.json: the versioned report dict from `repro.report`, as stable, diff-friendly JSON.
+"""report.json: the versioned report dict from `repro.schema`, as stable, diff-friendly JSON.
 
 Keys are sorted and non-ASCII is escaped, so a host's bytes cannot hide in the file.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from repro.compare import Comparison
-from repro.report import to_dict
+from repro.schema import to_dict
 from repro.results import RunResult
 
 
