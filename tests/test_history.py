@@ -292,3 +292,23 @@ def test_bad_since_is_bad_input(tmp_path: Path) -> None:
     assert code == 2 and "--since 'last tuesday'" in err
     code, _, err = run_cli("history", "frobnicate", "--history", str(tmp_path / "x"))
     assert code == 2 and "the only action is `import DIR`" in err
+
+
+def test_the_bench_script_runs(tmp_path: Path) -> None:
+    """bench/history.py works (on a tiny history; its timings are the lead's to take)."""
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "history.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--runs", "60", "--repeat", "1", "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["runs"] == 60 and set(result["goals"]) == {
+        "history under 1 s",
+        "recording under 50 ms",
+    }
+    with history.opened(tmp_path / "history.sqlite") as db:
+        assert len(history.runs(db)) == 60 + 4  # and the runs recorded one by one
