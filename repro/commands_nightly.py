@@ -147,8 +147,9 @@ def cmd_bisect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     hist = history_path(args)
     repo = bisect.mirror(repo_url)
     good, bad, commits = bisect.first_parent_commits(repo, args.good, args.bad)
+    limit = args.limit or _hosts_that_disagreed(hist, pb.name, bad, args, err)
     b = bisect.Bisection(good, bad, commits)
-    state = bisect.state_path(out_dir, str(Path(pb.path).resolve()), good, bad, args.limit)
+    state = bisect.state_path(out_dir, str(Path(pb.path).resolve()), good, bad, limit)
     bisect.load_state(state, b)
     if b.probes:
         err.write(f"bisect: resuming ({len(b.probes)} probe(s) done, {state})\n")
@@ -162,7 +163,7 @@ def cmd_bisect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             inventory=args.inventory,
             playbook=args.playbook,
             extra_vars=extra,
-            limit=args.limit,
+            limit=limit,
             ref=commit,
             out_dir=out_dir,
         )
@@ -186,6 +187,27 @@ def cmd_bisect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         out.write(_bisect_text(b))
     return b.exit_code
+
+
+def _hosts_that_disagreed(
+    hist: Path, playbook: str, bad: str, args: argparse.Namespace, err: TextIO
+) -> str | None:
+    """Without --limit: the two hosts that disagreed at `bad` in the history, if they are in
+    the inventory (building on two is enough to see the difference); else every host."""
+    from repro import history
+    from repro.inventory import load_inventory, parse_extra_vars
+
+    if not hist.is_file():
+        return None
+    with history.opened(hist, create=False) as db:
+        found = history.latest_at_commit(db, playbook, bad)
+    pair = history.disagreeing_hosts(found) if found and found.verdict == "mismatch" else []
+    known = load_inventory(args.inventory, parse_extra_vars(args.extra_vars)).hosts
+    if len(pair) != 2 or not all(h in known for h in pair):
+        return None
+    err.write(f"bisect: building on {term_safe(pair[0])} and {term_safe(pair[1])}, which "
+              f"disagreed at {bad[:12]} (run {found.run_id if found else '?'})\n")
+    return ":".join(pair)
 
 
 def _bisect_text(b: Any) -> str:

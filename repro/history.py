@@ -524,3 +524,12 @@ def latest_at_commit(
         if r.verdict in ("reproducible", "mismatch")
     ]
     return found[-1] if found else None
+
+
+def disagreeing_hosts(run: RunEntry) -> list[str]:
+    """Two hosts that built different bytes in `run` (one from each of the first two groups
+    of the first differing artifact), or [] if none did: all a bisect needs to build on."""
+    for a in run.artifacts:
+        if len(a.groups) > 1 and a.groups[0][1] and a.groups[1][1]:
+            return [a.groups[0][1][0], a.groups[1][1][0]]
+    return []

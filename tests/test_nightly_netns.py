@@ -69,10 +69,12 @@ def test_history_and_bisect_name_the_first_bad_commit(
     flip = data["runs"][3]["changes"]
     assert {"kind": "verdict", "subject": "", "before": "inconclusive", "after": "mismatch"} in flip
 
-    # Bisect from the first good night to the newest bad one, on two hosts.
-    argv = ["bisect", *common, "-l", "h1:h2", "--good", c[0], "--bad", c[7]]
+    # Bisect from the first good night to the newest bad one, on two hosts: those that
+    # disagreed at the bad commit in the history (every host's name differs: h1 and h2).
+    argv = ["bisect", *common, "--good", c[0], "--bad", c[7]]
     code, text, err = run_cli(*argv)
     assert code == 1, err + text
+    assert f"building on h1 and h2, which disagreed at {c[7][:12]} (run {runs[8]})" in err
     assert f"first bad commit: {c[BAD - 1]}" in text, text
     assert f"last good commit: {c[BAD - 2]}" in text
     probes = [ln for ln in err.splitlines() if ln.startswith("bisect: probing")]
@@ -85,7 +87,7 @@ def test_history_and_bisect_name_the_first_bad_commit(
     recorded = json.loads(text)["runs"]
     assert len(recorded) == len(expected) + len(probes)
     assert all(len(r["hosts"]) == 2 for r in recorded[len(expected) :])
-    # the same command again resumes: every probe is known, nothing is built
-    code, text, err = run_cli(*argv)
+    # the same command again (the hosts named this time) resumes: nothing is built
+    code, text, err = run_cli(*argv, "-l", "h1:h2")
     assert code == 1 and "resuming" in err and "probing" not in err
     assert f"first bad commit: {c[BAD - 1]}" in text

@@ -216,7 +216,7 @@ def test_hostile_values_pass_through_literally(netlab: NetnsLab, tmp_path: Path)
     )
     pb = echo_playbook(tmp_path)
     out = tmp_path / "reports"
-    argv = ["run", "-i", str(inv), "-p", str(pb), "--out", str(out)]
+    argv = ["run", "--keep-work", "-i", str(inv), "-p", str(pb), "--out", str(out)]
     for i, value in enumerate(NASTY):
         argv += ["-e", f"v{i}={value}"]
     cwd_before = set(os.listdir())
@@ -233,7 +233,8 @@ def test_hostile_values_pass_through_literally(netlab: NetnsLab, tmp_path: Path)
         assert (work / "env-inv.txt").read_text() == INVENTORY_NASTY[h.name]
     assert set(os.listdir()) == cwd_before and not list(tmp_path.rglob("*CANARY*"))
     assert data["verdict"] == "reproducible" and len(data["artifacts"]) == 2 * len(NASTY)
-    assert data["vars"] == {f"v{i}": v for i, v in enumerate(NASTY)}
+    # (--keep-work is a variable too: repro_keep_work, recorded like the others)
+    assert data["vars"] == {f"v{i}": v for i, v in enumerate(NASTY)} | {"repro_keep_work": True}
 
 
 # --- 8. hostile output: names, paths and escape sequences from a host ------------------------------
@@ -336,7 +337,13 @@ def test_hostile_output_never_reaches_terminal_report_or_disk(
     made = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     expected = [f"reports/{run_dir.name}/hosts/{h}/01-make.log" for h in ("h1", "h2", "h3")]
     expected += [f"reports/{run_dir.name}/{f}" for f in ("report.json", "report.md", "run.json")]
+    expected += ["reports/history.sqlite"]  # the run's row in the history
     assert made == sorted(expected + ["hostile.yaml", "inv.yaml"]), made
+    # ... and the history shows what those hosts sent as text, never as markup or escapes
+    code, page, _ = run_cli("history", "--out", str(out), "--format", "html")
+    assert code == 0 and "\x1b" not in page and "<script" not in page.lower()
+    code, table, _ = run_cli("history", "--out", str(out))
+    assert code == 0 and "\x1b" not in table and "\x07" not in table
     # The build log is kept as the host wrote it (it is evidence), in the run's own directory.
     log = (run_dir / "hosts" / "h1" / "01-make.log").read_bytes()
     assert b"\x1b]0;pwned\x07" in log
