@@ -105,6 +105,9 @@ class RunOptions:
     poll_wait: int = detach.POLL_WAIT  # hundredths of a second a poll may wait on the host
     gather_facts: bool = True
     preflight: bool = True
+    # keep an ok host's connection open past its end (Runner.held), for what the run's ending
+    # does on the hosts (retention): no second handshake per host
+    hold: bool = False
 
 
 @dataclass
@@ -143,6 +146,7 @@ class Runner:
         self.variables = dict(variables or {})
         self.commit = commit
         self._cancelled = asyncio.Event()
+        self.held: dict[str, Transport] = {}  # host name -> its open connection (options.hold)
         self.result = RunResult(
             run_id=run_id,
             playbook=playbook.name,
@@ -218,7 +222,10 @@ class Runner:
             result.status = "failed"
             result.error = _one_line(f"{type(exc).__name__}: {exc}")
         finally:
-            await _quietly(st.transport.close())
+            if self.options.hold and result.status == "ok" and st.transport.connected:
+                self.held[result.name] = st.transport
+            else:
+                await _quietly(st.transport.close())
             self._emit(
                 st,
                 "done",
@@ -625,6 +632,12 @@ def _duration(seconds: float) -> str:
     if seconds >= 60 and seconds % 60 == 0:
         return f"{int(seconds // 60)}m"
     return f"{seconds:g}s"
+
+
+async def close_held(runner: Runner) -> None:
+    """Close the connections a run kept open (RunOptions.hold) that nobody took."""
+    held, runner.held = runner.held, {}
+    await asyncio.gather(*(_quietly(t.close()) for t in held.values()))
 
 
 async def _quietly(aw: Awaitable[Any]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,7 +22,7 @@ from repro.playbook import Playbook, RenderedStep, load_playbook, render
 from repro.render import SAVED
 from repro.report import write_report
 from repro.results import RunResult
-from repro.runner import HostPlan, RunOptions, Runner
+from repro.runner import HostPlan, RunOptions, Runner, close_held
 from repro.source import resolve_ref
 from repro.store import RUN_ID_RE, RunDir, atomic_write, new_run_id
 from repro.transport import TRANSPORTS, make_transport
@@ -232,7 +232,11 @@ async def execute_async(
         report_dir=prep.store,
         transport_factory=transport_factory,
         listener=listener,
-        options=prep.options,
+        # connections stay open for the run's ending when every host is worked on at once
+        # anyway (no more connections at a time than the run itself had)
+        options=replace(
+            prep.options, hold=(prep.options.forks or len(prep.plans)) >= len(prep.plans)
+        ),
         variables=prep.variables,
         commit=prep.commit,
     )
@@ -260,8 +264,15 @@ async def execute_async(
         for sig in installed:
             loop.remove_signal_handler(sig)
     comparison = compare(result)
-    write_report(prep.report_dir, result, comparison, formats=formats)
-    await _after(prep, result, comparison, transport_factory)
+    try:
+        write_report(prep.report_dir, result, comparison, formats=formats)
+
+        def reuse(host: Host) -> Transport:  # the run's own connection, while it is open
+            return runner.held.pop(host.name, None) or transport_factory(host)
+
+        await _after(prep, result, comparison, reuse)
+    finally:
+        await close_held(runner)
     return result, comparison
 
 

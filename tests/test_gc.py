@@ -186,3 +186,33 @@ def test_a_nightly_series_leaves_at_most_keep_run_dirs_per_host(tmp_path: Path) 
             assert not (root / ".cache" / "repro" / "runs").is_symlink()
     code, stdout, _ = run_cli("history", "--out", str(out), "--first-bad")
     assert code == 0 and "demo" in stdout
+
+
+def test_the_cleanup_rides_the_runs_own_connections(tmp_path: Path) -> None:
+    """After a reproducible run each host's work dir goes, over the connection the run had
+    open: one connection per host in all (a fleet of 100 pays no second handshake)."""
+    from repro.session import execute, prepare
+    from repro.transport import make_transport
+
+    made: list[str] = []
+
+    def counting(host: object) -> object:
+        made.append(host.name)  # type: ignore[attr-defined]
+        return make_transport(host)  # type: ignore[arg-type]
+
+    with LabThread(tmp_path / "lab") as lab:
+        prep = prepare(inventory=lab.inventory_path, playbook=DEMO, extra_vars={},
+                       out_dir=tmp_path / "reports")  # fmt: skip
+        _, comparison = execute(prep, transport_factory=counting)  # type: ignore[arg-type]
+        assert comparison.verdict == "reproducible"
+        assert sorted(made) == ["lab1", "lab2", "lab3"]
+        assert all(runs_on(h.root) == [] for h in lab.hosts)
+        assert prep.notes == []
+        # with fewer forks than hosts nothing is held: the ending connects again
+        made.clear()
+        prep = prepare(inventory=lab.inventory_path, playbook=DEMO, extra_vars={},
+                       out_dir=tmp_path / "reports")  # fmt: skip
+        prep.options.forks = 1
+        execute(prep, transport_factory=counting)  # type: ignore[arg-type]
+        assert sorted(made) == ["lab1", "lab1", "lab2", "lab2", "lab3", "lab3"]
+        assert all(runs_on(h.root) == [] for h in lab.hosts)
