@@ -360,6 +360,7 @@ def runs(
     playbook: str | None = None,
     since: str | None = None,
     commit: str | None = None,
+    facts: bool = False,
 ) -> list[RunEntry]:
     """Recorded runs, oldest first, with hosts and artifacts. Start times have whole seconds:
     runs that start in the same one are in the order they were recorded (ended)."""
@@ -384,12 +385,14 @@ def runs(
         arts: dict[int, list[ArtifactEntry]] = {}
         # One query per table for all runs: 10,000 runs must read in well under a second.
         sub = f"SELECT id FROM runs {clause}"
-        for run, name, status, error, facts in db.execute(
-            f"SELECT run, name, status, error, facts FROM hosts WHERE run IN ({sub}) "
+        # Facts are the bulk of the file and no view of the timeline needs them: read on demand.
+        column = "facts" if facts else "'{}'"
+        for run, name, status, error, text in db.execute(
+            f"SELECT run, name, status, error, {column} FROM hosts WHERE run IN ({sub}) "
             "ORDER BY run, rowid",
             args,
         ):
-            hosts.setdefault(run, []).append(HostEntry(name, status, error, _json(facts, {})))
+            hosts.setdefault(run, []).append(HostEntry(name, status, error, _json(text, {})))
         for run, name, status, groups in db.execute(
             f"SELECT run, name, status, groups FROM artifacts WHERE run IN ({sub}) "
             "ORDER BY run, name",
@@ -481,15 +484,13 @@ def first_bad(entries: list[RunEntry]) -> list[FirstBad]:
     out = []
     for playbook, rs in by_playbook(entries).items():
         whole = _transition(playbook, None, [(r, r.verdict) for r in rs])
-        names = sorted({a.name for r in rs for a in r.artifacts})
+        states: dict[str, list[tuple[RunEntry, str]]] = {}
+        for r in rs:  # one pass: a Guix build compares dozens of artifacts per run
+            for a in r.artifacts:
+                states.setdefault(a.name, []).append((r, _artifact_verdict(a)))
         per_artifact = []
-        for name in names:
-            states = []
-            for r in rs:
-                a = next((x for x in r.artifacts if x.name == name), None)
-                if a is not None:
-                    states.append((r, _artifact_verdict(a)))
-            t = _transition(playbook, name, states)
+        for name in sorted(states):
+            t = _transition(playbook, name, states[name])
             if t is not None:
                 per_artifact.append(t)
         out.append(FirstBad(playbook, whole, tuple(per_artifact)))

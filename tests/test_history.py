@@ -155,6 +155,8 @@ def test_recording_twice_keeps_one_row(db: Any) -> None:
     assert history.record(db, r, None) is True
     assert history.record(db, r, None) is False
     assert len(history.runs(db)) == 1
+    (run,) = history.runs(db, facts=True)  # facts are kept, read when asked for
+    assert run.hosts[0].facts == {"cores": 2} and history.runs(db)[0].hosts[0].facts == {}
 
 
 def test_a_version_1_file_is_migrated(tmp_path: Path) -> None:

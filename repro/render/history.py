@@ -10,7 +10,15 @@ from urllib.parse import quote
 
 from tabulate import tabulate
 
-from repro.history import Change, FirstBad, RunEntry, TimelineEntry, Transition, by_playbook
+from repro.history import (
+    ArtifactEntry,
+    Change,
+    FirstBad,
+    RunEntry,
+    TimelineEntry,
+    Transition,
+    by_playbook,
+)
 from repro.render.html import page_start
 from repro.render.safe import html_text, md_code, md_escape, term_safe
 
@@ -18,6 +26,8 @@ SCHEMA = "repro-history/1"
 SHORT = 12
 #: runs shown as columns of the per-host status grid on the HTML page (the newest ones)
 GRID_RUNS = 30
+#: rows of a playbook's timeline on the HTML page (the newest; older ones: --format md)
+TIMELINE_RUNS = 1000
 
 
 def _short(value: str | None) -> str:
@@ -204,7 +214,9 @@ def html_page(
     for playbook, rs in by_pb.items():
         parts.append(f"<h2>Playbook <code>{html_text(playbook)}</code></h2>")
         parts.append(_first_bad_html(fb.get(playbook)))
-        parts.append(_timeline_html(rs, changes, links))
+        parts.append(_timeline_html(rs[-TIMELINE_RUNS:], changes, links))
+        if len(rs) > TIMELINE_RUNS:
+            parts.append(f"<p>{len(rs) - TIMELINE_RUNS} older runs: repro history --format md</p>")
         parts.append(_artifacts_html(rs, changes, links))
         parts.append(_hosts_html(rs[-GRID_RUNS:], links))
     parts += ["</body>", "</html>"]
@@ -251,16 +263,15 @@ def _artifacts_html(
     if not names:
         return ""
     out = ["<h3>Hash changes per artifact</h3>"]
+    shown: dict[str, list[tuple[RunEntry, ArtifactEntry]]] = {name: [] for name in names}
+    for r in rs:  # per artifact: its first run, then each run where its hashes changed
+        changed = {c.subject for c in changes.get(r.run_id, ()) if c.kind.startswith("artifact")}
+        for a in r.artifacts:
+            if r is rs[0] or a.name in changed:
+                shown[a.name].append((r, a))
     for name in names:
         rows = []
-        for r in rs:
-            a = next((x for x in r.artifacts if x.name == name), None)
-            changed = any(
-                c.subject == name and c.kind.startswith("artifact")
-                for c in changes.get(r.run_id, ())
-            )
-            if a is None or not (changed or r is rs[0]):
-                continue
+        for r, a in shown[name]:
             groups = "<br>".join(
                 f"{_code(s[:SHORT])}: {html_text(', '.join(hs))}" for s, hs in a.groups
             )
