@@ -114,3 +114,29 @@ def test_resumes_from_saved_state(tmp_path: Path) -> None:
     state.write_text("{not json")
     with pytest.raises(Exception, match="cannot resume"):
         bisect.load_state(state, bisect.Bisection("0" * 40, commits[-1], commits))
+
+
+def test_bad_input_is_exit_2_and_builds_nothing(
+    repo: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fixtures.nightly_repo import PLAYBOOK
+    from tests.test_cli_inprocess import run_cli
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    origin, c = repo
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("all:\n  hosts:\n    h1: {ansible_host: 127.0.0.1}\n")
+    out = tmp_path / "reports"
+    base = ["bisect", "-i", str(inv), "-p", str(PLAYBOOK), "--out", str(out)]
+    cases = [
+        ([*base, "--good", c[0], "--bad", c[3]], "needs a repository"),
+        ([*base, "-e", f"repo_url={origin}", "--good", c[5], "--bad", c[1]], "not an ancestor"),
+        ([*base, "-e", f"repo_url={origin}", "--good", c[0], "--bad", "main@{1}"], "not a valid"),
+        ([*base, "-e", f"repo_url={tmp_path / 'nowhere'}", "--good", c[0], "--bad", c[1]], "git"),
+        ([*base, "-e", f"repo_url={origin}", "--good", c[0]], "--bad"),
+    ]
+    for argv, said in cases:
+        code, _, err = run_cli(*argv)
+        assert code == 2 and said in err, (argv, err)
+        assert err.count("\n") == 1, err  # one clear line
+    assert not out.exists()  # nothing was run, nothing written
