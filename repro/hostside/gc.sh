@@ -30,13 +30,17 @@ protected() {
 }
 
 busy() {  # $1: a run dir; true while any round of it may still run or is about to start
+  # any supervisor of it alive (every pid file names one, a step's or its round's)
+  for f in "$1/$steps"/*.pid; do
+    [ -s "$f" ] || continue
+    rd "$f"; alive "$v" && return 0
+  done
   started=0
   for l in "$1/$steps"/*-plan.lock; do
     [ -e "$l" ] || continue
     started=1
     k=${l%.lock}
-    [ -s "$k.rc" ] && continue
-    if [ -s "$k.pid" ]; then rd "$k.pid"; alive "$v" && return 0; continue; fi
+    [ -s "$k.rc" ] || [ -s "$k.pid" ] && continue
     rd "$l"; [ -n "$v" ] || return 0
     clock; [ $((now - v)) -lt 30 ] && return 0
   done
