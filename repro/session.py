@@ -257,14 +257,14 @@ async def execute_async(
     tick = getattr(listener, "tick", None)
     ticker = asyncio.ensure_future(tick()) if callable(tick) else None
     try:
-        result = await runner.run()
-    finally:
-        if ticker:
-            ticker.cancel()
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-    comparison = compare(result)
-    try:
+        try:
+            result = await runner.run()
+        finally:
+            if ticker:
+                ticker.cancel()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+        comparison = compare(result)
         write_report(prep.report_dir, result, comparison, formats=formats)
 
         def reuse(host: Host) -> Transport:  # the run's own connection, while it is open
