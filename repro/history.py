@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from repro.errors import ReportError
 
@@ -74,16 +74,16 @@ class HistoryError(ReportError):
 # --- records ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class HostEntry:
+# Named tuples, not dataclasses: a long history holds tens of thousands of these, and a
+# frozen dataclass costs several times as much to make.
+class HostEntry(NamedTuple):
     name: str
     status: str
-    error: str | None = None
-    facts: dict[str, Any] = field(default_factory=dict, compare=False)
+    error: str | None
+    facts: dict[str, Any]  # {} unless asked for (runs(facts=True))
 
 
-@dataclass(frozen=True)
-class ArtifactEntry:
+class ArtifactEntry(NamedTuple):
     name: str
     status: str
     groups: tuple[tuple[str, tuple[str, ...]], ...]  # (sha256, hosts), largest group first
@@ -384,21 +384,22 @@ def runs(
         hosts: dict[int, list[HostEntry]] = {}
         arts: dict[int, list[ArtifactEntry]] = {}
         # One query per table for all runs: 10,000 runs must read in well under a second.
-        sub = f"SELECT id FROM runs {clause}"
+        sub = f"SELECT id FROM runs {clause}" if clause else ""
+        only = f"WHERE run IN ({sub})" if sub else ""
         # Facts are the bulk of the file and no view of the timeline needs them: read on demand.
-        column = "facts" if facts else "'{}'"
+        column = "facts" if facts else "NULL"
         for run, name, status, error, text in db.execute(
-            f"SELECT run, name, status, error, {column} FROM hosts WHERE run IN ({sub}) "
+            f"SELECT run, name, status, error, {column} FROM hosts {only} "
             "ORDER BY run, rowid",
             args,
         ):
-            hosts.setdefault(run, []).append(HostEntry(name, status, error, _json(text, {})))
+            found = _json(text, {}) if text is not None else {}
+            hosts.setdefault(run, []).append(HostEntry(name, status, error, found))
         for run, name, status, groups in db.execute(
-            f"SELECT run, name, status, groups FROM artifacts WHERE run IN ({sub}) "
-            "ORDER BY run, name",
+            f"SELECT run, name, status, groups FROM artifacts {only} ORDER BY run, name",
             args,
         ):
-            parsed = tuple((str(g[0]), tuple(g[1])) for g in _json(groups, []))
+            parsed = tuple([(str(g[0]), tuple(g[1])) for g in _json(groups, [])])
             arts.setdefault(run, []).append(ArtifactEntry(name, status, parsed))
     except sqlite3.Error as exc:
         raise HistoryError(f"cannot read the history: {exc}") from exc

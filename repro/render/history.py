@@ -8,8 +8,6 @@ import json
 from collections.abc import Callable
 from urllib.parse import quote
 
-from tabulate import tabulate
-
 from repro.history import (
     ArtifactEntry,
     Change,
@@ -77,7 +75,21 @@ def table(items: list[TimelineEntry]) -> str:
         for t in items
     ]
     headers = ["started", "playbook", "commit", "verdict", "hosts ok", "changed since previous"]
-    return tabulate(rows, headers, tablefmt="simple", disable_numparse=True) + "\n"
+    return _columns(headers, rows)
+
+
+def _columns(headers: list[str], rows: list[list[str]]) -> str:
+    """tabulate's "simple" layout, made directly: a long history has ten thousand rows, which
+    tabulate would spend seconds on guessing column types that are all text here."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    last = len(headers) - 1
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c if i == last else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    out = [line(headers), "  ".join("-" * w for w in widths)]
+    out += [line(r).rstrip() for r in rows]
+    return "\n".join(out) + "\n"
 
 
 def markdown(items: list[TimelineEntry]) -> str:
@@ -177,7 +189,8 @@ def as_json(items: list[TimelineEntry], found: list[FirstBad] | None) -> str:
             }
             for fb in found
         ]
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+    # No indent: json's C encoder only runs without one, and a long history is megabytes.
+    return json.dumps(data, sort_keys=True) + "\n"
 
 
 # --- HTML ------------------------------------------------------------------------------------

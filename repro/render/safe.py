@@ -23,6 +23,8 @@ _CODE_SAFE = re.compile(r"[A-Za-z0-9._+/-]+")
 
 def term_safe(s: str) -> str:
     """One line a terminal shows as-is: every control or invisible character becomes `\\xNN`."""
+    if s.isprintable():  # no Cc/Cf/Zl/Zp character in it (the common case, fast in C)
+        return s
     return "".join(_visible(ch) if unicodedata.category(ch) in _HIDDEN else ch for ch in s)
 
 
