@@ -7,8 +7,17 @@ setup(
     version="0.1.0",
     description="Run a pinned (Guix) build on many hosts over SSH and compare the bytes.",
     python_requires=">=3.11",
-    packages=find_packages(include=["repro", "repro.*"]),
-    package_data={"repro": ["py.typed"], "repro.hostside": ["*.sh"]},
+    # The built-in playbooks (and the files they ship, like the demo's sources) stay in
+    # playbooks/ in a checkout and are installed as repro/playbooks/: the wheel is the product,
+    # and `repro demo` must work from it (repro.commands.playbooks_dir finds either).
+    packages=[*find_packages(include=["repro", "repro.*"]), "repro.playbooks"],
+    package_dir={"repro.playbooks": "playbooks"},
+    package_data={
+        "repro": ["py.typed"],
+        # the POSIX sh repro runs on hosts (repro/hostside/__init__.py assembles it)
+        "repro.hostside": ["*.sh"],
+        "repro.playbooks": ["*.yaml", "**/*"],
+    },
     install_requires=[
         "asyncssh>=2.14",
         "fabric>=3.2",
@@ -18,14 +27,12 @@ setup(
     ],
     extras_require={
         "test": [
-            "pytest>=8",
-            "mypy>=1.8",
-            "types-PyYAML",
-            "types-tabulate",
-            "types-paramiko",
-            # lint the CI jobs of docs/nightly.md offline (schemas vendored in the package)
+            "pytest>=8", "mypy>=1.8", "types-PyYAML", "types-tabulate", "types-paramiko",
+            # tests/test_wheel.py builds the wheel offline, without build isolation
+            "setuptools>=61", "wheel",
+            # docs/nightly.md's CI jobs are checked offline (the package vendors the schemas)
             "check-jsonschema>=0.28",
         ],
-    },
+    },  # fmt: skip
     entry_points={"console_scripts": ["repro = repro.cli:main_entry"]},
 )

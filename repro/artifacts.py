@@ -6,155 +6,50 @@ from __future__ import annotations
 
 import re
 import shlex
-import unicodedata
 from typing import TYPE_CHECKING
 
+from repro import hostside
 from repro.errors import PlaybookError, UntrustedOutput
+from repro.paths import glob_problem, relpath_ok, safe_name
 from repro.results import ArtifactHash
 
 if TYPE_CHECKING:
     from repro.playbook import Playbook
 
-MAX_NAME = 255
 MAX_OUTPUT = 4 * 1024 * 1024  # characters; 10000 artifacts with long names fit easily
 _HASH_RE = re.compile(r"[0-9a-f]{64}")
 _SIZE_RE = re.compile(r"[0-9]{1,20}")
-# Cc: terminal escapes and newlines; Cf: bidi overrides and zero-width characters that make a
-# name look like another one; Cs/Co/Cn: surrogates (undecodable bytes), private, unassigned.
-_BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
-
-
-def safe_name(name: str) -> bool:
-    """Whether `name` is a canonical relative path that is safe to show and to join to a dir.
-
-    Not empty, at most 255 characters, not absolute, no backslash, no empty, `.` or `..`
-    segment, and no control, format (bidi, zero-width), surrogate or unassigned characters.
-    """
-    if not isinstance(name, str) or not name or len(name) > MAX_NAME:
-        return False
-    if name.startswith("/") or "\\" in name:
-        return False
-    if any(seg in ("", ".", "..") for seg in name.split("/")):
-        return False
-    return not any(unicodedata.category(ch) in _BAD_CATEGORIES for ch in name)
 
 
 # --- the command run on the host ---------------------------------------------------------------
 
 # Every process a host starts costs (a lab of a hundred hosts shares two cores), so the command
-# is one `find` whose `-exec … +` batch hashes every file with ONE sha256sum and ONE wc and
-# joins the two with shell builtins: five processes in all (the login shell, find, the batch's
-# sh, sha256sum, wc) for every spec and file, until the names fill 32 KiB (about 500 files).
-#
-# The batch script. The generated `classify` (which specs match a path, so which names it gets)
-# and `manifest` (the files a manifest lists) are prepended; both `queue PATH NAME`. A newline
-# in a path could forge a whole output line, so such a path fails the command. `flush` hashes
-# the queue with one sha256sum and one wc, and pairs their lines with the paths by position
-# (both keep their arguments' order) after checking the counts. The queue is flushed every
-# 32 KiB of paths: a long manifest never meets the argument limit, and appending to the
-# queue (a copy of it in sh) stays cheap.
-_BATCH = r"""
-# Lists are split on newlines only and never globbed; no queued path has a newline.
-IFS=$nl
-set -f
-c=0
-queue() {
-  T=$T$1$nl
-  N=$N$2$nl
-  c=$((c + ${#1} + 1))
-  [ $c -lt 32768 ] || flush
-}
-bad() { printf 'repro: unexpected output from %s; nothing hashed\n' "$1" >&2; exit 1; }
-flush() {
-  [ -n "$T" ] || return 0
-  set -- $T
-  n=$#
-  if command -v sha256sum >/dev/null 2>&1; then H=$(sha256sum -- "$@")
-  else H=$(shasum -a 256 -- "$@")  # BSD, macOS
-  fi || { printf 'repro: cannot hash the artifacts\n' >&2; exit 1; }
-  S=$(wc -c -- "$@") || { printf 'repro: cannot read the artifacts\n' >&2; exit 1; }
-  set -- $H
-  [ $# -eq $n ] || bad sha256sum
-  set -- $S
-  [ $# -eq $n ] || { [ $n -gt 1 ] && [ $# -eq $((n + 1)) ]; } || bad wc
-  set -- $T $N $H $S
-  i=0
-  while [ $i -lt $n ]; do
-    i=$((i + 1))
-    eval "p=\${$i} m=\${$((n + i))} h=\${$((2 * n + i))} s=\${$((3 * n + i))}"
-    # The line must name its path. GNU escapes a name with \ or CR and marks the line with
-    # a leading \: position pairs it, and the controller's parser refuses such a name.
-    case $h in
-      $q"  $p"|$q" *$p") h=${h%"${h#$q}"};;
-      \\$q" "*) h=${h#\\}; h=${h%"${h#$q}"};;
-      *) bad sha256sum;;
-    esac
-    s=${s#"${s%%[! ]*}"}
-    s=${s%%" "*}
-    case $s in ''|*[!0-9]*) bad wc;; esac
-    printf '%s %s %s\n' "$h" "$s" "$m"
-  done
-  T= N= c=0
-}
-for f do
-  case $f in *"$nl"*) printf 'repro: refusing a file name with a newline\n' >&2; exit 1;; esac
-  classify "$f"
-done
-flush
-exit 0
-"""
+# is one `find` whose `-exec … +` batch (repro/hostside/hash.sh) hashes every file with ONE
+# sha256sum and ONE wc and joins the two with shell builtins: five processes in all (the login
+# shell, find, the batch's sh, sha256sum, wc) for every spec and file, until the names fill
+# 32 KiB (about 500 files). The generated `classify` and, with manifests, `manifest`
+# (repro/hostside/hash-manifest.sh) come before the batch. A carriage return (which manifests
+# written on Windows end their lines with) is set here: it has no place in a text file.
+_CR = "CR='\r'\n"
 
-# `manifest FILE BASE`: a SHA256SUMS-style manifest. Every listed name that is a regular file
-# (not a symlink) inside the work dir ($W, physical) is queued under its listed name; unsafe
-# names and files outside are skipped with a warning. The real file is hashed, never the
-# claim. `cd -P` + $PWD resolve the file's dir without a `$(…)` process per listed file.
-_MANIFEST = r"""
-cd -P -- . || exit 1
-W=$PWD last=
-manifest() {
-  d=${1%/*}
-  while IFS= read -r line || [ -n "$line" ]; do
-    rest=${line#$q}
-    case ${line%"$rest"} in ''|*[!0-9a-fA-F]*) continue;; esac
-    case $rest in '  '*|' *'*) l=${rest#??}; l=${l%"$CR"};; *) continue;; esac
-    case /$l/ in //*|*//*|*/./*|*/../*)
-      printf 'repro: %s lists an unsafe name; skipped\n' "$1" >&2; continue;;
-    esac
-    t=$d/$2/$l
-    if [ ! -f "$t" ] || [ -L "$t" ]; then continue; fi
-    # Listed files share a few dirs: each dir is resolved once, not once per file.
-    if [ "${t%/*}" != "$last" ]; then
-      cd -P -- "${t%/*}" 2>/dev/null || continue
-      td=$PWD last=${t%/*}
-      cd -P -- "$W" || exit 1
-    fi
-    case $td/ in "$W"/*) ;; *)
-      printf 'repro: %s lists a file outside the work dir; skipped\n' "$1" >&2; continue;;
-    esac
-    queue "$t" "$l"
-  done < "$1"
-}
-"""
 
-# nl, CR and 64 `?` (one hash's worth of any characters), without a `$(printf …)` process.
-_HEAD = "nl='\n'\nCR='\r'\nq='" + "?" * 64 + "'\nT=\nN=\n"
+def batch_script(playbook: Playbook, *, comments: bool = False) -> str:
+    """The batch script for `playbook`'s specs (with its files' comments: `comments`)."""
+    specs = _specs(playbook)
+    manifest = hostside.load("hash-manifest.sh", comments=comments) if playbook.manifests else ""
+    return _CR + manifest + _classify(specs) + hostside.load("hash.sh", comments=comments)
 
-# Mirrors the playbook's checks; the globs go unquoted into `case` patterns on the host, so
-# hash_command re-checks them itself: each [...] closed inside its own segment, no '/' in it.
-_GLOB_SEGMENT_RE = re.compile(r"(?:[A-Za-z0-9_.*?+@=,:-]|\[[A-Za-z0-9_.*?+@=,:-]+\])+")
-_DIR_RE = re.compile(r"[A-Za-z0-9_.+@=,:-]+(?:/[A-Za-z0-9_.+@=,:-]+)*")
+# The globs go unquoted into `case` patterns on the host: hash_command checks them with the
+# playbook's own grammar (repro.paths) whatever Playbook it is handed.
 
 
 def _segments(dir_: str, glob: str, what: str) -> list[str]:
     """The path segments of `dir_/glob` below the work dir, checked (PlaybookError if unsafe)."""
-    if dir_ != "." and not (_DIR_RE.fullmatch(dir_) and safe_name(dir_)):
+    if not relpath_ok(dir_, dot_ok=True):
         raise PlaybookError(f"{what}.dir: {dir_!r} is not a plain relative path")
-    parts = [] if dir_ == "." else dir_.split("/")
-    for seg in glob.split("/"):
-        if seg in (".", "..") or not _GLOB_SEGMENT_RE.fullmatch(seg):
-            raise PlaybookError(f"{what}.glob: {glob!r} cannot be matched safely on a host")
-        parts.append(seg)
-    return parts
+    if glob_problem(glob) is not None:
+        raise PlaybookError(f"{what}.glob: {glob!r} cannot be matched safely on a host")
+    return ([] if dir_ == "." else dir_.split("/")) + glob.split("/")
 
 
 def _deeper(depth: int) -> str:
@@ -271,7 +166,7 @@ def hash_command(playbook: Playbook) -> str:
     specs = _specs(playbook)
     if not specs:
         return "true"
-    script = _HEAD + (_MANIFEST if playbook.manifests else "") + _classify(specs) + _BATCH
+    script = batch_script(playbook)
     if not playbook.manifests and not any(_GLOB_CHARS & set(s.pattern) for s in specs):
         return _literal_command(specs, script)
     words = ["find", ".", *_find_expr(specs), "-exec", "sh", "-c", script, "sh", "{}", "+"]

@@ -1,21 +1,30 @@
 """The command line: parse arguments, call the library, map errors to exit codes, render.
 
 Exit codes (DESIGN.md): 0 reproducible, 1 an artifact differs, 2 bad input (nothing run),
-3 inconclusive (a host failed or was unreachable, or the quorum was not met).
+3 inconclusive (a host failed or was unreachable, or the quorum was not met), 4 repro itself
+failed (a bug, or a report it cannot write: one line, and a debug log), 130 stopped by the user.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import tempfile
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Sequence, TextIO
 
 from repro import __version__
-from repro.errors import InputError, ReproError, UsageError
+from repro.errors import Aborted, ControllerError, InputError, ReproError, UsageError
 from repro.render import FACTS_FORMATS, FORMATS
 from repro.transport import TRANSPORTS
 
 EXIT_USAGE = 2
+EXIT_CRASH = 4
+EXIT_ABORTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -144,17 +153,76 @@ def main(
 ) -> int:
     out = stdout or sys.stdout
     err = stderr or sys.stderr
+    # The error boundary (pypa/build's and pyinfra's): every way out is one of the exit codes.
     try:
-        args = build_parser().parse_args(argv)
-        from repro import commands
+        with _stopped_by_signals():
+            args = build_parser().parse_args(argv)
+            from repro import commands
 
-        return commands.dispatch(args, out, err)
+            return commands.dispatch(args, out, err)
+    except Aborted as exc:
+        err.write(f"repro: {_one_line(exc)}\n")
+        return EXIT_ABORTED
+    except ControllerError as exc:
+        return _crashed(exc, f"error: {_one_line(exc)}", argv, err)
     except ReproError as exc:
         err.write(f"repro: error: {exc}\n")
         return exc.exit_code if isinstance(exc, InputError) else 3
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Stop):
         err.write("repro: interrupted\n")
-        return 130
+        return EXIT_ABORTED
+    except Exception as exc:  # a bug: never 1 (a difference) nor 2 (bad input)
+        what = f"internal error: {type(exc).__name__}: {_one_line(exc)}"[:300]
+        return _crashed(exc, what, argv, err)
+
+
+class _Stop(BaseException):
+    """SIGTERM or SIGHUP outside a run (a run cancels its hosts and writes its report)."""
+
+
+@contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP stop the CLI like Ctrl-C does (exit 130), not with the signal's
+    own status. Only in the main thread; the handlers before are put back after."""
+    before = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            before[sig] = signal.signal(sig, _raise_stop)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def _crashed(exc: BaseException, what: str, argv: Sequence[str] | None, err: TextIO) -> int:
+    """Exit 4: one line for the terminal, the traceback in a debug log only its owner reads."""
+    try:
+        log = write_debug_log(exc, sys.argv[1:] if argv is None else list(argv))
+        where = f"details in {log}"
+    except OSError as e:  # the disk that refused the report may refuse this too
+        where = f"no debug log: {e.strerror or e}"
+    err.write(f"repro: {what} ({where})\n")
+    return EXIT_CRASH
+
+
+def write_debug_log(exc: BaseException, argv: list[str]) -> str:
+    """The traceback of `exc` in a new file (0600) in the temp dir; returns its path."""
+    fd, path = tempfile.mkstemp(prefix="repro-debug-", suffix=".log")  # 0600 from the start
+    with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
+        f.write(f"repro {__version__}, Python {sys.version.split()[0]}\nargv: {argv!r}\n\n")
+        f.write("".join(traceback.format_exception(exc)))
+    return path
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def main_entry() -> None:

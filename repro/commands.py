@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from repro import commands_nightly as nightly
 from repro.compare import Comparison
-from repro.errors import ReproError, UsageError
+from repro.errors import ReportWriteError, ReproError, Unfinished, UsageError
 from repro.events import Listener
 from repro.inventory import load_inventory, parse_extra_vars, select
 from repro.results import RunResult
@@ -66,11 +68,13 @@ def make_listener(hosts: list[str], err: TextIO, verbose: bool) -> Listener:
 
 
 def playbooks_dir() -> Path:
-    """The built-in playbooks: `playbooks/` beside the `repro` package in a checkout."""
-    here = Path(__file__).resolve().parent.parent / "playbooks"
-    if not here.is_dir():
-        raise UsageError(f"built-in playbooks not found at {here}; run from a repro checkout")
-    return here
+    """The built-in playbooks: `repro/playbooks/` when installed (package data, see setup.py),
+    `playbooks/` beside the `repro` package in a checkout."""
+    package = Path(__file__).resolve().parent
+    for here in (package / "playbooks", package.parent / "playbooks"):
+        if (here / "demo.yaml").is_file():
+            return here
+    raise UsageError(f"built-in playbooks not found in {package}: a broken install of repro?")
 
 
 def finish(
@@ -105,6 +109,21 @@ def _formats(fmt: str) -> tuple[str, ...]:
     from repro.render import FILE_FORMATS, SAVED
 
     return SAVED + ((fmt,) if fmt in FILE_FORMATS and fmt not in SAVED else ())
+
+
+@contextlib.contextmanager
+def shown_anyway(fmt: str, out: TextIO) -> Iterator[None]:
+    """A run stopped by the user, or whose report cannot be written, still prints what it
+    gathered before the CLI maps the error to its exit code (130, 4): no result is lost."""
+    from repro.render import render
+
+    try:
+        yield
+    except Unfinished as exc:
+        if exc.outcome is not None:
+            run, comparison = exc.outcome
+            out.write(render(fmt, run, comparison, width=term_width(out), color=is_tty(out)))
+        raise
 
 
 # --- run, demo, report -----------------------------------------------------------------------
@@ -146,9 +165,10 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     prep.history = nightly.history_path(args)
     names = [p.host.name for p in prep.plans]
     err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")
-    run, comparison = execute(
-        prep, listener=make_listener(names, err, args.verbose), formats=_formats(args.format)
-    )
+    with shown_anyway(args.format, out):
+        run, comparison = execute(
+            prep, listener=make_listener(names, err, args.verbose), formats=_formats(args.format)
+        )
     return finish(run, comparison, prep, args.format, out, err)
 
 
@@ -188,7 +208,8 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return prep, run, comparison
 
     try:
-        prep, run, comparison = asyncio.run(go())
+        with shown_anyway(args.format, out):
+            prep, run, comparison = asyncio.run(go())
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return finish(run, comparison, prep, args.format, out, err)
@@ -216,7 +237,10 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         from repro.store import atomic_write
 
         dest = Path(args.output)
-        atomic_write(dest, text)
+        try:
+            atomic_write(dest, text)
+        except OSError as e:
+            raise ReportWriteError(f"{dest}: cannot write the report: {e.strerror}") from e
         err.write(f"wrote {dest}\n")
     return 0
 

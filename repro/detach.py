@@ -33,6 +33,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from repro import hostside
 from repro.errors import HostError
 from repro.transport.base import Completed, Transport
 
@@ -50,269 +51,14 @@ MAX_ARG_SCRIPT = 20 * 1024
 #: fields)
 MAX_COMMAND = 32768 - 1024
 
-# Shell builtins (`read`, `printf`, tests, noclobber redirections) wherever one will do: a
-# quick round costs the host the supervisor, a `sh` per step, one timer, one `wc` and one `cat`.
-#
-# `rd FILE` puts the file's first line in $v (empty if none). The clock is seconds since boot
-# from /proc/uptime (read, no `date` process); a build never outlives a reboot, so start and
-# now always share it. bash as `sh` is in POSIX mode, but one called as bash is not, and only
-# POSIX mode lets a trapped signal end a `wait` (the launcher's bounded wait needs that).
-_LIB = r"""
-[ -z "${BASH_VERSION-}" ] || set -o posix
-nl='
-'
-rd() { v=; [ -s "$1" ] && IFS= read -r v < "$1"; return 0; }
-clock() { if IFS=' ' read -r now _ < /proc/uptime 2>/dev/null; then now=${now%.*}; else now=$(date +%s); fi; }
-# A zombie answers kill -0 until its new parent reaps it; it counts as gone.
-alive() {
-  kill -0 "$1" 2>/dev/null || return 1
-  [ -r "/proc/$1/status" ] || return 0
-  while read -r key val _; do
-    if [ "$key" = State: ]; then [ "$val" != Z ]; return; fi
-  done < "/proc/$1/status"
-  return 0
-}
-# Is step $k running? Its supervisor is alive; or it started (lock) and the pid is not written
-# yet (the first 30 s); or it was not reached yet and the round's supervisor is alive (or was
-# launched less than 30 s ago and has not written its pid yet).
-running() {
-  if [ -s "$d/$k.pid" ]; then rd "$d/$k.pid"; alive "$v"; return; fi
-  if [ -e "$d/$k.lock" ]; then
-    [ ! -e "$d/$k.killed" ] || return 1
-    rd "$d/$k.start"; [ -n "$v" ] || return 0
-    clock; [ $((now - v)) -lt 30 ]; return
-  fi
-  [ ! -e "$d/$k.killed" ] && [ -e "$d/$p.lock" ] && [ ! -s "$d/$p.rc" ] || return 1
-  if [ -s "$d/$p.pid" ]; then rd "$d/$p.pid"; alive "$v"; return; fi
-  rd "$d/$p.lock"; [ -n "$v" ] || return 1
-  clock; [ $((now - v)) -lt 30 ]
-}
-# Wait (naps, at most $wt hundredths of a second) while step $k runs without an exit status.
-# Naps start short: a step about to end costs ~20 ms, a long one is looked at once a second.
-follow() {
-  n=0
-  while [ ! -s "$d/$k.rc" ] && [ $n -lt "$wt" ] && running; do
-    if [ $n -lt 20 ]; then sleep 0.02; n=$((n + 2)); else sleep 0.1; n=$((n + 10)); fi
-  done
-}
-"""
-
-# The reply: one header line for the round, one per step reported, then the steps' log bytes
-# one after the other (each header says how many). Steps from the $i-th key of $keys on (its log
-# from byte $off), for as long as they ended with status 0 and their whole log fits in the
-# $chunk budget. Liveness is read BEFORE the rc file: a step that ends in between is seen as
-# finished, never as vanished. One `wc` measures every log; when every step reported has ended,
-# one `cat` sends them all (the controller checks the total against the sizes, and asks again
-# with exact=1, a `head -c` per log, if something still wrote to a log after its step ended).
-_REPLY = r"""
-reply() {
-  cnt=0; j=0; logs=
-  for k in $keys; do
-    j=$((j + 1)); [ $j -lt $i ] && continue
-    cnt=$((cnt + 1))
-    a=0; running && a=1
-    rc=-; rd "$d/$k.rc"; [ -n "$v" ] && rc=$v
-    s=0; [ -e "$d/$k.lock" ] && s=1
-    x=0; [ -e "$d/$k.killed" ] && x=1
-    # not started, and its round's supervisor was killed on purpose (`repro cancel` between
-    # two steps): this step was cancelled too
-    [ $s = 0 ] && [ -e "$d/$p.killed" ] && x=1
-    t=-; rd "$d/$k.start"; [ -n "$v" ] && t=$v
-    h=0; [ -s "$d/$k.log" ] && { h=1; logs="$logs$nl$d/$k.log"; }
-    eval "K$cnt=\$k R$cnt=\$rc A$cnt=\$a S$cnt=\$s X$cnt=\$x T$cnt=\$t H$cnt=\$h"
-    [ "$rc" = 0 ] || break
-  done
-  # lists hold one path per line (the step dir may have spaces; never a newline)
-  set -f; IFS=$nl
-  if [ -n "$logs" ]; then set -- $(wc -c -- $logs); else set --; fi
-  c=0; left=$chunk; all=1; cats=
-  while [ $c -lt $cnt ]; do
-    c=$((c + 1))
-    eval "k=\$K$c h=\$H$c rc=\$R$c"
-    size=0
-    if [ "$h" = 1 ] && [ $# -ge 1 ]; then
-      size=${1#"${1%%[! ]*}"}; size=${size%%" "*}; shift
-      case $size in ''|*[!0-9]*) size=0;; esac
-    fi
-    o=0; [ $c -eq 1 ] && o=$off
-    want=$((size - o)); [ $want -lt 0 ] && want=0
-    [ $want -gt $left ] && want=$left
-    left=$((left - want))
-    eval "Z$c=\$size W$c=\$want O$c=\$o"
-    { [ $o -eq 0 ] && [ $want -eq $size ] && [ "$rc" != - ]; } || all=0
-    [ $want -eq 0 ] || cats="$cats$nl$d/$k.log"
-    # a step whose log is not all sent ends the reply: the next poll goes on from there
-    [ $want -ge $((size - o)) ] || { cnt=$c; break; }
-  done
-  clock
-  echo "repro-plan n=$cnt now=$now fresh=$fresh"
-  c=0
-  while [ $c -lt $cnt ]; do
-    c=$((c + 1))
-    eval "echo \"repro-poll key=\$K$c rc=\$R$c alive=\$A$c started=\$S$c killed=\$X$c size=\$Z$c take=\$W$c t0=\$T$c\""
-  done
-  if [ "$all" = 1 ] && [ "$exact" != 1 ]; then
-    [ -z "$cats" ] || cat -- $cats
-  else
-    c=0
-    while [ $c -lt $cnt ]; do
-      c=$((c + 1))
-      eval "k=\$K$c want=\$W$c o=\$O$c"
-      [ "$want" -gt 0 ] || continue
-      if [ "$o" -eq 0 ]; then head -c "$want" -- "$d/$k.log"
-      else tail -c +$((o + 1)) -- "$d/$k.log" | head -c "$want"; fi
-    done
-  fi
-  exit 0
-}
-"""
-
-# The supervisor, in its own session (setsid): its pid is the process group of every step of
-# the round, so a timeout or a cancel kills them all with one `kill`. $1 step dir, $2 plan id,
-# then the keys in order. Before each step it looks for `cancelled` (left by `repro cancel`);
-# after a step that failed nothing more runs.
-_SUPERVISOR = r"""
-# A step is its script read by a subshell of this one: a fork, without exec'ing a new shell
-# (the cost that counts when a host runs many quick steps). It must not see the supervisor's
-# variables or functions, so they are dropped first; only _repro_f (the script's path) stays.
-step() {
-  (
-    _repro_f=$d/$k.sh
-    unset d p k rc now v nl key val
-    unset -f rd clock alive running follow step
-    . "$_repro_f"
-  )
-}
-d=$1; p=$2; shift 2
-echo $$ > "$d/$p.pid"
-rc=0
-for k do
-  if [ -e "$d/cancelled" ]; then echo cancelled > "$d/$k.killed"; rc=130; break; fi
-  clock; echo "$now" > "$d/$k.start"
-  echo $$ > "$d/$k.pid"
-  : > "$d/$k.lock"
-  case $k in
-    *-hash) step > "$d/$k.log" 2> "$d/$k.err" < /dev/null; rc=$? ;;
-    *) step > "$d/$k.log" 2>&1 < /dev/null; rc=$? ;;
-  esac
-  echo $rc > "$d/$k.rc"
-  [ $rc -eq 0 ] || break
-done
-echo $rc > "$d/$p.rc"
-# Nothing of the round outlives it: what a step left running in the background (still in this
-# process group) gets SIGTERM now; `repro cancel` KILLs whatever ignores it. One syscall, no wait.
-trap '' TERM
-kill -TERM "-$$" 2>/dev/null
-exit 0
-"""
-
-# The launcher. $1 step dir, $2 plan id, $3 work dir, $4 wait (hundredths), $5 chunk, $6 how
-# the scripts come: `arg` (one argument each after the keys: the exec request carries the whole
-# command line or nothing, so a script never arrives cut short) or `files` (uploaded already as
-# <key>.sh), $7 the number of keys, then the keys. The plan lock is created with noclobber
-# (O_EXCL): if it exists the round was already launched (the reply to an earlier launch was
-# lost with the connection, or this is --resume) and this simply reports its state. The
-# supervisor is this shell's child, so a quick round is waited for with `wait`, bounded by a
-# timer whose SIGCHLD also ends the wait: no naps, no polling.
-_LAUNCH = (
-    r"""
-set -u
-d=$1; p=$2; w=$3; wt=$4; chunk=$5; how=$6; m=$7; shift 7
-i=1; off=0; fresh=0; exact=0; keys=
-while [ $m -gt 0 ]; do keys="$keys $1"; shift; m=$((m - 1)); done
-{ [ -d "$d" ] && [ -d "$w" ]; } || mkdir -p -- "$d" "$w" || exit 90
-clock
-set -C
-if [ -e "$d/cancelled" ] && { echo "$now" > "$d/$p.lock"; } 2>/dev/null; then
-  # `repro cancel` came first: the round never starts; its first step reads as cancelled.
-  set +C
-  for k in $keys; do echo cancelled > "$d/$k.killed"; break; done
-  echo 130 > "$d/$p.rc"
-elif { echo "$now" > "$d/$p.lock"; } 2>/dev/null; then
-  set +C
-  fresh=1
-  for k in $keys; do
-    if [ "$how" = arg ]; then printf '%s\n' "$1" > "$d/$k.sh" || exit 91; shift
-    elif [ ! -f "$d/$k.sh" ]; then echo "repro: $k.sh was not uploaded" >&2; exit 92; fi
-  done
-  trap : CHLD
-  (cd -- "$w" && exec setsid sh -c "$0" repro-supervisor "$d" "$p" $keys) > /dev/null 2>&1 < /dev/null &
-  sup=$!
-  if [ "$wt" -ge 50 ]; then
-    # A timer that ended before `wait` began would leave it waiting for the whole round: a
-    # race only a wait of a few hundredths can lose, so short waits nap instead (below).
-    f=$((wt % 100)); [ $f -lt 10 ] && f=0$f
-    sleep "$((wt / 100)).$f" &
-    timer=$!
-    wait "$sup"
-    kill "$timer" 2>/dev/null
-  else
-    for k in $keys; do follow; break; done
-  fi
-  trap - CHLD
-else
-  set +C
-  for k in $keys; do follow; break; done
-fi
-"""
-    + _REPLY
-    + "reply\n"
-)
-
-# The poll. $1 step dir, $2 plan id, $3 index of the key to follow (from 1), $4 its log
-# offset, $5 wait (hundredths), $6 chunk, $7 exact (1: a `head -c` per log), then the keys.
-_POLL = (
-    r"""
-d=$1; p=$2; i=$3; off=$4; wt=$5; chunk=$6; exact=$7; shift 7
-fresh=0; keys=$*
-j=0
-for k in $keys; do j=$((j + 1)); [ $j -lt $i ] || { follow; break; }; done
-"""
-    + _REPLY
-    + "reply\n"
-)
-
-# What only the kill scripts need (kept out of _LIB: it rides in every launch and supervisor).
-_STOP = r"""
-# Has process group $1 a member that is not a zombie? kill -0 says yes while one is left to
-# reap, and where PID 1 reaps orphans slowly (a container without an init) that made every kill
-# wait out its grace; so the members' states are read from /proc (only on the kill path).
-group_live() {
-  kill -0 "-$1" 2>/dev/null || return 1
-  [ -r /proc/self/stat ] || return 0
-  _g=$1
-  for _f in /proc/[0-9]*/stat; do
-    _l=
-    IFS= read -r _l < "$_f" 2>/dev/null || [ -n "$_l" ] || continue
-    set -f; set -- ${_l##*) }; set +f  # after "(comm) ": state, ppid, pgrp, ...
-    [ "${3-}" = "$_g" ] && [ "$1" != Z ] && return 0
-  done
-  return 1
-}
-# TERM group $1, wait up to $2 seconds for what is left of it, KILL that.
-stop_group() {
-  kill -TERM "-$1" 2>/dev/null
-  _i=0
-  while group_live "$1" && [ $_i -lt $(($2 * 10)) ]; do sleep 0.1; _i=$((_i + 1)); done
-  kill -KILL "-$1" 2>/dev/null
-}
-"""
-
-# The kill. $1 step dir, $2 key, $3 grace seconds, $4 plan id. TERM the group, then KILL what
-# is left. A step not reached yet has no pid of its own: its round's supervisor is the group.
-_KILL = r"""
-d=$1; k=$2; p=$4
-g=
-if [ -s "$d/$k.pid" ]; then rd "$d/$k.pid"; g=$v
-elif [ -n "$p" ] && [ -s "$d/$p.pid" ]; then rd "$d/$p.pid"; g=$v
-fi
-[ -n "$g" ] || { echo none; exit 0; }
-# The marker goes first: a poll that sees the step gone must also see why.
-[ -s "$d/$k.rc" ] || echo killed > "$d/$k.killed"
-# dash's kill takes no `--`; "-$g" after the signal is read as a process group.
-stop_group "$g" "$3"
-echo done
-"""
+# The host side is POSIX sh in repro/hostside/ (each file says what it expects), joined here
+# once: every command is `sh -c SCRIPT NAME ARGS...`, the arguments quoted.
+_LAUNCH = hostside.program("launch")
+_POLL = hostside.program("poll")
+#: the supervisor's own `sh -c` script: the launcher gets it as its first argument
+_SUPERVISOR = hostside.program("supervisor")
+_KILL = hostside.program("kill")
+_KILL_ALL = hostside.program("cancel")
 
 
 @dataclass(frozen=True)
@@ -360,12 +106,9 @@ class Reply:
     fresh: bool  # this call launched the round (False: it was launched already)
 
 
-def _sh(script: str, *args: str | int, zero: str = "repro") -> str:
-    """`sh -c` running _LIB + `script` with `zero` as $0 and `args`, every word quoted."""
-    return " ".join(
-        ["sh", "-c", shlex.quote(_LIB + script), shlex.quote(zero)]
-        + [shlex.quote(str(a)) for a in args]
-    )
+def _sh(script: str, *args: str | int) -> str:
+    """`sh -c` running `script` with `args`, every word quoted."""
+    return " ".join(["sh", "-c", shlex.quote(script), "repro"] + [shlex.quote(str(a)) for a in args])
 
 
 def scripts_fit(scripts: list[str]) -> bool:
@@ -392,9 +135,8 @@ async def launch(
     """
     _plain(step_dir, work_dir)
     how = "arg" if scripts is not None else "files"
-    # The supervisor's script is the launcher's $0: it runs it with `sh -c "$0"`.
     args: list[str | int] = [step_dir, plan, work_dir, wait, LOG_CHUNK, how, len(keys), *keys]
-    cmd = _sh(_LAUNCH, *args, *(scripts or ()), zero=_LIB + _SUPERVISOR)
+    cmd = _sh(_LAUNCH, _SUPERVISOR, *args, *(scripts or ()))
     res = await transport.run(cmd, timeout=60 + wait / 100)
     reply = _parse(transport, res, cmd, 0, f"could not launch the steps in {work_dir}")
     if reply is None:  # a log grew between `wc` and `cat`: ask again, a `head -c` per log
@@ -499,7 +241,7 @@ async def kill(
     With `plan`, a step its round's supervisor has not reached yet is stopped too (the
     supervisor's group is killed, so the step never starts).
     """
-    await transport.run(_sh(_STOP + _KILL, step_dir, key, grace, plan), timeout=grace + 30)
+    await transport.run(_sh(_KILL, step_dir, key, grace, plan), timeout=grace + 30)
 
 
 def _int(value: str | None, default: int) -> int:
@@ -509,39 +251,10 @@ def _int(value: str | None, default: int) -> int:
         return default
 
 
-# Cancel a run on one host: first mark it cancelled, so no step starts from now on (the
-# supervisor and the launcher check), then kill every group that has no exit status. A round
-# launched a moment before the mark may not have written its pid yet: wait for it (bounded)
-# rather than miss it. $1 steps dir (a leading `~/` is this host's $HOME: no round trip to ask
-# for it), $2 grace seconds.
-_KILL_ALL = r"""
-d=$1
-case $d in "~/"*) d=$HOME/${d#"~/"} ;; esac
-mkdir -p -- "$d" && : > "$d/cancelled" || exit 1
-for l in "$d"/*.lock; do
-  [ -e "$l" ] || continue
-  k=${l##*/}; k=${k%.lock}
-  i=0
-  while [ ! -s "$d/$k.pid" ] && [ ! -s "$d/$k.rc" ] && [ ! -e "$d/$k.killed" ] && [ $i -lt 50 ]; do
-    sleep 0.1; i=$((i+1))
-  done
-  # a step that ended is left alone; a round that ended is not, if something of it lives on
-  case $k in *-plan) ;; *) [ -s "$d/$k.rc" ] && continue ;; esac
-  [ -s "$d/$k.pid" ] || continue
-  rd "$d/$k.pid"; g=$v
-  group_live "$g" || continue
-  echo cancelled > "$d/$k.killed"  # first: a poll that sees the step gone must see why
-  stop_group "$g" "$2"
-  case $k in *-plan) ;; *) echo "$k" ;; esac
-done
-exit 0
-"""
-
-
 async def kill_all(transport: Transport, steps_dir: str, *, grace: int = 5) -> list[str]:
     """Cancel a run on one host (`repro cancel`): no step starts any more, every running one is
     killed. Returns the keys of the steps killed."""
-    res = await transport.run(_sh(_STOP + _KILL_ALL, steps_dir, grace), timeout=grace * 20 + 60)
+    res = await transport.run(_sh(_KILL_ALL, steps_dir, grace), timeout=grace * 20 + 60)
     if res.exit_status != 0:
         raise HostError(
             f"could not mark {steps_dir} cancelled: {res.stderr.strip()[-300:]}",

@@ -2,9 +2,12 @@
 
 Input errors (exit 2) mean nothing was run. Host errors carry their result (host, command,
 exit status, last lines of output) so a report can say exactly what went wrong where.
+Controller errors (exit 4) are repro's own failures; Aborted (130) is the user's stop.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class ReproError(Exception):
@@ -95,3 +98,31 @@ class UntrustedOutput(HostError):
 
 class Cancelled(HostError):
     """The run was cancelled (Ctrl-C or `repro cancel`) while this host was busy."""
+
+
+# --- repro itself failed (exit 4), or the user stopped it (exit 130) --------------------------
+
+
+class Unfinished(ReproError):
+    """The run could not end as a run should; carries what it had gathered (`outcome`: its
+    RunResult and Comparison), so the CLI can still show it."""
+
+    def __init__(self, message: str, *, outcome: tuple[Any, Any] | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+class ControllerError(Unfinished):
+    """repro could not do its own part on this machine: exit 4, never 1 (a difference) nor 2."""
+
+    exit_code = 4
+
+
+class ReportWriteError(ControllerError):
+    """The controller cannot write a run's files (report, run.json): disk full, read-only."""
+
+
+class Aborted(Unfinished):
+    """The user stopped the run (SIGINT, SIGTERM, SIGHUP) and its report was written: exit 130."""
+
+    exit_code = 130

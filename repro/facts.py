@@ -9,8 +9,11 @@ import json
 import re
 import shlex
 import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from repro import hostside
 from repro.hostenv import PRELUDE
 
 if TYPE_CHECKING:
@@ -18,287 +21,6 @@ if TYPE_CHECKING:
 
 #: the prefix of every section marker line the script prints: "@@repro-facts@@ NAME"
 MARKER = "@@repro-facts@@"
-
-# The script is sent on stdin to `sh -s -- WORK_DIR [create]`, so nothing is ever interpolated
-# into it. All work happens inside functions, read in full before anything runs, and with stdin
-# from /dev/null: bash reads a piped script byte by byte, so a command that reads stdin would
-# otherwise swallow the part of the script not yet read.
-# The same PATH as steps and preflight see (a per-user `guix pull`): repro.hostenv.
-FACTS_SCRIPT = PRELUDE + r"""# repro host facts: sections between marker lines; always exits 0
-# Cheap on purpose: at 100 hosts every process a host starts costs the controller's machine
-# ~0.65 ms of CPU, so files are read with shell builtins and commands run only for facts no
-# file holds. Output stays bounded without `head`/`cut`: files and captured output go through
-# line-count and line-length checks; what is printed directly (date, nproc, uname, getconf)
-# is short by construction.
-LC_ALL=C
-export LC_ALL
-# GNU nproc obeys these; the build's own settings must not shrink the core count we report
-unset OMP_NUM_THREADS OMP_THREAD_LIMIT
-_rf_nl='
-'
-
-_rf_have() { command -v "$1" >/dev/null 2>&1; }
-
-_rf_sec() { printf '\n%s %s\n' '@@repro-facts@@' "$1"; }
-
-# _rf_put TEXT MAX: TEXT's first line, left out when longer than MAX (no builtin cuts a line)
-_rf_put() {
-  _rf_p=${1%%"$_rf_nl"*}
-  [ "${#_rf_p}" -gt "$2" ] || printf '%s\n' "$_rf_p"
-}
-
-# _rf_lines FILE LINES MAX [block]: FILE's first LINES lines, each left out when longer than
-# MAX; with "block", stop at the first blank line
-_rf_lines() {
-  [ -r "$1" ] || return 0
-  _rf_n=0
-  while [ "$_rf_n" -lt "$2" ]; do
-    _rf_l=
-    IFS= read -r _rf_l || [ -n "$_rf_l" ] || break
-    if [ "${4-}" = block ]; then
-      case $_rf_l in *[![:space:]]*) ;; *) break ;; esac
-    fi
-    [ "${#_rf_l}" -gt "$3" ] || printf '%s\n' "$_rf_l"
-    _rf_n=$((_rf_n + 1))
-  done <"$1"
-}
-
-# the only commands that get a time limit: guix is slow, and a wedged daemon must not stall
-# the run. Called in a subshell: it replaces that subshell, so timeout costs no extra process.
-_rf_guix() {
-  if [ -n "$_rf_timeout" ]; then exec timeout 20 guix "$@"; else exec guix "$@"; fi
-}
-
-# dirname's rules without running dirname: "/a/b/" -> "/a", "/a" -> "/", "a" -> "."
-_rf_up() {
-  case $_rf_d in */*) ;; *) _rf_d=.; return 0 ;; esac
-  _rf_d=${_rf_d%"${_rf_d##*[!/]}"}
-  case $_rf_d in
-    */*) _rf_d=${_rf_d%/*}; _rf_d=${_rf_d%"${_rf_d##*[!/]}"}; _rf_d=${_rf_d:-/} ;;
-    "") _rf_d=/ ;;
-    *) _rf_d=. ;;
-  esac
-}
-
-# _rf_nproc LIST: how many CPUs an affinity list ("0-3,8,10-11") names; fails on anything else
-_rf_nproc() {
-  case $1 in *[0-9]*) ;; *) return 1 ;; esac
-  _rf_c=0
-  _rf_old=$IFS
-  IFS=,
-  for _rf_r in $1; do
-    _rf_r=${_rf_r#"${_rf_r%%[! 	]*}"}
-    _rf_r=${_rf_r%"${_rf_r##*[! 	]}"}
-    case $_rf_r in
-      *[!0-9-]* | "" | -* | *- | *-*-*) IFS=$_rf_old; return 1 ;;
-      *-*) _rf_c=$((_rf_c + ${_rf_r#*-} - ${_rf_r%-*} + 1)) ;;
-      *) _rf_c=$((_rf_c + 1)) ;;
-    esac
-  done
-  IFS=$_rf_old
-  [ "$_rf_c" -gt 0 ] && echo "$_rf_c"
-}
-
-# The time (epoch seconds) without a `date` process: Linux's boot time (btime in /proc/stat,
-# which moves with every clock step) plus the seconds since boot; to a second or two, plenty
-# for the clock-skew check. `date` where either file is missing or odd.
-_rf_clock() {
-  _rf_bt=
-  _rf_up=
-  if [ -r /proc/stat ] && [ -r /proc/uptime ]; then
-    _rf_n=0
-    while [ "$_rf_n" -lt 10000 ] && IFS=' ' read -r _rf_k _rf_v _rf_rest; do
-      if [ "$_rf_k" = btime ]; then _rf_bt=$_rf_v; break; fi
-      _rf_n=$((_rf_n + 1))
-    done </proc/stat
-    IFS=' ' read -r _rf_up _rf_rest </proc/uptime
-    _rf_up=${_rf_up%%.*}
-  fi
-  case $_rf_bt in '' | *[!0-9]*) date +%s; return ;; esac
-  case $_rf_up in '' | *[!0-9]*) date +%s; return ;; esac
-  echo $((_rf_bt + _rf_up))
-}
-
-# systemd-detect-virt, kept per boot: it costs a few ms (4x any other command of this script),
-# and what it says cannot change before a reboot. The answer is cached in ~/.cache/repro/virt
-# under the kernel's boot id and the hostname (a container sharing the host's home has its own
-# name); read back only if it looks like an answer, and written only where that dir exists.
-_rf_virt() {
-  _rf_key=
-  _rf_cache=
-  if [ -n "${HOME:-}" ] && [ -r /proc/sys/kernel/random/boot_id ] \
-    && IFS= read -r _rf_key </proc/sys/kernel/random/boot_id; then
-    _rf_h=
-    [ -r /proc/sys/kernel/hostname ] && IFS= read -r _rf_h </proc/sys/kernel/hostname
-    _rf_key="$_rf_key $_rf_h"
-    _rf_cache=$HOME/.cache/repro/virt
-    if [ -f "$_rf_cache" ] && IFS= read -r _rf_l <"$_rf_cache"; then
-      _rf_v=${_rf_l#"$_rf_key "}
-      if [ "$_rf_v" != "$_rf_l" ]; then
-        case $_rf_v in *[!a-z0-9_-]* | "") ;; *) echo "$_rf_v"; return 0 ;; esac
-      fi
-    fi
-  fi
-  _rf_v=$(systemd-detect-virt)
-  _rf_put "$_rf_v" 64
-  [ -n "$_rf_cache" ] && [ -d "${_rf_cache%/*}" ] || return 0
-  case $_rf_v in
-    *[!a-z0-9_-]* | "") ;;
-    *) printf '%s %s\n' "$_rf_key" "$_rf_v" >"$_rf_cache" 2>/dev/null ;;
-  esac
-  return 0
-}
-
-# nearest existing ancestor: without create, the work dir is usually made later
-_rf_existing() {
-  _rf_d=$1
-  _rf_n=0
-  while [ ! -e "$_rf_d" ] && [ "$_rf_n" -lt 64 ]; do
-    _rf_up
-    _rf_n=$((_rf_n + 1))
-  done
-}
-
-# df for both directories at once; one at a time when that is not three clean lines (a
-# failure on one of them, a mount point with a newline in its name)
-_rf_df() {
-  _rf_dfw=
-  _rf_dft=
-  _rf_have df || return 0
-  if _rf_o=$(df -Pk -- "$1" "$2"); then
-    _rf_r=${_rf_o#*"$_rf_nl"}
-    _rf_a=${_rf_r%%"$_rf_nl"*}
-    _rf_b=${_rf_r#*"$_rf_nl"}
-    if [ "$_rf_a" != "$_rf_r" ] && [ "$_rf_b" = "${_rf_b%%"$_rf_nl"*}" ]; then
-      _rf_dfw=${_rf_o%%"$_rf_nl"*}$_rf_nl$_rf_a
-      _rf_dft=${_rf_o%%"$_rf_nl"*}$_rf_nl$_rf_b
-      return 0
-    fi
-  fi
-  _rf_dfw=$(df -Pk -- "$1")
-  _rf_dft=$(df -Pk -- "$2")
-}
-
-_rf_guix_daemon() {
-  # Asking the daemon is the check: `guix gc --list-roots` fails at once when no daemon
-  # listens (on the default socket, GUIX_DAEMON_SOCKET, or guix://), and a socket file alone
-  # proves nothing about a daemon behind it.
-  if (_rf_guix gc --list-roots >/dev/null 2>&1); then echo yes; else echo no-answer; fi
-}
-
-# $1: the work dir ("~" and "~/…" are $HOME's); $2: "create" makes it (mkdir -p)
-_repro_facts() {
-  _rf_w=${1:-$HOME}
-  case $_rf_w in
-    "~") _rf_w=$HOME ;;
-    "~/"*) _rf_w=$HOME/${_rf_w#"~/"} ;;
-  esac
-  _rf_timeout=
-  if _rf_have timeout; then _rf_timeout=yes; fi
-
-  _rf_sec hostname
-  # the UTS namespace's name, as `uname -n` prints it
-  if [ -r /proc/sys/kernel/hostname ]; then
-    _rf_lines /proc/sys/kernel/hostname 1 256
-  else
-    uname -n
-  fi
-  _rf_sec clock
-  # bash (sh on Fedora, Arch, Guix System) knows the time without running date
-  case ${BASH_VERSION-}:${EPOCHSECONDS-} in
-    [5-9]*:[0-9]*) echo "$EPOCHSECONDS" ;;
-    *) _rf_clock ;;
-  esac
-  # first processor block only: a 192-core box prints megabytes
-  _rf_sec cpuinfo
-  _rf_lines /proc/cpuinfo 80 8192 block
-  _rf_sec nproc
-  # the CPUs this process may run on, as nproc counts them, from the affinity list ("0-3,8")
-  _rf_cpus=
-  if [ -r /proc/self/status ]; then
-    while IFS= read -r _rf_l; do
-      case $_rf_l in Cpus_allowed_list:*) _rf_cpus=${_rf_l#*:}; break ;; esac
-    done </proc/self/status
-  fi
-  _rf_nproc "$_rf_cpus" || nproc || getconf _NPROCESSORS_ONLN
-  _rf_sec meminfo
-  if [ -r /proc/meminfo ]; then
-    while IFS= read -r _rf_l; do
-      case $_rf_l in MemTotal:*) _rf_put "$_rf_l" 256; break ;; esac
-    done </proc/meminfo
-  fi
-  _rf_sec uname
-  # what `uname -srm` prints, from the kernel's own files when it has them all (Linux >= 6.1)
-  _rf_k=/proc/sys/kernel
-  if [ -r $_rf_k/ostype ] && [ -r $_rf_k/osrelease ] && [ -r $_rf_k/arch ] \
-    && IFS= read -r _rf_os <$_rf_k/ostype && IFS= read -r _rf_rel <$_rf_k/osrelease \
-    && IFS= read -r _rf_arch <$_rf_k/arch && [ -n "$_rf_os$_rf_rel$_rf_arch" ]; then
-    _rf_put "$_rf_os $_rf_rel $_rf_arch" 512
-  else
-    uname -srm
-  fi
-  _rf_sec os-release
-  _rf_f=/etc/os-release
-  [ -r "$_rf_f" ] || _rf_f=/usr/lib/os-release
-  _rf_lines "$_rf_f" 60 4096
-  _rf_sec glibc
-  if ! getconf GNU_LIBC_VERSION && _rf_have ldd; then
-    _rf_put "$(ldd --version 2>&1)" 256
-  fi
-  _rf_sec virt
-  if _rf_have systemd-detect-virt; then _rf_virt; fi
-  _rf_sec dmi-vendor
-  _rf_lines /sys/class/dmi/id/sys_vendor 1 256
-  _rf_sec dmi-product
-  _rf_lines /sys/class/dmi/id/product_name 1 256
-  _rf_sec work-dir
-  # "[path]" so that no leading or trailing space is lost; a relative path is unknown here
-  case $_rf_w in
-    *"$_rf_nl"*) ;;
-    /*) [ "${#_rf_w}" -gt 4096 ] || printf '[%s]\n' "$_rf_w" ;;
-  esac
-  # mkdir's complaint, if any, lands in this section; the verdict is always its last line
-  # with "create", the names after it are made inside too (the run's subdirectories): one mkdir
-  if [ "${2-}" = create ]; then
-    shift 2
-    _rf_n=$#
-    for _rf_s do set -- "$@" "$_rf_w/$_rf_s"; done
-    shift "$_rf_n"
-    { [ -d "$_rf_w" ] && [ $# -eq 0 ]; } || mkdir -p -- "$_rf_w" "$@" 2>&1
-  fi
-  if [ -d "$_rf_w" ] && [ -w "$_rf_w" ]; then echo writable; else echo not-writable; fi
-  _rf_existing "$_rf_w"
-  _rf_dw=$_rf_d
-  _rf_existing "${TMPDIR:-/tmp}"
-  _rf_df "$_rf_dw" "$_rf_d"
-  _rf_sec df-work
-  [ "${#_rf_dfw}" -gt 8192 ] || printf '%s\n' "$_rf_dfw"
-  _rf_sec tmp-dir
-  _rf_put "${TMPDIR:-/tmp}" 4096
-  _rf_sec df-tmp
-  [ "${#_rf_dft}" -gt 8192 ] || printf '%s\n' "$_rf_dft"
-  _rf_sec guix-version
-  if _rf_have guix; then _rf_put "$(_rf_guix --version)" 256; fi
-  _rf_sec guix-describe
-  if _rf_have guix; then
-    _rf_o=$(_rf_guix describe --format=json)
-    [ "${#_rf_o}" -gt 500000 ] || printf '%s\n' "$_rf_o"
-  fi
-  _rf_sec guix-daemon
-  if _rf_have guix; then _rf_guix_daemon; fi
-  _rf_sec end
-}
-
-_repro_facts "$@" </dev/null 2>/dev/null
-exit 0
-"""
-
-#: every section the script prints, in order; the parser ignores any other marker
-SECTIONS = (
-    "hostname", "clock", "cpuinfo", "nproc", "meminfo", "uname", "os-release", "glibc", "virt",
-    "dmi-vendor", "dmi-product", "work-dir", "df-work", "tmp-dir", "df-tmp", "guix-version",
-    "guix-describe", "guix-daemon", "end",
-)  # fmt: skip
 
 #: the flags that change what a compiler may emit, reported in this order
 ISA_FLAGS = (
@@ -557,57 +279,142 @@ def _cloud(vendor: str, product: str) -> str:
     return ""
 
 
-def parse_facts(text: str) -> dict[str, Any]:
-    """Turn FACTS_SCRIPT's output into plain facts. Never raises; unknown pieces come back empty."""
-    if not isinstance(text, str):
-        text = ""
-    s = _sections(text)
-    cpu = _cpuinfo(s.get("cpuinfo", ""))
+def _first(text: str) -> str:
+    return text.split("\n")[0]
+
+
+def _hostname(text: str) -> str:
+    return clean(_first(text), 253)
+
+
+def _clock(text: str) -> int | None:
+    m = re.fullmatch(r"(?a)\s*(-?\d{1,12})\s*", text)
+    return int(m.group(1)) if m else None
+
+
+CPU_COLUMNS = (
+    "cpu_vendor", "cpu_model_name", "cpu_family", "cpu_model", "cpu_stepping", "microarch",
+    "microcode", "isa", "hypervisor",
+)  # fmt: skip
+
+
+def _cpu(text: str) -> tuple[Any, ...]:
+    """The CPU_COLUMNS from the first processor's block of /proc/cpuinfo."""
+    cpu = _cpuinfo(text)
     flags = set(cpu.get("flags", "").split())
     raw_vendor = clean(cpu.get("vendor_id", ""), 40)
     family = _int(cpu.get("cpu family", ""), 6)
     model = _int(cpu.get("model", ""), 6)
     stepping = _int(cpu.get("stepping", ""), 6)
-    mem = re.search(r"(?a)MemTotal:\s*(\d{1,15})\s*kB", s.get("meminfo", ""))
-    cores = _int(s.get("nproc", "").split("\n")[0], 7)
-    virt = s.get("virt", "").split("\n")[0].strip().lower()
-    dmi_vendor = clean(s.get("dmi-vendor", ""))
-    dmi_product = clean(s.get("dmi-product", ""))
-    channels = _channels(s.get("guix-describe", ""))
-    clock = re.fullmatch(r"(?a)\s*(-?\d{1,12})\s*", s.get("clock", ""))
-    work_dir, work_dir_writable, work_dir_error = _work_dir(s.get("work-dir", ""))
-    facts: dict[str, Any] = {
-        "hostname": clean(s.get("hostname", "").split("\n")[0], 253),
-        "cpu_vendor": _VENDORS.get(raw_vendor, raw_vendor),
-        "cpu_model_name": clean(cpu.get("model name", "")),
-        "cpu_family": family,
-        "cpu_model": model,
-        "cpu_stepping": stepping,
-        "microarch": classify_cpu(raw_vendor, family, model, stepping),
-        "microcode": clean(cpu.get("microcode", ""), 40),
-        "isa": [f for f in ISA_FLAGS if f in flags],
-        "cores": cores if cores else None,
-        "memory_bytes": int(mem.group(1)) * 1024 if mem else None,
-        "kernel": clean(s.get("uname", "").split("\n")[0]),
-        "distro": _os_release(s.get("os-release", "")),
-        "glibc": _glibc(s.get("glibc", "")),
-        "virtualization": virt if re.fullmatch(r"[a-z0-9_-]{1,40}", virt) else "",
-        "hypervisor": "hypervisor" in flags,
-        "dmi_vendor": dmi_vendor,
-        "dmi_product": dmi_product,
-        "cloud": _cloud(dmi_vendor, dmi_product),
-        "free_work_bytes": _df_available(s.get("df-work", "")),
-        "free_tmp_bytes": _df_available(s.get("df-tmp", "")),
-        "tmp_dir": clean(s.get("tmp-dir", "").strip()),  # where the build's temporary files go
-        "guix_version": _guix_version(s.get("guix-version", "")),
-        "guix_channels": channels,
-        "guix_channel_commit": next((c["commit"] for c in channels if c["name"] == "guix"), ""),
-        "guix_daemon": s.get("guix-daemon", "").split("\n")[0].strip() == "yes",
-        "clock": int(clock.group(1)) if clock else None,
-        "work_dir": work_dir,  # absolute, "~" expanded; "" when relative or not plain text
-        "work_dir_writable": work_dir_writable,  # it is a directory this user may write in
-        "work_dir_error": work_dir_error,  # mkdir's complaint when it could not be made
-    }
+    return (
+        _VENDORS.get(raw_vendor, raw_vendor),
+        clean(cpu.get("model name", "")),
+        family,
+        model,
+        stepping,
+        classify_cpu(raw_vendor, family, model, stepping),
+        clean(cpu.get("microcode", ""), 40),
+        [f for f in ISA_FLAGS if f in flags],
+        "hypervisor" in flags,
+    )
+
+
+def _cores(text: str) -> int | None:
+    return _int(_first(text), 7) or None
+
+
+def _memory(text: str) -> int | None:
+    mem = re.search(r"(?a)MemTotal:\s*(\d{1,15})\s*kB", text)
+    return int(mem.group(1)) * 1024 if mem else None
+
+
+def _virt(text: str) -> str:
+    virt = _first(text).strip().lower()
+    return virt if re.fullmatch(r"[a-z0-9_-]{1,40}", virt) else ""
+
+
+def _channel_facts(text: str) -> tuple[list[dict[str, str]], str]:
+    channels = _channels(text)
+    return channels, next((c["commit"] for c in channels if c["name"] == "guix"), "")
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One section of the facts script: what the host runs for it and what repro keeps of it."""
+
+    section: str  # the marker's name; the script prints the sections in the table's order
+    snippet: str  # sh printing the section's body (helpers: repro/hostside/facts.sh)
+    parse: Callable[[str], Any]  # the section's text (untrusted) -> the column's plain value
+    column: str | tuple[str, ...]  # the fact's key; a tuple: parse returns one value for each
+
+
+# Adding a host fact: a row here (and, if its snippet needs more than a line, a helper in
+# repro/hostside/facts.sh). Facts computed from several sections are set in parse_facts.
+FACTS: tuple[Fact, ...] = (
+    # the UTS namespace's name, as `uname -n` prints it
+    Fact("hostname", "if [ -r /proc/sys/kernel/hostname ]; then "
+         "_rf_lines /proc/sys/kernel/hostname 1 256; else uname -n; fi", _hostname, "hostname"),
+    Fact("clock", "_rf_clock", _clock, "clock"),
+    # first processor block only: a 192-core box prints megabytes
+    Fact("cpuinfo", "_rf_lines /proc/cpuinfo 80 8192 block", _cpu, CPU_COLUMNS),
+    Fact("nproc", "_rf_cores", _cores, "cores"),
+    Fact("meminfo", "_rf_field /proc/meminfo MemTotal: 256", _memory, "memory_bytes"),
+    Fact("uname", "_rf_uname", lambda t: clean(_first(t)), "kernel"),
+    Fact("os-release", "_rf_os_release", _os_release, "distro"),
+    Fact("glibc", "_rf_glibc", _glibc, "glibc"),
+    Fact("virt", "_rf_virt", _virt, "virtualization"),
+    Fact("dmi-vendor", "_rf_lines /sys/class/dmi/id/sys_vendor 1 256", clean, "dmi_vendor"),
+    Fact("dmi-product", "_rf_lines /sys/class/dmi/id/product_name 1 256", clean, "dmi_product"),
+    # absolute, "~" expanded ("" when relative or not plain text); a dir this user may write
+    # in; mkdir's complaint when it could not be made. Also measures both dirs for df-*.
+    Fact("work-dir", '_rf_work_dir "$@"', _work_dir,
+         ("work_dir", "work_dir_writable", "work_dir_error")),
+    Fact("df-work", '_rf_print "$_rf_dfw" 8192', _df_available, "free_work_bytes"),
+    # where the build's temporary files go
+    Fact("tmp-dir", '_rf_put "${TMPDIR:-/tmp}" 4096', lambda t: clean(t.strip()), "tmp_dir"),
+    Fact("df-tmp", '_rf_print "$_rf_dft" 8192', _df_available, "free_tmp_bytes"),
+    Fact("guix-version", '_rf_have guix && _rf_put "$(_rf_guix --version)" 256', _guix_version,
+         "guix_version"),
+    Fact("guix-describe", "_rf_guix_describe", _channel_facts,
+         ("guix_channels", "guix_channel_commit")),
+    Fact("guix-daemon", "_rf_guix_daemon", lambda t: _first(t).strip() == "yes", "guix_daemon"),
+)  # fmt: skip
+
+#: every section the script prints, in order (the last one says it ran to its end); the parser
+#: ignores any other marker
+SECTIONS = (*(f.section for f in FACTS), "end")
+
+# The script, sent on stdin: the same PATH as steps and preflight see (a per-user `guix pull`),
+# the helpers, then one function printing every section. $1 is the work dir; the snippets get
+# what follows it ("create" and the subdirs to make).
+def facts_script(*, comments: bool = False) -> str:
+    """The facts script (with its files' comments for the lint test: `comments`)."""
+    return (
+        PRELUDE
+        + hostside.load("facts.sh", comments=comments)
+        + '_repro_facts() {\n_rf_start "${1-}"\n[ $# -eq 0 ] || shift\n'
+        + "".join(f"_rf_sec {f.section}\n{f.snippet}\n" for f in FACTS)
+        + "_rf_sec end\n}\n"
+        + '_repro_facts "$@" </dev/null 2>/dev/null\nexit 0\n'
+    )
+
+
+FACTS_SCRIPT = facts_script()
+
+
+def parse_facts(text: str) -> dict[str, Any]:
+    """Turn FACTS_SCRIPT's output into plain facts. Never raises; unknown pieces come back empty."""
+    if not isinstance(text, str):
+        text = ""
+    s = _sections(text)
+    facts: dict[str, Any] = {}
+    for fact in FACTS:
+        value = fact.parse(s.get(fact.section, ""))
+        if isinstance(fact.column, tuple):
+            facts.update(zip(fact.column, value, strict=True))
+        else:
+            facts[fact.column] = value
+    facts["cloud"] = _cloud(facts["dmi_vendor"], facts["dmi_product"])
     facts["describe"] = describe(facts)
     return facts
 

@@ -1,17 +1,15 @@
 """Retention: after a run, its work dir on each host goes unless it is evidence (a mismatch) or
 may still be needed (resumable); `repro gc` keeps the newest N run dirs on hosts and controller.
 
-The host side is repro/hostside/gc.sh (sourced after repro.detach's helpers); it only ever
+The host side is repro/hostside/gc.sh (after the detached rounds' helpers); it only ever
 removes run directories repro made under the host's work base. The git mirrors stay.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 import shutil
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 from typing import Any, Callable
 
@@ -73,10 +71,6 @@ class Cleaned:
         return text
 
 
-def gc_script() -> str:
-    from repro.detach import _LIB
-
-    return _LIB + files("repro.hostside").joinpath("gc.sh").read_text(encoding="utf-8")
 
 
 def gc_command(base: str, keep: int | None, now_id: str | None, protected: list[str]) -> str:
@@ -84,8 +78,11 @@ def gc_command(base: str, keep: int | None, now_id: str | None, protected: list[
     for rid in [now_id or "-", *protected]:
         if rid != "-" and not RUN_ID_RE.match(rid):
             raise UsageError(f"{rid!r} is not a run id")
-    words = [base, STEPS_DIR, str(-1 if keep is None else keep), now_id or "-", *protected]
-    return " ".join(["sh", "-c", shlex.quote(gc_script()), "repro-gc", *map(shlex.quote, words)])
+    from repro import hostside
+    from repro.detach import _sh
+
+    keep_word = str(-1 if keep is None else keep)
+    return _sh(hostside.program("gc"), base, STEPS_DIR, keep_word, now_id or "-", *protected)
 
 
 def parse_output(where: str, text: str) -> Cleaned:

@@ -89,7 +89,8 @@ class NetnsLab:
 
     Use as a context manager (or `start()` / `close()`); `close()` leaves nothing behind and is
     idempotent. `cpuinfo` maps a host name to the text of its /proc/cpuinfo (a `str`) or to a
-    file holding it (a `Path`).
+    file holding it (a `Path`). `shells` maps a host name to the program that is `/bin/sh`
+    on that host (bind-mounted over it in the host's mount namespace: dash, bash, busybox).
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class NetnsLab:
         names: list[str] | None = None,
         cpuinfo: dict[str, str | Path] | dict[str, str] | dict[str, Path] | None = None,
         prefix: str = "rl",
+        shells: dict[str, str | Path] | dict[str, str] | dict[str, Path] | None = None,
         sshd: str = SSHD,
         ready_timeout: float = 30.0,
     ) -> None:
@@ -107,6 +109,7 @@ class NetnsLab:
         self.prefix = _check_prefix(prefix)
         self.names = _check_names(n, names)
         self.cpuinfo: dict[str, str | Path] = _check_cpuinfo(dict(cpuinfo or {}), self.names)
+        self.shells = _check_shells(dict(shells or {}), self.names)
         self.sshd_path = sshd
         self.ready_timeout = ready_timeout
         self.lab_id: int | None = None
@@ -360,6 +363,10 @@ class NetnsLab:
         ]
         if host.name in self.cpuinfo:
             steps.append(f"mount --bind {q(str(hdir / 'cpuinfo'))} /proc/cpuinfo")
+        if host.name in self.shells:
+            # over what /bin/sh resolves to (here the same as outside): a symlink is no target
+            sh = Path("/bin/sh").resolve()
+            steps.append(f"mount --bind {q(str(self.shells[host.name]))} {q(str(sh))}")
         steps += [
             f"printf %s {q(host.name)} > /proc/sys/kernel/hostname",
             f"echo $$ > {q(str(hdir / 'holder.pid.new'))}",
@@ -651,6 +658,16 @@ def _check_cpuinfo(cpuinfo: dict[str, str | Path], names: list[str]) -> dict[str
         if not isinstance(value, (str, Path)):
             raise UsageError(f"netlab: cpuinfo for {name!r} must be text or a Path")
     return cpuinfo
+
+
+def _check_shells(shells: dict[str, str | Path], names: list[str]) -> dict[str, str | Path]:
+    unknown = sorted(set(shells) - set(names))
+    if unknown:
+        raise UsageError(f"netlab: shells for unknown hosts: {', '.join(unknown)}")
+    for name, path in shells.items():
+        if not Path(path).is_absolute() or not os.access(path, os.X_OK):
+            raise UsageError(f"netlab: the shell for {name}, {path}, is not an executable path")
+    return shells
 
 
 def _preflight(sshd: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from repro.artifacts import safe_name
+from repro.paths import RELPATH_RE, glob_problem, relpath_ok
 from repro.errors import PlaybookError
 
 DEFAULT_STEP_TIMEOUT = 3600.0
@@ -72,7 +72,7 @@ class Requirements:
     """What preflight checks on every host before building."""
 
     commands: tuple[str, ...] = ()
-    disk: dict[str, int] = field(default_factory=dict, compare=False)  # "work"/"tmp" -> bytes
+    disk: dict[str, int] = field(default_factory=dict, compare=False)  # work/tmp/store -> bytes
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,11 @@ TOP_KEYS = (
     "name", "description", "extends", "vars", "quorum", "rounds", "requires", "files",
     "steps", "artifacts", "manifests", "guix_describe",
 )  # fmt: skip
-STEP_KEYS = ("name", "run", "timeout", "env")
+STEP_KEYS = ("name", "run", "uses", "timeout", "env")
+# `uses: NAME`: a step script shipped with repro (repro/hostside/<file>), written once for every
+# playbook that needs it, and the variables it takes as its arguments, in order.
+USES = {"checkout": ("checkout.sh", ("repo_url", "commit", "mirror_name"))}
+HOSTSIDE_DIR = Path(__file__).resolve().parent / "hostside"
 MAX_ROUNDS = 5
 MAX_EXTENDS_DEPTH = 8
 # A playbook is a page of YAML; the cap keeps a hostile or wrong file from eating memory.
@@ -128,9 +132,6 @@ MAX_TIMEOUT = 7 * 24 * 3600.0
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COMMAND_RE = re.compile(r"[A-Za-z0-9_.+-]+")
-_GLOB_RE = re.compile(r"[A-Za-z0-9_.*?+@=,:\[\]/-]+")
-# Paths the playbook names on the host: the same characters the runner accepts in remote paths.
-_RELPATH_RE = re.compile(r"[A-Za-z0-9_./+@=,:-]+")
 _MODE_RE = re.compile(r"[0-7]{3,4}")
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smh]?)", re.ASCII)
 _SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", re.ASCII | re.IGNORECASE)
@@ -344,13 +345,9 @@ def load_playbook(path: str | Path) -> Playbook:
     path = Path(path)
     src = _Source(path, str(path))
     data, origin = _load_chain(src, ())
-    playbook = _build(path, data, origin)
-    # A dir or glob the host side cannot match safely must be bad input now (exit 2), not a
-    # failure discovered at hash time after hours of building.
-    from repro.artifacts import hash_command
-
-    hash_command(playbook)
-    return playbook
+    # Every dir and glob passed repro.paths' grammar, the one the hashing command on the
+    # host relies on: nothing is discovered unsafe at hash time, after hours of building.
+    return _build(path, data, origin)
 
 
 def _read_yaml(src: _Source) -> dict[str, Any]:
@@ -538,7 +535,7 @@ def _step(src: _Source, item: dict[str, Any], label: str) -> Step:
     if "name" not in item:
         raise src.fail("name", "missing", label)
     name = _name(src, "name", item["name"], label)
-    run = item.get("run")
+    run: object = _uses(src, item, name) if "uses" in item else item.get("run")
     if not isinstance(run, str) or not run.strip():
         raise src.fail("run", "missing or empty (a shell script)", name)
     run = _template(src, "run", run, name)
@@ -557,26 +554,36 @@ def _step(src: _Source, item: dict[str, Any], label: str) -> Step:
     return Step(name=name, run=run, timeout=timeout, env=rendered_env)
 
 
+def uses_script(uses: str) -> str:
+    """The step script `uses: NAME` stands for: its arguments set from variables, then the file."""
+    file, args = USES[uses]
+    text = (HOSTSIDE_DIR / file).read_text(encoding="utf-8")
+    # The file is plain sh (linted as such); only this first line is a template.
+    return "set -- " + " ".join(f"{{{{ {a} }}}}" for a in args) + "\n" + text
+
+
+def _uses(src: _Source, item: dict[str, Any], name: str) -> str:
+    if "run" in item:
+        raise src.fail("uses", "a step has either run: or uses:, not both", name)
+    uses = item["uses"]
+    if not isinstance(uses, str) or uses not in USES:
+        known = ", ".join(USES)
+        raise src.fail("uses", f"{_show(uses)} is not a shipped step (known: {known})", name)
+    return uses_script(uses)
+
+
 def _relpath(src: _Source, key: str, value: object, *, dot_ok: bool = False) -> str:
     """A path on the host, relative to the work dir, that cannot leave it."""
-    if isinstance(value, str):
-        if dot_ok and value == ".":
-            return value
-        if _RELPATH_RE.fullmatch(value) and safe_name(value) and not value.startswith("-"):
-            return value
+    if relpath_ok(value, dot_ok=dot_ok):
+        return str(value)
     raise src.fail(key, f"{_show(value)} is not a relative path inside the work dir")
 
 
 def _glob(src: _Source, key: str, value: object) -> str:
-    if not isinstance(value, str) or not _GLOB_RE.fullmatch(value):
-        raise src.fail(key, f"{_show(value)} is not a glob (letters, digits, _.*?+@=,:-[] and /)")
-    for segment in value.split("/"):
-        if segment in ("", ".", ".."):
-            raise src.fail(key, f"{_show(value)} has an empty, '.' or '..' path segment")
-        # A '/' inside [...] would let one segment match across directories.
-        if segment.count("[") != segment.count("]") or re.search(r"\[[^\]]*\[", segment):
-            raise src.fail(key, f"{_show(value)} has an unbalanced [ ] in {segment!r}")
-    return value
+    problem = glob_problem(value)
+    if problem is not None:
+        raise src.fail(key, f"{_show(value)} {problem}")
+    return str(value)
 
 
 def _artifacts(src: _Source, value: object) -> tuple[ArtifactSpec, ...]:
@@ -601,7 +608,7 @@ def _manifests(src: _Source, value: object) -> tuple[ManifestSpec, ...]:
         # `..` is the point of base (names relative to the manifest's parent); the hashing
         # command still refuses any listed file outside the work dir.
         segments = base.split("/") if isinstance(base, str) else [""]
-        if not all(s and _RELPATH_RE.fullmatch(s) and not s.startswith("-") for s in segments):
+        if not all(s and RELPATH_RE.fullmatch(s) and not s.startswith("-") for s in segments):
             raise src.fail(f"{key}.base", f"{_show(base)} is not a relative directory")
         specs.append(ManifestSpec(glob, base))
     return tuple(specs)
@@ -639,7 +646,7 @@ def _requires(src: _Source, value: object) -> Requirements:
     for command in commands:
         if not isinstance(command, str) or not _COMMAND_RE.fullmatch(command):
             raise src.fail("requires.commands", f"{_show(command)} is not a command name")
-    disk = _mapping(src, "requires.disk", item.get("disk") or {}, ("work", "tmp"))
+    disk = _mapping(src, "requires.disk", item.get("disk") or {}, ("work", "tmp", "store"))
     sizes: dict[str, int] = {}
     for where, size in disk.items():
         try:

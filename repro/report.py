@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from repro.compare import Comparison
-from repro.errors import ReportError, UsageError
+from repro.errors import ReportError, ReportWriteError, UsageError
 from repro.results import RunResult
 from repro.render import FILE_FORMATS, FORMATS, SAVED, render
 from repro.schema import from_dict
@@ -44,7 +44,9 @@ def write_report(
             atomic_write(path, text)
         sync_dir(run_dir)
     except OSError as e:
-        raise ReportError(f"{e.filename or run_dir}: cannot write the report: {e.strerror}") from e
+        raise ReportWriteError(
+            f"{e.filename or run_dir}: cannot write the report: {e.strerror}"
+        ) from e
     return list(texts)
 
 

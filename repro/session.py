@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from repro.compare import Comparison, compare
-from repro.errors import ReportError, UsageError
+from repro.errors import Aborted, ReportError, ReportWriteError, UsageError
 from repro.events import Listener, ignore
 from repro.inventory import Host, load_inventory, select
 from repro.playbook import Playbook, RenderedStep, load_playbook, render
@@ -32,6 +32,8 @@ from repro.transport.base import Transport
 #: launched steps one by one (/1) must not be resumed by this one: it could start a step twice.
 PLAN_SCHEMA = "repro-run/2"
 OLD_PLAN_SCHEMA = "repro-run/1"
+#: signals that stop a run the way Ctrl-C does: report written, exit 130
+ABORT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -223,8 +225,13 @@ async def execute_async(
     formats: tuple[str, ...] = SAVED,
     on_runner: Callable[[Runner], None] | None = None,
 ) -> tuple[RunResult, Comparison]:
-    prep.report_dir.mkdir(parents=True, exist_ok=True)
-    save_plan(prep)
+    try:
+        prep.report_dir.mkdir(parents=True, exist_ok=True)
+        save_plan(prep)
+    except OSError as e:
+        raise ReportWriteError(
+            f"{e.filename or prep.report_dir}: cannot write the run's plan: {e.strerror}"
+        ) from e
     runner = Runner(
         prep.playbook,
         prep.plans,
@@ -244,12 +251,18 @@ async def execute_async(
         on_runner(runner)
     loop = asyncio.get_running_loop()
     installed = []
-    # Ctrl-C and SIGTERM cancel cleanly: every host kills its running step's process group and
-    # the report is still written with what was gathered. Only in the main thread, where
-    # asyncio can install handlers.
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    aborted: list[str] = []  # the signal that stopped the run, if one did
+
+    def abort(sig: signal.Signals) -> None:
+        aborted.append(sig.name)
+        runner.cancel()
+
+    # Ctrl-C, SIGTERM and SIGHUP (the terminal went away) cancel cleanly: every host kills its
+    # running step's process group and the report is still written with what was gathered.
+    # Only in the main thread, where asyncio can install handlers.
+    for sig in ABORT_SIGNALS:
         try:
-            loop.add_signal_handler(sig, runner.cancel)
+            loop.add_signal_handler(sig, abort, sig)
             installed.append(sig)
         except (NotImplementedError, RuntimeError, ValueError):
             pass
@@ -265,7 +278,11 @@ async def execute_async(
             for sig in installed:
                 loop.remove_signal_handler(sig)
         comparison = compare(result)
-        write_report(prep.report_dir, result, comparison, formats=formats)
+        try:
+            write_report(prep.report_dir, result, comparison, formats=formats)
+        except ReportWriteError as exc:
+            exc.outcome = (result, comparison)  # what was gathered can still be shown
+            raise
 
         def reuse(host: Host) -> Transport:  # the run's own connection, while it is open
             return runner.held.pop(host.name, None) or transport_factory(host)
@@ -273,6 +290,11 @@ async def execute_async(
         await _after(prep, result, comparison, reuse)
     finally:
         await close_held(runner)
+    if aborted:
+        raise Aborted(
+            f"aborted by {aborted[0]}; the report of what was gathered is in {prep.report_dir}",
+            outcome=(result, comparison),
+        )
     return result, comparison
 
 

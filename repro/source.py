@@ -1,4 +1,5 @@
-"""Source pinning: resolve a user's --ref (tag, branch or commit) to one full commit.
+"""Source pinning: resolve a user's --ref (tag, branch, any ref the remote serves such as
+GitHub's pull/615/head, or a commit) to one full commit.
 
 Done once, on the controller, before anything runs, so every host builds exactly the same
 commit and the report can name it. A ref that does not resolve is bad input (exit 2).
@@ -24,16 +25,21 @@ def validate_ref(ref: str) -> str:
 
 
 def resolve_ref(repo_url: str, ref: str, *, timeout: float = 60.0) -> str:
-    """Return the full commit `ref` names in `repo_url` (a peeled tag, a branch, or a commit)."""
+    """Return the full commit `ref` names in `repo_url`: a peeled tag, a branch, any other ref
+    the remote serves (`pull/615/head` is `refs/pull/615/head`; `refs/...` is taken as is), or
+    a full commit id."""
     validate_ref(ref)
     if _FULL_COMMIT.match(ref):
         return ref
     if repo_url.startswith("-"):
         raise UsageError(f"repo_url {repo_url!r} is not a repository URL")
-    wanted = [f"refs/tags/{ref}^{{}}", f"refs/tags/{ref}", f"refs/heads/{ref}", ref]
+    if ref.startswith("refs/") or ref == "HEAD":
+        wanted = [f"{ref}^{{}}", ref]
+    else:
+        wanted = [f"refs/tags/{ref}^{{}}", f"refs/tags/{ref}", f"refs/heads/{ref}", f"refs/{ref}"]
     try:
         proc = subprocess.run(
-            ["git", "ls-remote", "--", repo_url, *wanted[:3]],
+            ["git", "ls-remote", "--", repo_url, *wanted],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -50,12 +56,12 @@ def resolve_ref(repo_url: str, ref: str, *, timeout: float = 60.0) -> str:
         parts = line.split("\t")
         if len(parts) == 2 and _FULL_COMMIT.match(parts[0]):
             found[parts[1]] = parts[0]
-    for name in wanted[:3]:  # a peeled annotated tag first: it names the commit, not the tag object
+    for name in wanted:  # a peeled annotated tag first: it names the commit, not the tag object
         if name in found:
             return found[name]
     if re.fullmatch(r"[0-9a-f]{7,39}", ref):
         raise UsageError(f"--ref {ref!r} looks like an abbreviated commit; give all 40 hex digits")
-    raise UsageError(f"--ref {ref!r} is not a tag or branch of {repo_url}")
+    raise UsageError(f"--ref {ref!r} is not a tag, branch or other ref of {repo_url}")
 
 
 def _path() -> str:

@@ -16,7 +16,12 @@ import pytest
 
 from repro.lab import LocalLab
 from repro.netlab import NetlabUnavailable, NetnsLab, cleanup_stale
-from tests.fixtures.guix_repos import double_env, make_cuprate_repo
+from tests.fixtures.guix_repos import (
+    container_problem,
+    double_env,
+    make_cuprate_repo,
+    require_containers,
+)
 
 
 @pytest.fixture
@@ -46,7 +51,14 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def env(home: Path) -> dict[str, str]:
+def guix_container() -> None:
+    """The guix double's `shell --container` needs bubblewrap and user namespaces: without them
+    the test skips with the reason, or fails under REPRO_REQUIRE_NETNS=1 (CI), like netns."""
+    require_containers(container_problem(), os.environ.get("REPRO_REQUIRE_NETNS") == "1")
+
+
+@pytest.fixture
+def env(home: Path, guix_container: None) -> dict[str, str]:
     """The environment to run the guix double and the fixture scripts in, with HOME=home."""
     return double_env(home)
 

@@ -21,14 +21,16 @@ ARTIFACT = "cuprated-0.0.9-x86_64-unknown-linux-gnu.tar.gz"
 
 def install_double(home: Path, **knobs: str) -> None:
     """Put the guix double on a host as `guix pull` would, with its knobs for this host."""
-    bin_dir = home / ".config" / "guix" / "current" / "bin"
-    bin_dir.mkdir(parents=True, exist_ok=True)
+    current = home / ".config" / "guix" / "current"
     # A copy, not a link: the checkout may live under /tmp (CI clones anywhere), and a
-    # netns lab host has a private /tmp where a link into the checkout would dangle.
-    target = bin_dir / "guix"
-    if target.exists() or target.is_symlink():
-        target.unlink()
-    shutil.copy2(DOUBLE_BIN / "guix", target)
+    # netns lab host has a private /tmp where a link into the checkout would dangle. The
+    # package table travels with it (share/guix-double/packages.tsv, beside bin/).
+    for rel in ("bin/guix", "share/guix-double/packages.tsv"):
+        target = current / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists() or target.is_symlink():
+            target.unlink()
+        shutil.copy2(DOUBLE_BIN.parent / rel, target)
     write_knob_file(home, **knobs)
 
 

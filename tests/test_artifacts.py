@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from repro.artifacts import MAX_OUTPUT, hash_command, parse_hash_output, safe_name
+from repro.artifacts import MAX_OUTPUT, hash_command, parse_hash_output
+from repro.paths import safe_name
 from repro.errors import PlaybookError, UntrustedOutput
 from repro.playbook import ArtifactSpec, ManifestSpec, Playbook, Step
 from repro.results import ArtifactHash

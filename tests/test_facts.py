@@ -426,14 +426,15 @@ def test_random_garbage_never_raises() -> None:
 
 
 # bash reads a piped script byte by byte, so a command that reads stdin would eat the rest of it
-SHELLS = [sh for sh in ("/bin/sh", "/bin/dash", "/bin/bash") if os.path.exists(sh)]
+SHELLS = [sh for sh in ("/bin/sh", "/bin/dash", "/bin/bash", "/bin/busybox sh")
+          if os.path.exists(sh.split()[0])]  # fmt: skip
 
 
 def run_script(
     *args: str, env: dict[str, str] | None = None, shell: str = "/bin/sh"
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [shell, "-s", "--", *args],
+        [*shell.split(), "-s", "--", *args],
         input=FACTS_SCRIPT,
         capture_output=True,
         text=True,
@@ -709,7 +710,7 @@ def test_work_dir_without_write_permission(shell: str) -> None:
         locked.mkdir(mode=0o555)
         for target, error in ((locked, ""), (locked / RUN_ID, "Permission denied")):
             proc = subprocess.run(
-                [shell, "-s", "--", str(target), "create"],
+                [*shell.split(), "-s", "--", str(target), "create"],
                 input=FACTS_SCRIPT,
                 capture_output=True,
                 text=True,
@@ -778,19 +779,21 @@ SCRIPT_FUNCTIONS = FACTS_SCRIPT.rsplit('\n_repro_facts "$@"', 1)[0]
 def run_functions(body: str, shell: str, *args: str) -> str:
     """Run `body` with the script's function definitions loaded; positional args are `args`."""
     return subprocess.run(
-        [shell, "-c", f"{SCRIPT_FUNCTIONS}\n{body}", "sh", *args],
+        [*shell.split(), "-c", f"{SCRIPT_FUNCTIONS}\n{body}", "sh", *args],
         capture_output=True, text=True, timeout=30, check=True,
     ).stdout  # fmt: skip
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-def test_dirname_without_dirname(shell: str) -> None:
+def test_nearest_existing_ancestor(tmp_path: Path, shell: str) -> None:
+    (tmp_path / "a b").mkdir()
+    t = str(tmp_path)
     cases = {
-        "/a/b": "/a", "/a/b/": "/a", "/a//b//": "/a", "/a": "/", "/": "/", "//": "/",
-        "//a": "/", "a": ".", "a/": ".", "a/b": "a", "a//b": "a", ".": ".", "..": ".",
-        "": ".", "/a b/c d": "/a b", "-rf/x": "-rf", "/*/x": "/*",
+        f"{t}/a b/c/d/": f"{t}/a b", f"{t}/a b": f"{t}/a b", f"{t}//x//y": f"{t}/",
+        f"{t}/a b/": f"{t}/a b/", "/nonexistent-repro/x": "/", "//nonexistent-repro": "/",
+        "nonexistent-repro/x": ".", "": ".", "/*/x-repro": "/", "-rf/x": ".",
     }  # fmt: skip
-    body = 'for p in "$@"; do _rf_d=$p; _rf_up; printf "%s|" "$_rf_d"; done'
+    body = 'for p in "$@"; do _rf_existing "$p"; printf "%s|" "$_rf_d"; done'
     assert run_functions(body, shell, *cases).split("|")[:-1] == list(cases.values())
 
 

@@ -87,8 +87,8 @@ def test_keep_n_keeps_the_newest_and_never_a_busy_or_protected_run(tmp_path: Pat
     # run 0: made just now and no round launched yet (still gathering facts or uploading)
     (base / run_id(0) / "steps").mkdir(parents=True)
     os.utime(base / run_id(0) / "steps", (OLD, OLD))
-    # run 1: its round's supervisor is alive (a real process)
-    sleeper = subprocess.Popen(["sleep", "60"])
+    # run 1: its round is alive (a real process group, led by its supervisor)
+    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)  # a group, as a round
     try:
         (base / run_id(1) / "steps" / "1-plan.rc").unlink()
         (base / run_id(1) / "steps" / "1-plan.pid").write_text(f"{sleeper.pid}\n")

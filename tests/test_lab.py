@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import stat
 import time
 from pathlib import Path
@@ -99,11 +100,16 @@ def test_hosts_run_in_parallel(local_lab: LocalLab) -> None:
     async def body(lab: LocalLab) -> None:
         ts = [AsyncsshTransport(lab.host(h.name)) for h in lab.hosts]
         await asyncio.gather(*(t.connect() for t in ts))
+        # A barrier: each command waits (bounded) until every host's has started. Run one
+        # after the other, the first would give up waiting and see only itself.
+        barrier = lab.base_dir / "barrier"
+        barrier.mkdir()
+        b = shlex.quote(str(barrier))
+        wait = (f'touch {b}/"$(hostname)-$$"; i=0; while [ "$(ls {b} | wc -l)" -lt 3 ] '
+                f'&& [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; ls {b} | wc -l')  # fmt: skip
         try:
-            start = time.monotonic()
-            results = await asyncio.gather(*(t.run("sleep 1; echo ok") for t in ts))
-            assert [r.stdout for r in results] == ["ok\n"] * 3
-            assert time.monotonic() - start < 2.5
+            results = await asyncio.gather(*(t.run(wait) for t in ts))
+            assert [r.stdout.strip() for r in results] == ["3"] * 3
         finally:
             await asyncio.gather(*(t.close() for t in ts))
 

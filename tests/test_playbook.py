@@ -204,6 +204,9 @@ BAD = [
     ("artifacts", [{"glob": "*;id"}], "artifacts[1].glob: '*;id' is not a glob"),
     ("artifacts", [{"glob": "x[a"}], "artifacts[1].glob: 'x[a' has an unbalanced"),
     ("artifacts", [{"glob": "x[a/]b"}], "artifacts[1].glob: 'x[a/]b' has an unbalanced"),
+    # what only the host-side check refused before: one grammar (repro.paths) now for both
+    ("artifacts", [{"glob": "a]b["}], "artifacts[1].glob: 'a]b[' has an unbalanced or empty"),
+    ("artifacts", [{"glob": "x[]"}], "artifacts[1].glob: 'x[]' has an unbalanced or empty"),
     ("artifacts", [{"glob": "*", "dir": "../out"}], "artifacts[1].dir: '../out' is not a relative"),
     ("artifacts", [{"glob": "*", "dir": "/out"}], "artifacts[1].dir: '/out' is not a relative"),
     ("artifacts", [{"glob": "*", "dir": "a b"}], "artifacts[1].dir: 'a b' is not a relative"),

@@ -17,7 +17,7 @@ import pytest
 
 from repro import store
 from repro.compare import Comparison, compare
-from repro.errors import ReportError, UsageError
+from repro.errors import ReportError, ReportWriteError, UsageError
 from repro.report import load_report, write_report
 from repro.schema import SCHEMA, from_dict, to_dict
 from repro.results import ArtifactHash, HostResult, RunResult, StepResult
@@ -146,7 +146,7 @@ def test_a_failed_replace_keeps_the_old_file(
 
     monkeypatch.setattr(store.os, "replace", refuse)
     run.run_id = "a-newer-run"
-    with pytest.raises(ReportError, match="report.json: cannot write the report: No space"):
+    with pytest.raises(ReportWriteError, match="report.json: cannot write the report: No space"):
         write_report(tmp_path, run, comparison, formats=("json",))
     assert (tmp_path / "report.json").read_text() == old
     assert os.listdir(tmp_path) == ["report.json"]
@@ -167,7 +167,7 @@ def test_a_failure_while_writing_keeps_the_old_file(
 
     monkeypatch.setattr(store.os, "fsync", fail_fsync)
     run.run_id = "a-newer-run"
-    with pytest.raises(ReportError, match="Input/output error"):
+    with pytest.raises(ReportWriteError, match="Input/output error"):
         write_report(tmp_path, run, comparison, formats=("json",))
     assert seen and seen[0].startswith(".report.json.")
     assert (tmp_path / "report.json").read_text() == old

@@ -51,20 +51,49 @@ def step_pids(lab_root: Path) -> list[int]:
     )
 
 
+def gated_playbook(tmp: Path) -> Path:
+    """A step that runs until the test creates $HOME/go (at most 30 s): "mid-step" for sure."""
+    pb = tmp / "gated.yaml"
+    pb.write_text(
+        textwrap.dedent("""\
+        name: gated
+        steps:
+          - name: build
+            run: |
+              echo start >> "$HOME/starts-build"
+              echo "pid $$"
+              i=0
+              while [ ! -e "$HOME/go" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+              echo same-bytes > out.txt
+              echo finished
+        artifacts:
+          - glob: out.txt
+        """)
+    )
+    return pb
+
+
 def test_sshd_dies_mid_step_and_returns(tmp_path: Path) -> None:
-    pb = slow_playbook(tmp_path, seconds=3)
+    pb = gated_playbook(tmp_path)
     out = tmp_path / "reports"
     lt = LabThread(tmp_path / "lab", n=2)
     with lt as lab:
         roots = {h.name: h.root for h in lab.hosts}
         proc = controller("run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out))
-        wait_for(lambda: starts(roots["lab1"]) == 1, "step start on lab1", proc)
+        wait_for(lambda: all(starts(r) == 1 for r in roots.values()), "steps started", proc)
         lt.stop_host("lab1")  # drops the open connection, refuses new ones
-        time.sleep(1.5)
+        time.sleep(1.5)  # how long the host stays away (not a measurement)
         lt.start_host("lab1")
+        for root in roots.values():  # only now may the steps end: the fault was mid-step
+            (root / "go").touch()
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
-    assert "reconnecting" in stderr
+    lines = stderr.splitlines()
+    # lab1's step had started on the host (waited for above) and could end only after the go:
+    # the controller lost it, got it back, and only then saw the step end
+    order = [next(i for i, ln in enumerate(lines) if ln.startswith(f"[lab1] {what}"))
+             for what in ("reconnecting", "connected: reconnected", "step build: exit 0")]
+    assert order == sorted(order), stderr
     assert starts(roots["lab1"]) == 1, "the step was not started again"
     data = report(out)
     assert [h["status"] for h in data["hosts"]] == ["ok", "ok"]
@@ -173,7 +202,7 @@ def test_ctrl_c_kills_steps_and_keeps_what_was_gathered(tmp_path: Path) -> None:
         _, stderr = proc.communicate(timeout=60)
         pids = [p for r in roots for p in step_pids(r)]
         assert not any(group_alive(p) for p in pids)
-    assert proc.returncode == 3, stderr
+    assert proc.returncode == 130, stderr  # the user's stop, after the report was written
     data = report(out)
     assert {h["error"] for h in data["hosts"]} == {"cancelled"}
     assert data["hosts"][0]["facts"], "facts gathered before the cancel are kept"

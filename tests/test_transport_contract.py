@@ -214,12 +214,11 @@ def test_stdin_bytes_arrive_intact(contract: Callable[[Body], None]) -> None:
 
 def test_no_stdin_means_end_of_file(contract: Callable[[Body], None]) -> None:
     async def body(t: Transport, rig: Rig) -> None:
-        start = time.monotonic()
+        # a `cat` left waiting for input would end in TimeoutError, not in "done"
         r = await t.run("cat; echo done", timeout=10)
         assert (r.stdout, r.exit_status) == ("done\n", 0)
-        r = await t.run("wc -c", stdin=b"")
+        r = await t.run("wc -c", stdin=b"", timeout=10)
         assert r.stdout.strip() == "0"
-        assert time.monotonic() - start < 5
 
     contract(body)
 
@@ -280,12 +279,20 @@ def test_timeout_raises_and_leaves_the_transport_usable(
 ) -> None:
     async def body(t: Transport, rig: Rig) -> None:
         pidfile = shlex.quote(f"{rig.workdir}/pid")
-        start = time.monotonic()
+        ended = shlex.quote(f"{rig.workdir}/ended")
+        # The command ends only when the test lets it (or after 20 s): the TimeoutError must
+        # come first, and then the command has not ended (order, not durations).
+        gate = shlex.quote(f"{rig.workdir}/go")
         with pytest.raises(TimeoutError):
-            await t.run(f"echo $$ > {pidfile}; exec sleep 5", timeout=0.5)
-        assert time.monotonic() - start < 3
+            await t.run(
+                f"echo $$ > {pidfile}; exec sh -c 'i=0; while [ ! -e {gate} ] && [ $i -lt 200 ];"
+                f" do sleep 0.1; i=$((i+1)); done; touch {ended}'",
+                timeout=0.5,
+            )
+        assert (await t.run(f"test -e {ended}")).exit_status == 1, "run waited for the command"
         assert (await t.run("echo still here")).stdout == "still here\n"
         if not rig.kills_on_timeout:
+            await t.run(f"touch {gate}")  # let it end rather than linger
             return
 
         async def gone() -> bool:
@@ -380,16 +387,23 @@ def test_connect_and_close_are_idempotent(contract: Callable[[Body], None]) -> N
 def test_detached_process_survives_the_command(contract: Callable[[Body], None]) -> None:
     async def body(t: Transport, rig: Rig) -> None:
         work = shlex.quote(rig.workdir)
-        inner = shlex.quote(f"cd {work} && echo $$ > bg.pid && sleep 1 && echo survived > bg.out")
-        start = time.monotonic()
+        # The job waits (bounded) for the test's go, given only after run returned and the
+        # connection closed: a run that waited for it would come back after its 20 s, with
+        # bg.out already written.
+        inner = shlex.quote(
+            f"cd {work} && echo $$ > bg.pid && i=0 && while [ ! -e go ] && [ $i -lt 200 ];"
+            " do sleep 0.1; i=$((i+1)); done; echo survived > bg.out"
+        )
         r = await t.run(f"setsid sh -c {inner} > {work}/bg.log 2>&1 < /dev/null &")
         assert r.exit_status == 0
-        assert time.monotonic() - start < 0.9, "run waited for the background process"
+        assert (await t.run(f"test -e {work}/bg.out")).exit_status == 1, "run waited for the job"
         # the job must also outlive the connection that started it
         await t.close()
         again = rig.make()
         await again.connect()
         try:
+            assert (await again.run(f"test -e {work}/bg.out")).exit_status == 1
+            await again.run(f"touch {work}/go")
 
             async def finished() -> bool:
                 r = await again.run(f"cat {work}/bg.out 2>/dev/null")

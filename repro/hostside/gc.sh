@@ -1,18 +1,19 @@
-# Remove old run directories under a host's work base (sourced after repro.detach's _LIB, which
-# gives rd, clock and alive). Only what repro made is touched: a directory (never a symlink),
-# owned by us, named like a run id, holding the steps directory every run has; `rm` is given
-# one plain name inside the base, so it can never be led out of it (GNU rm does not follow
-# symlinks while it recurses). A run whose supervisor is alive, or that may still be starting,
-# or that the controller says can be resumed, is left alone and named.
+# shellcheck shell=sh
+# Remove old run directories under a host's work base (after lib.sh and stop.sh: rd, clock,
+# group_live). Only what repro made is touched: a directory (never a
+# symlink), owned by us, named like a run id, holding the steps directory every run has; `rm`
+# is given one plain name inside the base, so it can never be led out of it (GNU rm does not
+# follow symlinks while it recurses). A run with a round still alive on the host, that may still
+# be starting, or that the controller says can be resumed, is left alone and named.
 #
-# $1 work base (a leading ~/ is this host's $HOME)  $2 the name of a run's steps dir (repro.store)
-# $3 keep: how many of the newest run dirs to keep, -1 for no limit  $4 a run id to remove now if
-# it is idle, or -  $5... run ids to keep
-# Prints one line per run dir it decides on: "removed ID", "kept ID busy", "kept ID protected".
-# shellcheck disable=SC2154  # rd sets $v, clock sets $now (detach's _LIB)
+# $1 work base (a leading ~/ is this host's $HOME)  $2 the name of a run's steps dir
+# (repro.store)  $3 keep: how many of the newest run dirs to keep, -1 for no limit  $4 a run id
+# to remove now if it is idle, or -  $5... run ids to keep.
+# Prints one line per run dir it decides on: "removed ID", "kept ID busy|protected|failed".
+# shellcheck disable=SC2154  # rd sets $v, clock sets $now (lib.sh)
 base=$1 steps=$2 keep=$3 now_id=$4
 shift 4
-# shellcheck disable=SC2088  # the literal "~/" a controller sends, expanded here
+# shellcheck disable=SC2088  # a literal "~/", from the controller
 case $base in "~") base=$HOME ;; "~/"*) base=$HOME/${base#"~/"} ;; esac
 [ -d "$base" ] || exit 0
 cd -P -- "$base" || exit 1
@@ -30,10 +31,14 @@ protected() {
 }
 
 busy() {  # $1: a run dir; true while any round of it may still run or is about to start
-  # any supervisor of it alive (every pid file names one, a step's or its round's)
+  # Each pid file names a supervisor, the leader of its round's process group; a step or
+  # round without an exit status may still have something of that group alive.
   for f in "$1/$steps"/*.pid; do
     [ -s "$f" ] || continue
-    rd "$f"; alive "$v" && return 0
+    [ -s "${f%.pid}.rc" ] && continue
+    rd "$f"
+    case $v in '' | *[!0-9]*) continue ;; esac
+    group_live "$v" && return 0
   done
   started=0
   for l in "$1/$steps"/*-plan.lock; do
@@ -41,6 +46,7 @@ busy() {  # $1: a run dir; true while any round of it may still run or is about 
     started=1
     k=${l%.lock}
     [ -s "$k.rc" ] || [ -s "$k.pid" ] && continue
+    # launched, no pid written yet: the first 30 s of a round
     rd "$l"; [ -n "$v" ] || return 0
     clock; [ $((now - v)) -lt 30 ] && return 0
   done
@@ -74,4 +80,3 @@ for id in $(for d in $run_id_glob; do ours "$d" && echo "$d/$steps"; done | xarg
   [ $n -le "$keep" ] && continue
   remove "$id" "$@"
 done
-exit 0

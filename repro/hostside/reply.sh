@@ -1,0 +1,81 @@
+# shellcheck shell=sh
+# The reply of the launch and of the poll (after lib.sh; expects d, p, keys, i, off, chunk,
+# exact and fresh). One header line for the round, one per step reported, then the steps' log
+# bytes one after the other (each header says how many). Steps from the $i-th key of $keys on
+# (its log from byte $off), for as long as they ended with status 0 and their whole log fits in
+# the $chunk budget. Liveness is read BEFORE the rc file: a step that ends in between is seen
+# as finished, never as vanished. One `wc` measures every log; when every step reported has
+# ended, one `cat` sends them all (the controller checks the total against the sizes, and asks
+# again with exact=1, a `head -c` per log, if something still wrote to a log after its step
+# ended).
+#
+# The steps reported are kept as records, one line each of space-separated words (a key is
+# [0-9a-z-], every other field a number, `-` or 0/1, read strictly): `record` and `part` take a
+# record's words as their arguments.
+nl='
+'
+record() { k=$1 rc=$2 a=$3 s=$4 x=$5 t=$6 h=$7; }
+part() { k=$1 want=$2 o=$3; }
+reply() {
+  cnt=0; j=0; logs=; recs=
+  for k in $keys; do
+    j=$((j + 1)); [ $j -lt "$i" ] && continue
+    cnt=$((cnt + 1))
+    a=0; running && a=1
+    rc=-; num "$d/$k.rc"; [ -n "$v" ] && rc=$v
+    s=0; [ -e "$d/$k.lock" ] && s=1
+    x=0; [ -e "$d/$k.killed" ] && x=1
+    # not started, and its round's supervisor was killed on purpose (`repro cancel` between
+    # two steps): this step was cancelled too
+    [ $s = 0 ] && [ -e "$d/$p.killed" ] && x=1
+    t=-; num "$d/$k.start"; [ -n "$v" ] && t=$v
+    h=0; [ -s "$d/$k.log" ] && { h=1; logs="$logs$nl$d/$k.log"; }
+    recs="$recs$k $rc $a $s $x $t $h$nl"
+    [ "$rc" = 0 ] || break
+  done
+  # lists hold one path per line (the step dir may have spaces; never a newline)
+  set -f; IFS=$nl
+  set --
+  # shellcheck disable=SC2046,SC2086  # split on newlines on purpose
+  [ -z "$logs" ] || set -- $(wc -c -- $logs)
+  c=0; left=$chunk; all=1; cats=; heads=; parts=
+  for r in $recs; do
+    c=$((c + 1))
+    IFS=' '
+    # shellcheck disable=SC2086
+    record $r
+    IFS=$nl
+    size=0
+    if [ "$h" = 1 ] && [ $# -ge 1 ]; then
+      size=${1#"${1%%[! ]*}"}; size=${size%%" "*}; shift
+      case $size in ''|*[!0-9]*) size=0;; esac
+    fi
+    o=0; [ $c -eq 1 ] && o=$off
+    want=$((size - o)); [ $want -lt 0 ] && want=0
+    [ $want -gt "$left" ] && want=$left
+    left=$((left - want))
+    heads="${heads}repro-poll key=$k rc=$rc alive=$a started=$s killed=$x size=$size take=$want t0=$t$nl"
+    { [ "$o" -eq 0 ] && [ "$want" -eq "$size" ] && [ "$rc" != - ]; } || all=0
+    [ "$want" -eq 0 ] || { cats="$cats$nl$d/$k.log"; parts="$parts$k $want $o$nl"; }
+    # a step whose log is not all sent ends the reply: the next poll goes on from there
+    [ "$want" -ge $((size - o)) ] || { cnt=$c; break; }
+  done
+  clock
+  echo "repro-plan n=$cnt now=$now fresh=$fresh"
+  printf '%s' "$heads"
+  if [ "$all" = 1 ] && [ "$exact" != 1 ]; then
+    # shellcheck disable=SC2086
+    [ -z "$cats" ] || cat -- $cats
+  else
+    for r in $parts; do
+      IFS=' '
+      # shellcheck disable=SC2086
+      part $r
+      IFS=$nl
+      if [ "$o" -eq 0 ]; then head -c "$want" -- "$d/$k.log"
+      else tail -c +$((o + 1)) -- "$d/$k.log" | head -c "$want"; fi
+    done
+  fi
+  exit 0
+}
+reply
