@@ -37,7 +37,7 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "sigs": cmd_sigs,
         "lab": cmd_lab,
         "history": nightly.cmd_history,
-        "bisect": nightly.cmd_bisect,
+        "bisect": lambda a, o, e: nightly.cmd_bisect(a, o, e, make_listener),
         "gc": nightly.cmd_gc,
     }[args.command]
     return handler(args, out, err)

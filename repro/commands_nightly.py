@@ -8,9 +8,10 @@ import argparse
 import asyncio
 import os
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from repro.errors import UsageError
+from repro.events import Listener
 from repro.render.safe import term_safe
 
 
@@ -23,17 +24,17 @@ def history_path(args: argparse.Namespace) -> Path:
 
 def retention_vars(args: argparse.Namespace) -> dict[str, Any]:
     """`run --keep N --keep-failed --keep-work` as the per-host vars they stand for."""
-    from repro import gc
+    from repro import retention as r
 
     out: dict[str, Any] = {}
     if getattr(args, "keep", None) is not None:
         if args.keep < 0:
             raise UsageError(f"--keep {args.keep}: must be 0 or more")
-        out[gc.KEEP_RUNS] = args.keep
+        out[r.KEEP_RUNS] = args.keep
     if getattr(args, "keep_failed", False):
-        out[gc.KEEP_FAILED] = True
+        out[r.KEEP_FAILED] = True
     if getattr(args, "keep_work", False):
-        out[gc.KEEP_WORK] = True
+        out[r.KEEP_WORK] = True
     return out
 
 
@@ -129,11 +130,16 @@ def cmd_gc(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 # --- bisect ----------------------------------------------------------------------------------
 
 
-def cmd_bisect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_bisect(
+    args: argparse.Namespace,
+    out: TextIO,
+    err: TextIO,
+    make_listener: Callable[[list[str], TextIO, bool], Listener],
+) -> int:
+    """`make_listener`: how the CLI shows a run's progress (repro.commands owns that)."""
     import json
 
     from repro import bisect
-    from repro.commands import make_listener
     from repro.inventory import parse_extra_vars
     from repro.playbook import load_playbook
     from repro.session import execute, prepare

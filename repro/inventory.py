@@ -515,7 +515,7 @@ class _HostBuilder:
             raise self.fail(
                 "repro_work_dir", work, "is not an absolute path or ~/path of plain characters"
             )
-        from repro.gc import retention
+        from repro.retention import retention
 
         try:
             retention(self.vars)

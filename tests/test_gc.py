@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from repro import gc
+from repro.retention import Retention, retention
 from repro.errors import UsageError
 from tests.labthread import LabThread
 from tests.test_cli_inprocess import DEMO, run_cli
@@ -115,10 +116,10 @@ def test_run_ids_and_settings_are_checked(tmp_path: Path) -> None:
     with pytest.raises(UsageError):
         gc.gc_command("~/.cache/repro/runs", 1, "x; rm -rf /", [])
     with pytest.raises(ValueError, match="repro_keep_runs"):
-        gc.retention({"repro_keep_runs": "-1"})
+        retention({"repro_keep_runs": "-1"})
     with pytest.raises(ValueError, match="repro_keep_failed"):
-        gc.retention({"repro_keep_failed": "maybe"})
-    assert gc.retention({"repro_keep_runs": "3", "repro_keep_work": "true"}) == gc.Retention(
+        retention({"repro_keep_failed": "maybe"})
+    assert retention({"repro_keep_runs": "3", "repro_keep_work": "true"}) == Retention(
         3, False, True
     )
     inv = tmp_path / "inv.yaml"
