@@ -16,14 +16,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from repro import history  # noqa: E402
-from repro.cli import main  # noqa: E402
+from repro import history
+from repro.cli import main
 
 
 def sha(*parts: object) -> str:
@@ -34,7 +34,7 @@ def a_report(n: int, hosts: int, artifacts: int, playbooks: int) -> dict[str, An
     """A report like a nightly run's: facts of a real host's size, an artifact that changes
     hash every 7th night and one host that disagrees every 50th."""
     names = [f"h{i}" for i in range(1, hosts + 1)]
-    when = datetime(2025, 1, 1, tzinfo=timezone.utc) + timedelta(hours=n)
+    when = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(hours=n)
     commit = sha("commit", n // 3)[:40]
     arts = []
     for a in range(artifacts):

@@ -106,7 +106,9 @@ class Bisection:
 
     @property
     def skipped(self) -> list[str]:
-        return [c for c in self.commits if self.probes.get(c, Probe(c, "")).verdict == "inconclusive"]
+        return [
+            c for c in self.commits if self.probes.get(c, Probe(c, "")).verdict == "inconclusive"
+        ]
 
     @property
     def done(self) -> bool:
@@ -181,7 +183,9 @@ def first_parent_commits(repo: Path, good: str, bad: str) -> tuple[str, str, lis
         validate_ref(ref)
         try:
             full.append(
-                _git(["-C", str(repo), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"]).strip()
+                _git(
+                    ["-C", str(repo), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"]
+                ).strip()
             )
         except UsageError:
             raise UsageError(f"{which} {ref!r} is not a commit of the repository") from None
@@ -190,7 +194,9 @@ def first_parent_commits(repo: Path, good: str, bad: str) -> tuple[str, str, lis
         _git(["-C", str(repo), "merge-base", "--is-ancestor", g, b])
     except UsageError:
         raise UsageError(f"--good {good} is not an ancestor of --bad {bad}") from None
-    commits = _git(["-C", str(repo), "rev-list", "--first-parent", "--reverse", f"{g}..{b}"]).split()
+    commits = _git(
+        ["-C", str(repo), "rev-list", "--first-parent", "--reverse", f"{g}..{b}"]
+    ).split()
     if not commits:
         raise UsageError(f"--good and --bad are the same commit ({g})")
     return g, b, commits
@@ -212,7 +218,11 @@ def load_state(path: Path, b: Bisection) -> None:
         if data.get("schema") != STATE_SCHEMA:
             raise ValueError(f"schema is not {STATE_SCHEMA}")
         for p in data["probes"]:
-            if p["commit"] in b.commits and p["verdict"] in ("reproducible", "mismatch", "inconclusive"):
+            if p["commit"] in b.commits and p["verdict"] in (
+                "reproducible",
+                "mismatch",
+                "inconclusive",
+            ):
                 b.probes[p["commit"]] = Probe(p["commit"], p["verdict"], p.get("run_id"), True)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ReportError(f"{path}: cannot resume this bisect: {exc}") from None

@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def add_retention_options(p: argparse.ArgumentParser) -> None:
@@ -64,10 +65,17 @@ def add_nightly_commands(sub: Any, common_hosts: Callable[[argparse.ArgumentPars
     add_history_option(b)
 
     g = sub.add_parser("gc", help="remove old run dirs on the hosts and under --out")
-    g.add_argument("-i", "--inventory", help="also clean these hosts (default: the controller only)")
+    g.add_argument(
+        "-i", "--inventory", help="also clean these hosts (default: the controller only)"
+    )
     g.add_argument("-l", "--limit", help="Ansible host pattern")
     g.add_argument(
-        "-e", "--extra-vars", action="append", default=[], metavar="KEY=VALUE", help="set a variable"
+        "-e",
+        "--extra-vars",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a variable",
     )
     g.add_argument("--keep", type=int, default=5, metavar="N", help="newest run dirs kept (5)")
     g.add_argument("--out", default="reports", help="the controller's run directories")

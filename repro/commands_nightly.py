@@ -7,8 +7,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from repro.errors import UsageError
 from repro.events import Listener
@@ -66,8 +67,9 @@ def cmd_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             raise UsageError("history: the only action is `import DIR`")
         with history.opened(path) as db:
             result = history.import_runs(db, Path(args.action[1]))
-        for where, why in result.skipped:
-            err.write(f"skipped {term_safe(where)}: {term_safe(why)}\n")
+        err.writelines(
+            f"skipped {term_safe(where)}: {term_safe(why)}\n" for where, why in result.skipped
+        )
         out.write(
             f"recorded {len(result.recorded)} run(s) in {path}"
             f" ({len(result.already)} already there, {len(result.skipped)} skipped)\n"
@@ -119,11 +121,12 @@ def cmd_gc(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     out_dir = Path(args.out)
     results = []
     if args.inventory:
-        hosts = select(load_inventory(args.inventory, parse_extra_vars(args.extra_vars)), args.limit)
+        hosts = select(
+            load_inventory(args.inventory, parse_extra_vars(args.extra_vars)), args.limit
+        )
         results += asyncio.run(gc.clean_hosts(hosts, args.keep, gc.resumable(out_dir)))
     results.append(gc.clean_controller(out_dir, args.keep))
-    for r in results:
-        out.write(term_safe(r.summary()) + "\n")
+    out.writelines(term_safe(r.summary()) + "\n" for r in results)
     return 3 if any(r.error for r in results) else 0
 
 
@@ -177,8 +180,7 @@ def cmd_bisect(
         names = [p.host.name for p in prep.plans]
         err.write(f"bisect: probing {commit[:12]} (run {prep.run_id})\n")
         run, comparison = execute(prep, listener=make_listener(names, err, args.verbose))
-        for note in prep.notes:
-            err.write(f"note: {term_safe(note)}\n")
+        err.writelines(f"note: {term_safe(note)}\n" for note in prep.notes)
         if any((h.error or "").startswith("cancelled") for h in run.hosts):
             raise KeyboardInterrupt  # the probe was aborted: it decides nothing; resume later
         return comparison.verdict, prep.run_id
@@ -211,8 +213,10 @@ def _hosts_that_disagreed(
     known = load_inventory(args.inventory, parse_extra_vars(args.extra_vars)).hosts
     if len(pair) != 2 or not all(h in known for h in pair):
         return None
-    err.write(f"bisect: building on {term_safe(pair[0])} and {term_safe(pair[1])}, which "
-              f"disagreed at {bad[:12]} (run {found.run_id if found else '?'})\n")
+    err.write(
+        f"bisect: building on {term_safe(pair[0])} and {term_safe(pair[1])}, which "
+        f"disagreed at {bad[:12]} (run {found.run_id if found else '?'})\n"
+    )
     return ":".join(pair)
 
 
@@ -231,5 +235,7 @@ def _bisect_text(b: Any) -> str:
     if b.skipped:
         lines.append("skipped (inconclusive): " + " ".join(c[:12] for c in b.skipped))
     for p in b.probes.values():
-        lines.append(f"  {p.commit[:12]} {p.verdict:<13} run {p.run_id or '-'}{' (earlier)' if p.reused else ''}")
+        lines.append(
+            f"  {p.commit[:12]} {p.verdict:<13} run {p.run_id or '-'}{' (earlier)' if p.reused else ''}"
+        )
     return "\n".join(lines) + "\n"

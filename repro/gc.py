@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from repro.errors import UsageError
 from repro.retention import Retention, retention
@@ -36,8 +37,6 @@ class Cleaned:
         if self.kept:
             text += ", kept " + ", ".join(f"{rid} ({why})" for rid, why in self.kept)
         return text
-
-
 
 
 def gc_command(base: str, keep: int | None, now_id: str | None, protected: list[str]) -> str:
@@ -66,7 +65,9 @@ def parse_output(where: str, text: str) -> Cleaned:
     return out
 
 
-def keep_after(verdict: str, hosts: list[Any], artifacts: list[Any], policy: Retention) -> str | None:
+def keep_after(
+    verdict: str, hosts: list[Any], artifacts: list[Any], policy: Retention
+) -> str | None:
     """Why this run's work dirs stay on the hosts (None: they go).
 
     A mismatch or an unstable artifact is evidence `repro diff` needs on both sides; a run with
@@ -171,7 +172,9 @@ async def clean_hosts(hosts: list[Any], keep: int, protected: list[str]) -> list
         res = await t.run(gc_command(work_base(h), keep, None, protected), timeout=600)
         cleaned = parse_output(h.name, res.stdout)
         if res.exit_status != 0:
-            cleaned.error = f"cleaning exited {res.exit_status}: {' '.join(res.stderr.split())[-200:]}"
+            cleaned.error = (
+                f"cleaning exited {res.exit_status}: {' '.join(res.stderr.split())[-200:]}"
+            )
         return cleaned
 
     results = await _each(hosts, work)

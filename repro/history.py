@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -337,7 +337,7 @@ def parse_since(text: str, *, now: datetime | None = None) -> str:
     """`--since`: 7d, 24h, 2w, or an ISO date/time (UTC); returns the ISO bound runs compare to."""
     from repro.errors import UsageError
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     m = _RELATIVE.match(text)
     if m:
         unit = {"h": "hours", "d": "days", "w": "weeks"}[m[2]]
@@ -350,8 +350,8 @@ def parse_since(text: str, *, now: datetime | None = None) -> str:
                 f"--since {text!r}: expected 7d, 24h, 2w or a date like 2026-03-01"
             ) from None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def runs(
@@ -389,8 +389,7 @@ def runs(
         # Facts are the bulk of the file and no view of the timeline needs them: read on demand.
         column = "facts" if facts else "NULL"
         for run, name, status, error, text in db.execute(
-            f"SELECT run, name, status, error, {column} FROM hosts {only} "
-            "ORDER BY run, rowid",
+            f"SELECT run, name, status, error, {column} FROM hosts {only} ORDER BY run, rowid",
             args,
         ):
             found = _json(text, {}) if text is not None else {}
@@ -516,9 +515,7 @@ def _transition(
     return Transition(playbook, artifact, last_good, conclusive[i][0])
 
 
-def latest_at_commit(
-    db: sqlite3.Connection, playbook: str, commit: str
-) -> RunEntry | None:
+def latest_at_commit(db: sqlite3.Connection, playbook: str, commit: str) -> RunEntry | None:
     """The newest conclusive run of `playbook` at `commit`, if any (bisect reuses it)."""
     found = [
         r

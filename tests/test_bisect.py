@@ -58,7 +58,9 @@ def test_finds_the_first_bad_within_the_bound(n: int, where: float) -> None:
     build, asked = searcher(table)
     bisect.bisect(b, build)
     assert b.first_bad == commits[first] and b.exit_code == 1
-    assert len(asked) == len(set(asked)) <= math.ceil(math.log2(n)) + 1 if n > 1 else len(asked) == 1
+    assert (
+        len(asked) == len(set(asked)) <= math.ceil(math.log2(n)) + 1 if n > 1 else len(asked) == 1
+    )
     assert asked[0] == commits[-1]  # the bad end is checked first
 
 

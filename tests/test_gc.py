@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from repro import gc
-from repro.retention import Retention, retention
 from repro.errors import UsageError
+from repro.retention import Retention, retention
 from tests.labthread import LabThread
 from tests.test_cli_inprocess import DEMO, run_cli
 
@@ -45,7 +45,7 @@ def age(d: Path, n: int) -> None:
 def host_gc(home: Path, base: str, keep: int | None, now: str | None, *protected: str) -> str:
     cmd = gc.gc_command(base, keep, now, list(protected))
     done = subprocess.run(
-        cmd, shell=True, capture_output=True, text=True, timeout=60,
+        cmd, shell=True, check=False, capture_output=True, text=True, timeout=60,
         env={"HOME": str(home), "PATH": os.environ["PATH"]},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

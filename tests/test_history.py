@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import sqlite3
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -84,14 +85,20 @@ def split(a: str, b: str) -> list[tuple[str, list[str]]]:
 
 def nightly(db: sqlite3.Connection) -> None:
     """Five nights: good at C1, C2 (new bin hash), C3 inconclusive, then C4 and C5 mismatch."""
-    history.record(db, report(1, C[1], "reproducible", {"bin": same(H["a"]), "doc": same(H["b"])}), None)
-    history.record(db, report(2, C[2], "reproducible", {"bin": same(H["c"]), "doc": same(H["b"])}), None)
+    history.record(
+        db, report(1, C[1], "reproducible", {"bin": same(H["a"]), "doc": same(H["b"])}), None
+    )
+    history.record(
+        db, report(2, C[2], "reproducible", {"bin": same(H["c"]), "doc": same(H["b"])}), None
+    )
     history.record(
         db,
         report(3, C[3], "inconclusive", {"bin": same(H["c"])}, {"h1": "ok", "h2": "failed"}),
         None,
     )
-    history.record(db, report(4, C[4], "mismatch", {"bin": split(H["c"], H["d"]), "doc": same(H["b"])}), None)
+    history.record(
+        db, report(4, C[4], "mismatch", {"bin": split(H["c"], H["d"]), "doc": same(H["b"])}), None
+    )
     history.record(
         db,
         report(5, C[5], "mismatch", {"bin": split(H["c"], H["d"]), "doc": split(H["b"], H["e"])}),
@@ -119,7 +126,9 @@ def test_first_bad_names_the_last_good_and_first_mismatching_commit(db: Any) -> 
 
 def test_good_again_means_no_open_mismatch(db: Any) -> None:
     nightly(db)
-    history.record(db, report(6, C[6], "reproducible", {"bin": same(H["f"]), "doc": same(H["b"])}), None)
+    history.record(
+        db, report(6, C[6], "reproducible", {"bin": same(H["f"]), "doc": same(H["b"])}), None
+    )
     (found,) = history.first_bad(history.runs(db))
     assert found.run is None and found.artifacts == ()
 
@@ -136,7 +145,10 @@ def test_timeline_says_what_changed(db: Any) -> None:
     assert ("host-status", "h2", "ok", "failed") in third
     assert ("artifact-gone", "doc", H["b"], "") in third
     text = view.table(items)
-    assert "verdict reproducible -> inconclusive" in text and f"bin: {H['a'][:12]} -> {H['c'][:12]}" in text
+    assert (
+        "verdict reproducible -> inconclusive" in text
+        and f"bin: {H['a'][:12]} -> {H['c'][:12]}" in text
+    )
 
 
 def test_since_and_playbook_filter(db: Any) -> None:
@@ -145,7 +157,7 @@ def test_since_and_playbook_filter(db: Any) -> None:
     assert len(history.runs(db, playbook="other")) == 1
     assert [r.commit for r in history.runs(db, since="2026-03-01T00:00:04Z")] == [C[4], C[5], C[7]]
     assert history.parse_since("2026-03-01") == "2026-03-01T00:00:00Z"
-    assert history.parse_since("2d", now=history.datetime(2026, 3, 3, tzinfo=history.timezone.utc)) == (
+    assert history.parse_since("2d", now=datetime(2026, 3, 3, tzinfo=UTC)) == (
         "2026-03-01T00:00:00Z"
     )
 
@@ -249,7 +261,7 @@ def test_html_page_escapes_everything_recorded(db: Any) -> None:
     page = view.html_page(
         history.timeline(entries),
         history.first_bad(entries),
-        {r["run_id"]: "javascript:alert(1)/../x\"><b>"},
+        {r["run_id"]: 'javascript:alert(1)/../x"><b>'},
     )
     parser = _Tags()
     parser.feed(page)
@@ -281,9 +293,13 @@ def test_cli_history_import_and_first_bad(tmp_path: Path) -> None:
     code, out, _ = run_cli("history", "import", str(reports), "--history", str(db_path))
     assert "2 already there" in out
     code, out, _ = run_cli("history", "--first-bad", "--history", str(db_path))
-    assert code == 0 and f"first mismatch at {C[2]}" in out and f"last reproducible at {C[1]}" in out
+    assert (
+        code == 0 and f"first mismatch at {C[2]}" in out and f"last reproducible at {C[1]}" in out
+    )
     page = tmp_path / "site" / "history.html"
-    code, _, err = run_cli("history", "--format", "html", "-o", str(page), "--history", str(db_path))
+    code, _, err = run_cli(
+        "history", "--format", "html", "-o", str(page), "--history", str(db_path)
+    )
     assert code == 0, err
     text = page.read_text()
     assert 'href="../old-reports/20260301T000001Z-abcdef/report.md"' in text
@@ -304,7 +320,7 @@ def test_the_bench_script_runs(tmp_path: Path) -> None:
     bench = Path(__file__).resolve().parents[1] / "bench" / "history.py"
     done = subprocess.run(
         [sys.executable, str(bench), "--runs", "60", "--repeat", "1", "--dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+        check=False, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)

@@ -27,7 +27,7 @@ BIN = Path(sys.executable).parent
 def blocks() -> dict[str, str]:
     """The files the doc shows, by the name in the comment before each fenced block."""
     text = DOC.read_text()
-    found = dict(re.findall(r"<!-- file: (\S+) -->\n```\w*\n(.*?)```", text, re.S))
+    found = dict(re.findall(r"<!-- file: (\S+) -->\n```\w*\n(.*?)```", text, re.DOTALL))
     assert set(found) == {
         "repro-nightly.service",
         "repro-nightly.timer",
@@ -42,7 +42,9 @@ def repro_commands(text: str) -> list[list[str]]:
     """Every `…/repro ARGS` command in `text`, as argv (without the program)."""
     out = []
     for line in text.replace(">-\n", "").replace("\n          ", " ").splitlines():
-        for m in re.finditer(r"(?:^|[\s=])\S*/?repro ((?:run|history|gc|bisect|report) [^>&|\n]*)", line):
+        for m in re.finditer(
+            r"(?:^|[\s=])\S*/?repro ((?:run|history|gc|bisect|report) [^>&|\n]*)", line
+        ):
             out.append(shlex.split(m.group(1)))
     return out
 
@@ -65,7 +67,7 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
     done = subprocess.run(
         ["systemd-analyze", "verify", str(tmp_path / "repro-nightly.service"),
          str(tmp_path / "repro-nightly.timer")],
-        capture_output=True, text=True, timeout=60,
+        check=False, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     # verify exits 0 on many problems it only warns about: any word about our files is one
     ours = [ln for ln in done.stderr.splitlines() if "repro-nightly" in ln]
@@ -79,7 +81,9 @@ def test_the_cron_line() -> None:
     assert all(cron_field.match(f) for f in fields[:5]), fields[:5]
     minute, hour = int(fields[0]), int(fields[1])
     assert 0 <= minute < 60 and 0 <= hour < 24
-    done = subprocess.run(["sh", "-n", "-c", fields[5]], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        ["sh", "-n", "-c", fields[5]], check=False, capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 0, done.stderr  # cron hands the rest of the line to sh
 
 
@@ -103,7 +107,7 @@ def test_ci_files_match_their_schemas(tmp_path: Path, name: str, schema: str) ->
     yaml.safe_load(path.read_text())  # plain YAML first
     done = subprocess.run(
         [check_jsonschema(), "--builtin-schema", schema, str(path)],
-        capture_output=True, text=True, timeout=120,
+        check=False, capture_output=True, text=True, timeout=120,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -112,7 +116,7 @@ def test_ci_files_match_their_schemas(tmp_path: Path, name: str, schema: str) ->
     bad.write_text(blocks()[name].replace("schedule", "schedul").replace("script:", "scrip:"))
     done = subprocess.run(
         [check_jsonschema(), "--builtin-schema", schema, str(bad)],
-        capture_output=True, text=True, timeout=120,
+        check=False, capture_output=True, text=True, timeout=120,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )  # fmt: skip
     assert done.returncode == 1, done.stdout
@@ -140,7 +144,11 @@ def test_junit_report_and_the_github_step_summary(
     cases = {c.get("name"): c for c in suite.iter("testcase")}
     assert set(cases) == {"hello", "hello-demo.tar.gz"}
     failure = cases["hello"].find("failure")
-    assert failure is not None and "lab3" in (failure.text or "") and "lab1, lab2" in (failure.text or "")
+    assert (
+        failure is not None
+        and "lab3" in (failure.text or "")
+        and "lab1, lab2" in (failure.text or "")
+    )
     text = summary.read_text()
     assert text.startswith("earlier step\n") and "**Mismatch**" in text
     # `repro report --format junit` writes the same file from report.json

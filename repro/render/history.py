@@ -85,7 +85,9 @@ def _columns(headers: list[str], rows: list[list[str]]) -> str:
     last = len(headers) - 1
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c if i == last else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(
+            c if i == last else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        )
 
     out = [line(headers), "  ".join("-" * w for w in widths)]
     out += [line(r).rstrip() for r in rows]
@@ -128,7 +130,9 @@ def first_bad_text(found: list[FirstBad], *, md: bool = False) -> str:
     for fb in found:
         lines.append(f"{'## ' if md else ''}{code(fb.playbook)}")
         if fb.run is None:
-            lines.append(f"{'- ' if md else '  '}reproducible (no mismatch since the last good run)")
+            lines.append(
+                f"{'- ' if md else '  '}reproducible (no mismatch since the last good run)"
+            )
         for t in ([fb.run] if fb.run else []) + list(fb.artifacts):
             lines.append(f"{'- ' if md else '  '}{_transition_line(t, code)}")
     return "\n".join(lines) + "\n" if lines else "no runs recorded\n"
@@ -174,11 +178,7 @@ def _transition_dict(t: Transition | None) -> dict[str, object] | None:
 def as_json(items: list[TimelineEntry], found: list[FirstBad] | None) -> str:
     data: dict[str, object] = {
         "schema": SCHEMA,
-        "runs": [
-            _run_dict(t.run)
-            | {"changes": [c.__dict__ for c in t.changes]}
-            for t in items
-        ],
+        "runs": [_run_dict(t.run) | {"changes": [c.__dict__ for c in t.changes]} for t in items],
     }
     if found is not None:
         data["first_bad"] = [
@@ -213,9 +213,7 @@ def _run_cell(r: RunEntry, links: dict[str, str]) -> str:
     return f'<a href="{href}">{label}</a>' if href else label
 
 
-def html_page(
-    items: list[TimelineEntry], found: list[FirstBad], links: dict[str, str]
-) -> str:
+def html_page(items: list[TimelineEntry], found: list[FirstBad], links: dict[str, str]) -> str:
     """One static page: per playbook the first bad commit, a timeline, per artifact its hash
     changes, per host its status over the newest runs. No script, no external asset."""
     by_pb = by_playbook(t.run for t in items)
@@ -244,9 +242,10 @@ def _first_bad_html(f: FirstBad | None) -> str:
     if f is None or (f.run is None and not f.artifacts):
         return '<p class="reproducible">No open mismatch.</p>'
     items = "".join(
-        f"<li>{_transition_line(t, _code)}</li>" for t in ([f.run] if f.run else []) + list(f.artifacts)
+        f"<li>{_transition_line(t, _code)}</li>"
+        for t in ([f.run] if f.run else []) + list(f.artifacts)
     )
-    return f"<p class=\"mismatch\">First bad commit:</p><ul>{items}</ul>"
+    return f'<p class="mismatch">First bad commit:</p><ul>{items}</ul>'
 
 
 def _timeline_html(
@@ -254,9 +253,7 @@ def _timeline_html(
 ) -> str:
     rows = []
     for r in reversed(rs):  # newest first: what a reader opens the page for
-        what = "<br>".join(
-            html_text(describe_change(c)) for c in changes.get(r.run_id, ())
-        )
+        what = "<br>".join(html_text(describe_change(c)) for c in changes.get(r.run_id, ()))
         rows.append(
             f"<tr><td>{html_text(r.started_at)}</td><td>{_code(_short(r.commit)) if r.commit else '-'}</td>"
             f'<td class="verdict {html_text(r.verdict)}">{html_text(r.verdict)}</td>'

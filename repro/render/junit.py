@@ -38,7 +38,9 @@ def render(run: RunResult, comparison: Comparison, *, width: int = 100, color: b
             el.text = _text(_groups(a))
         elif a.status == "incomplete":
             errors += 1
-            el = ET.SubElement(case, "error", message=_text(f"{a.name}: incomplete"), type="incomplete")
+            el = ET.SubElement(
+                case, "error", message=_text(f"{a.name}: incomplete"), type="incomplete"
+            )
             el.text = _text(_groups(a))
         else:
             ET.SubElement(case, "system-out").text = _text(_groups(a))
@@ -68,7 +70,11 @@ def render(run: RunResult, comparison: Comparison, *, width: int = 100, color: b
         id=_text(run.run_id),
     )
     props = ET.SubElement(suite, "properties")
-    for key, value in (("run_id", run.run_id), ("commit", run.commit or ""), ("verdict", comparison.verdict)):
+    for key, value in (
+        ("run_id", run.run_id),
+        ("commit", run.commit or ""),
+        ("verdict", comparison.verdict),
+    ):
         ET.SubElement(props, "property", name=key, value=_text(value))
     suite.extend(cases)
     root = ET.Element(
