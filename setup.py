@@ -7,6 +7,8 @@ setup(
     version="0.1.0",
     description="Run a pinned (Guix) build on many hosts over SSH and compare the bytes.",
     python_requires=">=3.11",
+    license="MIT",
+    license_files=["LICENSE"],
     # The built-in playbooks (and the files they ship, like the demo's sources) stay in
     # playbooks/ in a checkout and are installed as repro/playbooks/: the wheel is the product,
     # and `repro demo` must work from it (repro.commands.playbooks_dir finds either).
@@ -19,11 +21,12 @@ setup(
         "repro.playbooks": ["*.yaml", "**/*"],
     },
     install_requires=[
-        "asyncssh>=2.14",
+        "asyncssh>=2.15",  # the floor `make test-floor` runs the transport tests on
         "fabric>=3.2",
         "paramiko>=3.4",
         "tabulate>=0.9",
         "pyyaml>=6.0",
+        "jinja2>=3.1",
     ],
     extras_require={
         "test": [
@@ -32,6 +35,8 @@ setup(
             "setuptools>=61", "wheel",
             # docs/nightly.md's CI jobs are checked offline (the package vendors the schemas)
             "check-jsonschema>=0.28",
+            # the differential tests compare `repro inventory` with Ansible's own reading
+            "ansible-core>=2.16",
         ],
     },  # fmt: skip
     entry_points={"console_scripts": ["repro = repro.cli:main_entry"]},

@@ -8,6 +8,7 @@ failed (a bug, or a report it cannot write: one line, and a debug log), 130 stop
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import sys
@@ -15,7 +16,7 @@ import tempfile
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Sequence, TextIO
+from typing import Any, Sequence, TextIO
 
 from repro import __version__
 from repro.errors import Aborted, ControllerError, InputError, ReproError, UsageError
@@ -40,11 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common_hosts(sp: argparse.ArgumentParser) -> None:
+        _inventory_args(sp)
         sp.add_argument(
-            "-i", "--inventory", default="inventory.yaml", help="Ansible YAML inventory"
-        )
-        sp.add_argument(
-            "-l", "--limit", help="Ansible host pattern (a:b, a:!b, a:&b, globs, ~regex)"
+            "-l",
+            "--limit",
+            help="Ansible host pattern (a:b, a:!b, a:&b, globs, ~regex, group[0], @file)",
         )
         sp.add_argument(
             "-e",
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--resume", metavar="RUN_ID", help="reattach to a run whose controller died")
     report_format(r, "what to print at the end (a file format is also saved in the run dir)")
-    r.add_argument("-v", "--verbose", action="store_true", help="stream every host's build output")
+    _heartbeat_arg(r)
     from repro.cli_nightly import add_retention_options
 
     add_retention_options(r)
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--out", default="reports")
     report_format(d, "what to print at the end")
-    d.add_argument("-v", "--verbose", action="store_true")
+    _heartbeat_arg(d)
     add_retention_options(d)
 
     rep = sub.add_parser("report", help="re-render a saved run")
@@ -130,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     from repro.cli_nightly import add_nightly_commands
 
     add_nightly_commands(sub, common_hosts)
+    _heartbeat_arg(sub.choices["bisect"])  # its probes are runs: they show progress as run does
+    _add_inventory_command(sub)
+    completion = sub.add_parser("completion", help="print a shell completion script")
+    completion.add_argument("shell", choices=["bash", "zsh"])
 
     lab = sub.add_parser("lab", help="real OpenSSH hosts in network namespaces (root)")
     lsub = lab.add_subparsers(dest="lab_command", required=True, parser_class=_Parser)
@@ -145,7 +150,96 @@ def build_parser() -> argparse.ArgumentParser:
     )
     down = lsub.add_parser("down", help="stop the lab and remove its namespaces")
     down.add_argument("--dir", default=".lab/netlab")
+    _output_flags(p)
     return p
+
+
+def _heartbeat_arg(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--heartbeat",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="in CI logs, a line per host in a quiet step this often (default 30; 0: none)",
+    )
+
+
+def _output_flags(parser: argparse.ArgumentParser) -> None:
+    """-v/-q on every command (and subcommand), after its own options."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for action in subs:
+        for child in action.choices.values():
+            _output_flags(child)
+    if subs:
+        return
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more output: run/demo stream build output; -vv SSH library logs, -vvv debug",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="errors, warnings and results only"
+    )
+
+
+_LOG_HANDLERS: list[Any] = []  # ours, so a second main() in one process does not double them
+
+
+def _logging(verbose: int, err: TextIO) -> None:
+    """-vv: the SSH libraries' INFO logs (connects, auth methods) to stderr; -vvv: DEBUG."""
+    import logging
+
+    for name in ("repro", "asyncssh", "paramiko"):
+        for handler in _LOG_HANDLERS:
+            logging.getLogger(name).removeHandler(handler)
+    _LOG_HANDLERS.clear()
+    if verbose <= 0:
+        return
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("repro: %(name)s: %(message)s"))
+    _LOG_HANDLERS.append(handler)
+    ssh_level = {1: logging.WARNING, 2: logging.INFO}.get(verbose, logging.DEBUG)
+    for name, level in (("repro", logging.INFO), ("asyncssh", ssh_level), ("paramiko", ssh_level)):
+        logger = logging.getLogger(name)
+        logger.setLevel(min(level, logging.DEBUG) if verbose >= 3 else level)
+        logger.addHandler(handler)
+
+
+def _inventory_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "-i",
+        "--inventory",
+        help="Ansible inventory: YAML or INI file, directory, or host1,host2, "
+        "(default: $ANSIBLE_INVENTORY, else inventory.yaml)",
+    )
+    sp.add_argument(
+        "--inventory-via",
+        choices=["auto", "builtin", "ansible"],
+        default="auto",
+        help="read -i with repro's loader, or through ansible-inventory (auto: only what "
+        "repro cannot read: plugins, scripts, vault)",
+    )
+
+
+def _add_inventory_command(sub: Any) -> None:
+    inv = sub.add_parser(
+        "inventory", help="show the hosts, groups and variables an inventory resolves to"
+    )
+    _inventory_args(inv)
+    inv.add_argument(
+        "-e", "--extra-vars", action="append", default=[], metavar="KEY=VALUE", help="as for run"
+    )
+    shape = inv.add_mutually_exclusive_group()
+    shape.add_argument("--list", action="store_true", help="every group and host (default)")
+    shape.add_argument("--graph", nargs="?", const="all", metavar="GROUP", help="a tree")
+    shape.add_argument("--host", metavar="HOST", help="one host's variables")
+    inv.add_argument(
+        "--resolved",
+        action="store_true",
+        help="with --host: templated values and the file each came from",
+    )
 
 
 def main(
@@ -156,7 +250,16 @@ def main(
     # The error boundary (pypa/build's and pyinfra's): every way out is one of the exit codes.
     try:
         with _stopped_by_signals():
-            args = build_parser().parse_args(argv)
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if getattr(args, "quiet", False) and getattr(args, "verbose", 0):
+                raise UsageError("-q/--quiet and -v/--verbose cannot go together")
+            _logging(getattr(args, "verbose", 0), err)
+            if args.command == "completion":  # the one command that needs the parser itself
+                from repro.completion import script
+
+                out.write(script(args.shell, parser))
+                return 0
             from repro import commands
 
             return commands.dispatch(args, out, err)
@@ -176,8 +279,11 @@ def main(
         return _crashed(exc, what, argv, err)
 
 
-class _Stop(BaseException):
-    """SIGTERM or SIGHUP outside a run (a run cancels its hosts and writes its report)."""
+class _Stop(KeyboardInterrupt):
+    """SIGTERM or SIGHUP outside a run (a run cancels its hosts and writes its report).
+
+    Raised only where no event loop runs (see _raise_stop); a KeyboardInterrupt so that any code
+    that lets Ctrl-C through lets it through too."""
 
 
 @contextmanager
@@ -198,7 +304,14 @@ def _stopped_by_signals() -> Iterator[None]:
 
 
 def _raise_stop(signum: int, frame: object) -> None:
-    raise _Stop(signal.Signals(signum).name)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # no event loop: stop right here
+        raise _Stop(signal.Signals(signum).name) from None
+    # Inside asyncio.run, raising here would land in whatever callback or task is running (a
+    # host's connect) and read as that host's error. asyncio.run has a clean way out for
+    # SIGINT (cancel the main task, then KeyboardInterrupt): take it.
+    signal.raise_signal(signal.SIGINT)
 
 
 def _crashed(exc: BaseException, what: str, argv: Sequence[str] | None, err: TextIO) -> int:

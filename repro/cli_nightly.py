@@ -61,7 +61,6 @@ def add_nightly_commands(sub: Any, common_hosts: Callable[[argparse.ArgumentPars
     b.add_argument("-p", "--playbook", required=True, help="playbook file (playbooks/NAME.yaml)")
     b.add_argument("--out", default="reports", help="where the probes' run dirs go")
     b.add_argument("--format", choices=["table", "json"], default="table")
-    b.add_argument("-v", "--verbose", action="store_true")
     add_history_option(b)
 
     g = sub.add_parser("gc", help="remove old run dirs on the hosts and under --out")
@@ -79,3 +78,4 @@ def add_nightly_commands(sub: Any, common_hosts: Callable[[argparse.ArgumentPars
     )
     g.add_argument("--keep", type=int, default=5, metavar="N", help="newest run dirs kept (5)")
     g.add_argument("--out", default="reports", help="the controller's run directories")
+    g.set_defaults(inventory_via="auto")

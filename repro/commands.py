@@ -36,9 +36,10 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "cancel": cmd_cancel,
         "sigs": cmd_sigs,
         "lab": cmd_lab,
+        "inventory": cmd_inventory,
         "history": nightly.cmd_history,
-        "bisect": lambda a, o, e: nightly.cmd_bisect(a, o, e, make_listener),
-        "gc": nightly.cmd_gc,
+        "bisect": lambda a, o, e: nightly.cmd_bisect(a, o, e, make_listener, inventory_path(a)),
+        "gc": lambda a, o, e: nightly.cmd_gc(a, o, e, lambda: _hosts(a, e)),
     }[args.command]
     return handler(args, out, err)
 
@@ -59,12 +60,23 @@ def term_width(stream: TextIO) -> int:
     return 100
 
 
-def make_listener(hosts: list[str], err: TextIO, verbose: bool) -> Listener:
+def use_color(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    return is_tty(stream) and not os.environ.get("NO_COLOR")
+
+
+def make_listener(hosts: list[str], err: TextIO, args: argparse.Namespace) -> Listener:
+    from repro.events import ignore
     from repro.render.progress import LineProgress, LiveProgress
 
-    if is_tty(err) and not verbose and os.environ.get("CI") is None:
-        return LiveProgress(hosts, err, width=term_width(err))
-    return LineProgress(err, verbose=verbose)
+    if args.quiet:
+        return ignore
+    if args.heartbeat < 0:
+        raise UsageError(f"--heartbeat {args.heartbeat:g}: must be 0 (none) or more seconds")
+    if is_tty(err) and not args.verbose and os.environ.get("CI") is None:
+        size = shutil.get_terminal_size((100, 24))
+        return LiveProgress(hosts, err, width=term_width(err), height=size.lines)
+    return LineProgress(err, verbose=args.verbose > 0, heartbeat=args.heartbeat)
 
 
 def playbooks_dir() -> Path:
@@ -78,28 +90,32 @@ def playbooks_dir() -> Path:
 
 
 def finish(
-    run: RunResult, comparison: Comparison, prep: Any, fmt: str, out: TextIO, err: TextIO
+    run: RunResult,
+    comparison: Comparison,
+    prep: Any,
+    fmt: str,
+    out: TextIO,
+    err: TextIO,
+    quiet: bool = False,
 ) -> int:
-    from repro.render import render
-    from repro.render.safe import term_safe
-
-    report_dir = prep.report_dir
-    out.write(render(fmt, run, comparison, width=term_width(out), color=is_tty(out)))
-    from repro.render import FORMATS, SAVED
+    from repro.render import FORMATS, SAVED, render
     from repro.store import RunDir
 
-    for note in prep.notes:
-        err.write(f"note: {term_safe(note)}\n")
-    first, *rest = (RunDir(report_dir).report(str(FORMATS[f].ext)) for f in SAVED)
-    also = f" (and {', '.join(p.name for p in rest)})" if rest else ""
-    err.write(f"report: {first}{also}\n")
+    report_dir = prep.report_dir
+    out.write(render(fmt, run, comparison, width=term_width(out), color=use_color(out)))
+    warn(err, prep.notes)  # the run's ending: not recorded, not cleaned up
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:  # a GitHub Actions job: the Markdown report on the run's summary page
         try:
             with open(summary, "a", encoding="utf-8") as fh:
                 fh.write(RunDir(report_dir).report("md").read_text(encoding="utf-8") + "\n")
         except OSError as exc:
-            err.write(f"note: cannot append to GITHUB_STEP_SUMMARY: {exc.strerror}\n")
+            warn(err, [f"cannot append to GITHUB_STEP_SUMMARY: {exc.strerror}"])
+    if quiet:
+        return comparison.exit_code
+    first, *rest = (RunDir(report_dir).report(str(FORMATS[f].ext)) for f in SAVED)
+    also = f" (and {', '.join(p.name for p in rest)})" if rest else ""
+    err.write(f"report: {first}{also}\n")
     return comparison.exit_code
 
 
@@ -153,7 +169,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if not args.playbook:
             raise UsageError("run: -p/--playbook is required (or --resume RUN_ID)")
         prep = prepare(
-            inventory=args.inventory,
+            inventory=inventory_path(args),
+            inventory_via=args.inventory_via,
             playbook=args.playbook,
             extra_vars=parse_extra_vars(args.extra_vars) | nightly.retention_vars(args),
             limit=args.limit,
@@ -163,13 +180,16 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             options=options,
         )
     prep.history = nightly.history_path(args)
+    warn(err, prep.warnings)
+    warn(err, config_warnings([p.host for p in prep.plans]))
     names = [p.host.name for p in prep.plans]
-    err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")
+    if not args.quiet:
+        err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")
     with shown_anyway(args.format, out):
         run, comparison = execute(
-            prep, listener=make_listener(names, err, args.verbose), formats=_formats(args.format)
+            prep, listener=make_listener(names, err, args), formats=_formats(args.format)
         )
-    return finish(run, comparison, prep, args.format, out, err)
+    return finish(run, comparison, prep, args.format, out, err, args.quiet)
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -196,13 +216,14 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 out_dir=args.out,
             )
             prep.history = nightly.history_path(args)
-            err.write(
-                f"demo: {args.hosts} SSH hosts on 127.0.0.1 "
-                f"(ports {', '.join(str(h.port) for h in lab.hosts)}), run {prep.run_id}\n"
-            )
+            if not args.quiet:
+                err.write(
+                    f"demo: {args.hosts} SSH hosts on 127.0.0.1 "
+                    f"(ports {', '.join(str(h.port) for h in lab.hosts)}), run {prep.run_id}\n"
+                )
             run, comparison = await execute_async(
                 prep,
-                listener=make_listener(names, err, args.verbose),
+                listener=make_listener(names, err, args),
                 formats=_formats(args.format),
             )
             return prep, run, comparison
@@ -212,7 +233,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             prep, run, comparison = asyncio.run(go())
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    return finish(run, comparison, prep, args.format, out, err)
+    return finish(run, comparison, prep, args.format, out, err, args.quiet)
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -229,7 +250,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         run,
         comparison,
         width=term_width(out),
-        color=args.output == "-" and is_tty(out),
+        color=args.output == "-" and use_color(out),
     )
     if args.output == "-":
         out.write(text)
@@ -241,7 +262,8 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             atomic_write(dest, text)
         except OSError as e:
             raise ReportWriteError(f"{dest}: cannot write the report: {e.strerror}") from e
-        err.write(f"wrote {dest}\n")
+        if not args.quiet:
+            err.write(f"wrote {dest}\n")
     return 0
 
 
@@ -254,26 +276,68 @@ def cmd_sigs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"--quorum {args.quorum}: must be at least 1")
     run = read_sigs(args.root, args.version, quorum=args.quorum)
     comparison = compare(run)
-    out.write(render(args.format, run, comparison, width=term_width(out), color=is_tty(out)))
-    err.write(
-        "note: signatures (.asc) are not verified by repro; check them with gpg or guix-verify\n"
-    )
+    out.write(render(args.format, run, comparison, width=term_width(out), color=use_color(out)))
+    if not args.quiet:
+        err.write(
+            "note: signatures (.asc) are not verified by repro; check them with gpg or guix-verify\n"
+        )
     return comparison.exit_code
 
 
 # --- facts, check ----------------------------------------------------------------------------
 
 
-def _hosts(args: argparse.Namespace) -> list[Any]:
-    inv = load_inventory(args.inventory, parse_extra_vars(args.extra_vars))
-    return select(inv, args.limit)
+def inventory_path(args: argparse.Namespace) -> str:
+    """-i, else $ANSIBLE_INVENTORY (as Ansible), else inventory.yaml."""
+    return str(args.inventory or os.environ.get("ANSIBLE_INVENTORY") or "inventory.yaml")
+
+
+def config_warnings(hosts: list[Any]) -> list[str]:
+    from repro.transport.route import config_warnings
+
+    return config_warnings(hosts)
+
+
+def warn(err: TextIO, warnings: Any) -> None:
+    from repro.render.safe import term_safe
+
+    for line in warnings:
+        err.write(f"repro: warning: {term_safe(line)}\n")
+
+
+def _hosts(args: argparse.Namespace, err: TextIO) -> list[Any]:
+    inv = load_inventory(
+        inventory_path(args), parse_extra_vars(args.extra_vars), via=args.inventory_via
+    )
+    warn(err, inv.warnings)
+    hosts = select(inv, args.limit)
+    warn(err, config_warnings(hosts))
+    return hosts
+
+
+def cmd_inventory(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from repro import inventory_view as view
+
+    inv = load_inventory(
+        inventory_path(args), parse_extra_vars(args.extra_vars), via=args.inventory_via
+    )
+    warn(err, inv.warnings)
+    if args.resolved and not args.host:
+        raise UsageError("inventory: --resolved goes with --host HOST")
+    if args.graph:
+        out.write(view.as_graph(inv, args.graph))
+    elif args.host:
+        out.write(view.dumps(view.host_vars(inv, args.host, resolved=args.resolved)))
+    else:
+        out.write(view.dumps(view.as_list(inv)))
+    return 0
 
 
 def cmd_facts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.hostops import gather_all
     from repro.render.facts import facts_json, facts_table
 
-    hosts = _hosts(args)
+    hosts = _hosts(args, err)
     results = asyncio.run(gather_all(hosts))
     out.write(
         facts_json(results)
@@ -289,7 +353,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.render.facts import check_table
 
     pb = load_playbook(args.playbook)
-    hosts = _hosts(args)
+    hosts = _hosts(args, err)
     results = asyncio.run(preflight_all(hosts, pb))
     out.write(check_table(results))
     return 0 if all(r.error is None and not r.problems for r in results) else 3
@@ -301,7 +365,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_hosts(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.trust import trust_hosts
 
-    hosts = _hosts(args)
+    hosts = _hosts(args, err)
 
     def confirm(question: str) -> bool:
         if args.yes:

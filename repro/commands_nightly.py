@@ -112,19 +112,18 @@ def _links(entries: list[Any], output: str) -> dict[str, str]:
 # --- gc --------------------------------------------------------------------------------------
 
 
-def cmd_gc(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_gc(
+    args: argparse.Namespace, out: TextIO, err: TextIO, hosts: Callable[[], list[Any]]
+) -> int:
+    """`hosts`: the inventory's hosts, as every command selects them (only with -i)."""
     from repro import gc
-    from repro.inventory import load_inventory, parse_extra_vars, select
 
     if args.keep < 0:
         raise UsageError(f"--keep {args.keep}: must be 0 or more")
     out_dir = Path(args.out)
     results = []
     if args.inventory:
-        hosts = select(
-            load_inventory(args.inventory, parse_extra_vars(args.extra_vars)), args.limit
-        )
-        results += asyncio.run(gc.clean_hosts(hosts, args.keep, gc.resumable(out_dir)))
+        results += asyncio.run(gc.clean_hosts(hosts(), args.keep, gc.resumable(out_dir)))
     results.append(gc.clean_controller(out_dir, args.keep))
     out.writelines(term_safe(r.summary()) + "\n" for r in results)
     return 3 if any(r.error for r in results) else 0
@@ -137,9 +136,11 @@ def cmd_bisect(
     args: argparse.Namespace,
     out: TextIO,
     err: TextIO,
-    make_listener: Callable[[list[str], TextIO, bool], Listener],
+    make_listener: Callable[[list[str], TextIO, argparse.Namespace], Listener],
+    inventory: str,
 ) -> int:
-    """`make_listener`: how the CLI shows a run's progress (repro.commands owns that)."""
+    """`make_listener`: how the CLI shows a run's progress; `inventory`: the path -i or
+    $ANSIBLE_INVENTORY names (repro.commands owns both)."""
     import json
 
     from repro import bisect
@@ -156,7 +157,7 @@ def cmd_bisect(
     hist = history_path(args)
     repo = bisect.mirror(repo_url)
     good, bad, commits = bisect.first_parent_commits(repo, args.good, args.bad)
-    limit = args.limit or _hosts_that_disagreed(hist, pb.name, bad, args, err)
+    limit = args.limit or _hosts_that_disagreed(hist, pb.name, bad, inventory, args, err)
     b = bisect.Bisection(good, bad, commits)
     state = bisect.state_path(out_dir, str(Path(pb.path).resolve()), good, bad, limit)
     bisect.load_state(state, b)
@@ -169,7 +170,8 @@ def cmd_bisect(
 
     def build(commit: str) -> tuple[str, str]:
         prep = prepare(
-            inventory=args.inventory,
+            inventory=inventory,
+            inventory_via=args.inventory_via,
             playbook=args.playbook,
             extra_vars=extra,
             limit=limit,
@@ -179,7 +181,7 @@ def cmd_bisect(
         prep.history = hist
         names = [p.host.name for p in prep.plans]
         err.write(f"bisect: probing {commit[:12]} (run {prep.run_id})\n")
-        run, comparison = execute(prep, listener=make_listener(names, err, args.verbose))
+        run, comparison = execute(prep, listener=make_listener(names, err, args))
         err.writelines(f"note: {term_safe(note)}\n" for note in prep.notes)
         if any((h.error or "").startswith("cancelled") for h in run.hosts):
             raise KeyboardInterrupt  # the probe was aborted: it decides nothing; resume later
@@ -198,7 +200,7 @@ def cmd_bisect(
 
 
 def _hosts_that_disagreed(
-    hist: Path, playbook: str, bad: str, args: argparse.Namespace, err: TextIO
+    hist: Path, playbook: str, bad: str, inventory: str, args: argparse.Namespace, err: TextIO
 ) -> str | None:
     """Without --limit: the two hosts that disagreed at `bad` in the history, if they are in
     the inventory (building on two is enough to see the difference); else every host."""
@@ -210,7 +212,8 @@ def _hosts_that_disagreed(
     with history.opened(hist, create=False) as db:
         found = history.latest_at_commit(db, playbook, bad)
     pair = history.disagreeing_hosts(found) if found and found.verdict == "mismatch" else []
-    known = load_inventory(args.inventory, parse_extra_vars(args.extra_vars)).hosts
+    extra = parse_extra_vars(args.extra_vars)
+    known = load_inventory(inventory, extra, via=args.inventory_via).hosts
     if len(pair) != 2 or not all(h in known for h in pair):
         return None
     err.write(

@@ -7,6 +7,7 @@ A user's existing Ansible inventory loads unchanged: all/children/hosts/vars, ho
 from __future__ import annotations
 
 import copy
+import dataclasses
 import fnmatch
 import os
 import re
@@ -19,6 +20,7 @@ from typing import Any
 import yaml
 
 from repro.errors import InputError, InventoryError, UnknownHostError, UsageError
+from repro.ssh_args import ARG_VARS, SshArgsError, parse_ssh_args
 from repro.transport import DEFAULT_TRANSPORT, TRANSPORTS
 
 
@@ -29,13 +31,21 @@ class Host:
     name: str  # inventory_hostname; validated as path-safe ([A-Za-z0-9_.-], no leading dot)
     address: str  # ansible_host, or the name
     port: int = 22  # ansible_port
+    port_set: bool = True  # False: the inventory sets no port, so ~/.ssh/config's Port applies
     user: str | None = None  # ansible_user
     key_file: str | None = None  # ansible_ssh_private_key_file (~ expanded)
     connection: str = "ssh"  # ansible_connection: "ssh" or "local"
     transport: str = DEFAULT_TRANSPORT  # repro_transport: a name in TRANSPORTS (ssh hosts only)
     known_hosts: str | None = None  # repro_known_hosts: file; None means ~/.ssh/known_hosts
+    proxy_jump: str | None = None  # ProxyJump from ansible_ssh_*_args; None: ~/.ssh/config's
     groups: tuple[str, ...] = ()  # every group the host is in, outermost first ("all" first)
-    vars: dict[str, Any] = field(default_factory=dict, compare=False)  # all layered vars
+    vars: dict[str, Any] = field(default_factory=dict, compare=False)  # layered, templated
+    # What `repro inventory` shows: the values as written, and the file each one came from
+    raw_vars: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # Variables whose Jinja failed: an error only once something uses them (Ansible is lazy too)
+    var_errors: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def __repr__(self) -> str:
         where = "local" if self.connection == "local" else f"{self.address}:{self.port}"
@@ -49,6 +59,12 @@ class Inventory:
     path: Path | None
     hosts: dict[str, Host]
     groups: dict[str, tuple[str, ...]]
+    # Ansible settings repro does not act on, one line each naming file and key (the CLI prints)
+    warnings: tuple[str, ...] = ()
+    # group -> (its direct hosts, its child groups), as written: `repro inventory` shows it
+    tree: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def __repr__(self) -> str:
         return f"Inventory({str(self.path)!r}, {len(self.hosts)} hosts)"
@@ -218,6 +234,7 @@ class _Group:
     children: list[str] = field(default_factory=list)
     parents: list[str] = field(default_factory=list)
     priority: int = 1  # ansible_group_priority: orders groups of equal depth before their name
+    origins: dict[str, str] = field(default_factory=dict)  # var -> the file that set it
 
     def __repr__(self) -> str:
         return f"_Group({self.name!r}, {len(self.hosts)} hosts)"
@@ -227,10 +244,26 @@ class _Parser:
     """Walks the YAML tree once, merging repeated groups and hosts as Ansible does."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.groups: dict[str, _Group] = {"all": _Group("all")}
+        self.path = path  # the file being read now (an inventory can be several)
+        # Ansible makes `ungrouped` before reading anything: first among all's children
+        self.groups: dict[str, _Group] = {"all": _Group("all"), "ungrouped": _Group("ungrouped")}
         self.host_vars: dict[str, dict[str, Any]] = {}  # file order = inventory order
+        self.host_origins: dict[str, dict[str, str]] = {}  # host -> var -> file
         self.host_groups: dict[str, list[str]] = {}  # groups a host is listed under directly
+
+    # What the INI reader (repro.inventory_files.read_ini) feeds in.
+
+    def declare(self, name: str) -> None:
+        self.group(name, None, 0)
+
+    def add_hosts(self, group: str, pattern: str, variables: dict[str, Any]) -> None:
+        self.hosts(self.groups[group], {pattern: variables or None})
+
+    def add_child(self, group: str, child: str) -> None:
+        self.children(self.groups[group], {child: None}, 0)
+
+    def set_var(self, group: str, key: str, value: Any) -> None:
+        self.section(self.groups[group], "vars", {key: value}, 0)
 
     def fail(self, message: str) -> InventoryError:
         return InventoryError(f"{self.path}: {message}")
@@ -283,6 +316,7 @@ class _Parser:
             if "ansible_group_priority" in variables:  # a setting of the group, not a var
                 group.priority = self.priority(group, variables.pop("ansible_group_priority"))
             group.vars.update(variables)
+            group.origins.update(dict.fromkeys(variables, str(self.path)))
 
     def priority(self, group: _Group, value: Any) -> int:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -343,9 +377,12 @@ class _Parser:
         self, group: _Group, name: str, port: int | None, variables: dict[str, Any]
     ) -> None:
         own = self.host_vars.setdefault(name, {})
+        origins = self.host_origins.setdefault(name, {})
         if port is not None:
             own["ansible_port"] = port
+            origins["ansible_port"] = str(self.path)
         own.update(variables)
+        origins.update(dict.fromkeys(variables, str(self.path)))
         listed = self.host_groups.setdefault(name, [])
         if group.name not in listed:
             listed.append(group.name)
@@ -424,11 +461,46 @@ def _pick(variables: Mapping[str, Any], names: Sequence[str]) -> tuple[str, Any]
 class _HostBuilder:
     """Turns one host's layered variables into a validated Host."""
 
-    def __init__(self, path: Path, name: str, variables: dict[str, Any]) -> None:
-        self.path, self.name, self.vars = path, name, variables
+    def __init__(
+        self, path: Path, name: str, variables: dict[str, Any], origins: dict[str, str]
+    ) -> None:
+        self.path, self.name, self.vars, self.origins = path, name, variables, origins
+        self.warnings: list[str] = []
+        self.proxy_jump: str | None = None
+        self.apply_ssh_args()
+
+    def apply_ssh_args(self) -> None:
+        """ansible_ssh_common_args/_extra_args: their -o values fill what the vars leave unset
+        (Ansible passes ansible_port & co. to ssh first, and ssh keeps the first value)."""
+        texts = []
+        for key in ARG_VARS:
+            value = self.vars.get(key)
+            if value is None or value == "":
+                continue
+            if not isinstance(value, str):
+                raise self.fail(key, value, "is not a string of ssh arguments")
+            texts.append((key, value))
+        try:
+            parsed = parse_ssh_args(texts)
+        except SshArgsError as exc:
+            where = self.origins.get(str(exc).partition(":")[0], str(self.path))
+            raise InventoryError(f"{where}: host {self.name!r}: {exc}") from None
+        self.warnings.extend(parsed.warnings)
+        route = parsed.route
+        for names, key in ((_PORT_VARS, "port"), (_USER_VARS, "user"), (_KEY_VARS, "key_file")):
+            if key in route and _pick(self.vars, names)[1] is None:
+                self.vars[names[0]] = route[key]
+        self.proxy_jump = route.get("proxy_jump")
+        for key, value in parsed.tuning.items():
+            if key not in self.vars:
+                try:
+                    self.vars[key] = float(value.rstrip("s"))
+                except ValueError:
+                    raise self.fail(key, value, "(from ssh -o) is not a number of seconds") from None
 
     def fail(self, key: str, value: Any, why: str) -> InventoryError:
-        return InventoryError(f"{self.path}: host {self.name!r}: {key} {_show(value)} {why}")
+        where = self.origins.get(key, str(self.path))
+        return InventoryError(f"{where}: host {self.name!r}: {key} {_show(value)} {why}")
 
     def build(self, groups: tuple[str, ...]) -> Host:
         self.check_repro_vars()
@@ -436,11 +508,13 @@ class _HostBuilder:
             name=self.name,
             address=self.address(),
             port=self.port(),
+            port_set=_pick(self.vars, _PORT_VARS)[1] is not None,
             user=self.user(),
             key_file=self.key_file(),
             connection=self.connection(),
             transport=self.transport(),
             known_hosts=self.known_hosts(),
+            proxy_jump=self.proxy_jump,
             groups=groups,
             vars=self.vars,
         )
@@ -532,41 +606,249 @@ class _HostBuilder:
 # --- public API ------------------------------------------------------------------------------
 
 
-def load_inventory(path: str | Path, extra_vars: Mapping[str, Any] | None = None) -> Inventory:
-    """Load an Ansible YAML inventory; `extra_vars` (the `-e` values) override every variable.
+#: what --inventory-via takes: the built-in loader, Ansible's (ansible-inventory), or auto
+VIA = ("auto", "builtin", "ansible")
 
-    Variables are layered all < groups < host < extra_vars. Groups are applied in Ansible's
-    order: by depth (a child group after its parent), then `ansible_group_priority`, then
-    alphabetically by name; so when a host is in two sibling groups, the group whose name
-    sorts later wins, whatever the file order. Hosts keep their first-seen file order.
+
+def load_inventory(
+    path: str | Path, extra_vars: Mapping[str, Any] | None = None, *, via: str = "auto"
+) -> Inventory:
+    """Load an Ansible inventory; `extra_vars` (the `-e` values) override every variable.
+
+    `path` is a YAML or INI file, a directory of them, or `host1,host2,`; group_vars/ and
+    host_vars/ beside it load too. Variables are layered as Ansible does: all < group_vars/all
+    < groups < group_vars/<group> < host < host_vars/<host> < extra_vars; groups by depth (a
+    child after its parent), then `ansible_group_priority`, then name; so when a host is in
+    two sibling groups, the group whose name sorts later wins. Jinja in values is then
+    templated (repro.jinja_vars). Hosts keep their first-seen file order.
+
+    `via="ansible"` reads the inventory through `ansible-inventory`; "auto" does so only for
+    sources the built-in loader cannot read (plugins, scripts, vault) and "builtin" never.
     """
+    from repro import inventory_files as files
+
+    if via not in VIA:
+        raise UsageError(f"--inventory-via {via!r}: expected one of {', '.join(VIA)}")
     path = Path(path)
+    extra = dict(extra_vars or {})
+    if via == "ansible":
+        return _via_ansible(path, extra, why=None)
     parser = _Parser(path)
-    parser.top(_read_yaml(path, InventoryError, "inventory file"))
+    layers = _Layers()
+    try:
+        names = files.host_list(str(path))
+        if names is not None:
+            parser.declare("ungrouped")
+            for name in names:
+                parser.add_hosts("ungrouped", name, {})
+        else:
+            found = files.sources(path)
+            for source in found:
+                parser.path = source.path
+                _read_source(parser, source)
+            parser.path = path
+            basedirs = [path if path.is_dir() else path.parent]
+            basedirs += [source.path.parent for source in found]
+            for basedir in dict.fromkeys(basedirs):
+                _read_vars_dirs(parser, layers, basedir)
+    except files.NeedsAnsible as need:
+        if via == "builtin":
+            raise InventoryError(
+                f"{need}: only Ansible reads this; install ansible-core and use "
+                "--inventory-via ansible"
+            ) from None
+        return _via_ansible(path, extra, why=need)
     if not parser.host_vars:
         raise parser.fail("inventory has no hosts")
+    return _assemble(parser, layers, extra)
+
+
+def _assemble(parser: _Parser, layers: _Layers, extra: dict[str, Any]) -> Inventory:
     _link_groups(parser)
     depth = _depths(parser)
     rank = {name: (depth[name], group.priority, name) for name, group in parser.groups.items()}
-    extra = dict(extra_vars or {})
-    hosts = {name: _build_host(parser, name, rank, extra) for name in parser.host_vars}
+    hosts = {name: _build_host(parser, layers, name, rank, extra) for name in parser.host_vars}
     members = {name: tuple(h.name for h in hosts.values() if name in h.groups) for name in rank}
-    return Inventory(path=path, hosts=hosts, groups=members)
+    return Inventory(
+        path=parser.path,
+        hosts=hosts,
+        groups=members,
+        warnings=tuple(layers.warnings + _ignored_settings(hosts.values())),
+        tree={n: (tuple(g.hosts), tuple(g.children)) for n, g in parser.groups.items()},
+    )
+
+
+def _read_source(parser: _Parser, source: Any) -> None:
+    from repro import inventory_files as files
+
+    if source.kind == "yaml":
+        text = source.path.read_text(encoding="utf-8", errors="replace")
+        files.check_vault(source.path, text)
+        parser.top(_read_yaml(source.path, InventoryError, "inventory file"))
+        return
+    try:
+        text = source.path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise parser.fail(f"inventory is not UTF-8 text (bad byte at offset {exc.start})") from None
+    except OSError as exc:
+        raise parser.fail(f"cannot read inventory file: {exc.strerror or exc}") from None
+    files.read_ini(parser, text)
+
+
+@dataclass
+class _Layers:
+    """group_vars/ and host_vars/ files: entity name -> [(file, its variables)] in load order."""
+
+    groups: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
+    hosts: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return f"_Layers({len(self.groups)} groups, {len(self.hosts)} hosts)"
+
+
+def _read_vars_dirs(parser: _Parser, layers: _Layers, basedir: Path) -> None:
+    from repro import inventory_files as files
+
+    for kind, known, table in (
+        ("group_vars", parser.groups, layers.groups),
+        ("host_vars", parser.host_vars, layers.hosts),
+    ):
+        for name in sorted(files.vars_names(basedir, kind)):
+            if name not in known:
+                what = "group" if kind == "group_vars" else "host"
+                layers.warnings.append(
+                    f"{basedir / kind / name}: no {what} {name!r} in the inventory; ignored"
+                )
+                continue
+            for path in files.vars_files(basedir, kind, name):
+                table.setdefault(name, []).append((str(path), _vars_file(parser, path)))
+
+
+def _vars_file(parser: _Parser, path: Path) -> dict[str, Any]:
+    from repro import inventory_files as files
+
+    files.check_vault(path, path.read_text(encoding="utf-8", errors="replace"))
+    data = _read_yaml(path, InventoryError, "vars file")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InventoryError(f"{path}: vars file must be a mapping of variables, not {_kind(data)}")
+    saved, parser.path = parser.path, path
+    try:
+        return dict(parser.variables(data, "vars file"))
+    finally:
+        parser.path = saved
 
 
 def _build_host(
-    parser: _Parser, name: str, rank: dict[str, tuple[int, int, str]], extra: dict[str, Any]
+    parser: _Parser,
+    layers: _Layers,
+    name: str,
+    rank: dict[str, tuple[int, int, str]],
+    extra: dict[str, Any],
 ) -> Host:
+    from repro.jinja_vars import Templar, TemplateError
+
     groups = _host_groups(parser, name, rank)
-    layered: dict[str, Any] = {}
+    raw: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+
+    def put(values: Mapping[str, Any], where: Mapping[str, str] | str) -> None:
+        for key, value in values.items():
+            raw[key] = value
+            origins[key] = where if isinstance(where, str) else where.get(key, str(parser.path))
+
+    # Ansible's order (checked against ansible-core by the differential tests): every group's
+    # inventory-file vars (all first, children after parents), then every group's group_vars/
+    # files in the same order, then the host's own, then its host_vars/ files.
     for group in groups:
-        layered.update(parser.groups[group].vars)
-    layered.update(parser.host_vars[name])
-    layered.update(extra)
-    layered["inventory_hostname"] = name
+        put(parser.groups[group].vars, parser.groups[group].origins)
+    for group in groups:
+        for where, layer in layers.groups.get(group, []):
+            put(layer, where)
+    put(parser.host_vars[name], parser.host_origins.get(name, {}))
+    for where, layer in layers.hosts.get(name, []):
+        put(layer, where)
+    put(extra, "-e")
+    raw["inventory_hostname"] = name
+    origins["inventory_hostname"] = "the host's name"
+    templar = Templar(raw)
+    values: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for key in raw:
+        try:
+            values[key] = templar.value(key)
+        except TemplateError as exc:
+            errors[key] = f"{origins[key]}: host {name!r}: {key}: {exc}"
+    for key, message in errors.items():
+        if key.startswith(("ansible_", "repro_")):  # read by repro now, so needed now
+            raise InventoryError(message)
     # Hosts must not share nested values: one host's change would show up on another.
-    variables = copy.deepcopy(layered)
-    return _HostBuilder(parser.path, name, variables).build(tuple(groups))
+    variables = copy.deepcopy(values)
+    builder = _HostBuilder(parser.path, name, variables, origins)
+    host = builder.build(tuple(groups))
+    return dataclasses.replace(
+        host,
+        raw_vars=copy.deepcopy({k: v for k, v in raw.items() if k != "inventory_hostname"}),
+        origins=origins,
+        var_errors=errors,
+        warnings=tuple(builder.warnings),
+    )
+
+
+#: ansible_* variables repro acts on; any other one set in an inventory is reported, not dropped
+_USED_SETTINGS = frozenset(
+    {*_ADDRESS_VARS, *_PORT_VARS, *_USER_VARS, *_KEY_VARS, *ARG_VARS, "ansible_connection",
+     "ansible_group_priority"}
+)  # fmt: skip
+
+
+def _ignored_settings(hosts: Any) -> list[str]:
+    seen: dict[str, list[str]] = {}
+    lines: list[str] = []
+    for host in hosts:
+        for message in host.warnings:
+            where = host.origins.get(message.partition(":")[0], "")
+            line = f"{where}: {message}" if where else message
+            if line not in lines:
+                lines.append(line)
+        for key in host.raw_vars:
+            if key.startswith("ansible_") and key not in _USED_SETTINGS:
+                seen.setdefault(f"{host.origins.get(key, '')}: {key}", []).append(host.name)
+    for where_key, names in seen.items():
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        lines.append(f"{where_key} is not used by repro; ignored (hosts {shown})")
+    return lines
+
+
+def _via_ansible(path: Path, extra: dict[str, Any], why: Exception | None) -> Inventory:
+    """The inventory as `ansible-inventory --list` resolves it (variables already layered)."""
+    from repro.ansible_inventory import ansible_list
+
+    data, said = ansible_list(path, why)
+    parser = _Parser(path)
+    meta = data.get("_meta", {}).get("hostvars", {})
+    for group, body in data.items():
+        if group == "_meta" or not isinstance(body, dict):
+            continue
+        parser.declare(group)
+    for group, body in data.items():
+        if group == "_meta" or not isinstance(body, dict):
+            continue
+        for child in body.get("children", []):
+            parser.add_child(group, child)
+        for host in body.get("hosts", []):
+            parser.add_hosts(group, host, {})
+    for host in parser.host_vars:
+        hostvars = meta.get(host, {})
+        if not isinstance(hostvars, dict):
+            raise InventoryError(f"{path}: ansible-inventory gave host {host!r} no variables")
+        parser.host_vars[host] = dict(parser.variables(hostvars, f"host {host!r}"))
+        parser.host_origins[host] = dict.fromkeys(hostvars, f"{path} (via ansible-inventory)")
+    if not parser.host_vars:
+        raise InventoryError(f"{why or path}: ansible-inventory found no hosts ({said})")
+    return _assemble(parser, _Layers(), extra)
 
 
 def parse_extra_vars(items: Sequence[str]) -> dict[str, Any]:
@@ -617,23 +899,73 @@ def select(inventory: Inventory, pattern: str | None) -> list[Host]:
     """
     if pattern is None:
         return list(inventory.hosts.values())
-    parts = _split_pattern(pattern)
+    parts = _limit_files(_split_pattern(pattern))
     if not parts:
         raise UsageError(f"empty host pattern {_show(pattern)}")
     unions = [p for p in parts if p[0] not in "&!"] or ["all"]
     chosen: set[str] = set()
     for part in unions:
-        chosen |= {part} if part in inventory.hosts else _match(inventory, part)
+        chosen |= {part} if part in inventory.hosts else _subscripted(inventory, part)
     for part in (p for p in parts if p[0] == "&"):
-        chosen &= _match(inventory, part[1:])
+        chosen &= _subscripted(inventory, part[1:])
     for part in (p for p in parts if p[0] == "!"):
-        chosen -= _match(inventory, part[1:])
+        chosen -= _subscripted(inventory, part[1:])
     hosts = [host for name, host in inventory.hosts.items() if name in chosen]
     if not hosts:
         raise UnknownHostError(
             f"host pattern {_show(pattern)} selects no host in {_where(inventory)}"
         )
     return hosts
+
+
+_SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+):([0-9]*))\]$")
+_MAX_LIMIT_FILE = 1 << 20
+
+
+def _limit_files(parts: list[str]) -> list[str]:
+    """`@file` elements replaced by the host names in the file, one a line (Ansible's retry files)."""
+    result: list[str] = []
+    for part in parts:
+        if not part.startswith("@"):
+            result.append(part)
+            continue
+        path = Path(part[1:])
+        try:
+            with path.open(encoding="utf-8") as f:
+                text = f.read(_MAX_LIMIT_FILE + 1)
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise UsageError(f"--limit {part}: cannot read {path}: {why}") from None
+        if len(text) > _MAX_LIMIT_FILE:
+            raise UsageError(f"--limit {part}: {path} is larger than {_MAX_LIMIT_FILE} bytes")
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+        if not names:
+            raise UsageError(f"--limit {part}: {path} names no host")
+        result.extend(names)
+    return result
+
+
+def _subscripted(inventory: Inventory, element: str) -> set[str]:
+    """`group[0]`, `group[-1]`, `group[1:2]` (inclusive), `web[5:]`: Ansible's subscripts, over
+    the hosts the element matches in inventory order; otherwise `_match`."""
+    found = _SUBSCRIPT.match(element)
+    if not found:
+        return _match(inventory, element)
+    base, index, start, end = found.groups()
+    matched = _match(inventory, base)
+    ordered = [name for name in inventory.hosts if name in matched]
+    if index is not None:
+        i = int(index)
+        if not -len(ordered) <= i < len(ordered):
+            raise UnknownHostError(
+                f"{_show(element)}: {base} has {len(ordered)} hosts, no index {i}"
+            )
+        return {ordered[i]}
+    last = int(end) if end else len(ordered) - 1
+    picked = ordered[int(start) : last + 1]
+    if not picked:
+        raise UnknownHostError(f"{_show(element)}: {base} has {len(ordered)} hosts, none there")
+    return set(picked)
 
 
 def _split_pattern(pattern: str) -> list[str]:

@@ -64,8 +64,12 @@ class LocalLab:
         n: int = 3,
         names: list[str] | None = None,
         host_vars: dict[str, dict[str, Any]] | None = None,
+        *,
+        jump_hosts: bool = False,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
+        # Whether hosts forward TCP to each other (ProxyJump tests); off, none is forwarded.
+        self.jump_hosts = jump_hosts
         self.names = list(names) if names is not None else [f"lab{i}" for i in range(1, n + 1)]
         self.host_vars = dict(host_vars or {})
         _check_names(self.names, self.host_vars)
@@ -176,10 +180,12 @@ class LocalLab:
             port=port,
             server_host_keys=[node.key],
             authorized_client_keys=authorized,
-            server_factory=lambda: _LabServer(node),
+            server_factory=lambda: _LabServer(node, self.jump_hosts),
             process_factory=lambda process: self._serve(node, process),
             encoding=None,
             login_timeout=10,
+            # asyncssh < 2.17 defaults to False: start_host rebinds the port it just closed
+            reuse_address=True,
         )
         if port == 0:
             node.host = LabHost(node.host.name, node.acceptor.get_port(), node.host.root)
@@ -290,8 +296,9 @@ class LocalLab:
 class _LabServer(asyncssh.SSHServer):
     """Tracks a node's connections (so stop_host can drop them); public key auth only."""
 
-    def __init__(self, node: _Node) -> None:
+    def __init__(self, node: _Node, jump_host: bool = False) -> None:
         self._node = node
+        self._jump_host = jump_host
         self._conn: asyncssh.SSHServerConnection | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
@@ -307,6 +314,12 @@ class _LabServer(asyncssh.SSHServer):
 
     def password_auth_supported(self) -> bool:
         return False
+
+    def connection_requested(
+        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+    ) -> bool:
+        # A lab made with jump_hosts=True forwards to its own hosts on loopback; nowhere else.
+        return self._jump_host and dest_host == "127.0.0.1"
 
 
 async def _pump(

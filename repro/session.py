@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from repro.compare import Comparison, compare
-from repro.errors import Aborted, ReportError, ReportWriteError, UsageError
+from repro.errors import Aborted, InventoryError, ReportError, ReportWriteError, UsageError
 from repro.events import Listener, ignore
 from repro.inventory import Host, load_inventory, select
-from repro.playbook import Playbook, RenderedStep, load_playbook, render
+from repro.playbook import Playbook, RenderedStep, load_playbook, render, used_vars
 from repro.render import SAVED
 from repro.report import write_report
 from repro.results import RunResult
@@ -52,6 +52,7 @@ class Prepared:
     options: RunOptions = field(default_factory=RunOptions)
     history: Path | None = None  # the history file; None: <out_dir>/history.sqlite
     notes: list[str] = field(default_factory=list)  # what the run's ending wants said
+    warnings: tuple[str, ...] = ()  # Ansible settings the inventory has that repro ignores
 
     @property
     def store(self) -> RunDir:
@@ -76,6 +77,7 @@ def prepare(
     transport: str | None = None,
     options: RunOptions | None = None,
     run_id: str | None = None,
+    inventory_via: str = "auto",
 ) -> Prepared:
     """Load and check everything; render every step for every host. Raises InputError (exit 2)."""
     if transport is not None and transport not in TRANSPORTS:
@@ -98,7 +100,7 @@ def prepare(
         )
         variables["commit"] = commit
     rid = run_id or new_run_id()
-    inv = load_inventory(inventory, variables)
+    inv = load_inventory(inventory, variables, via=inventory_via)
     hosts = select(inv, limit)
     if transport:
         hosts = [_with_transport(h, transport) for h in hosts]
@@ -114,10 +116,14 @@ def prepare(
         limit=limit,
         transport=transport,
         options=options or RunOptions(),
+        warnings=inv.warnings,
     )
 
 
 def _render_for(pb: Playbook, host: Host, run_id: str) -> list[RenderedStep]:
+    for name in used_vars(pb):
+        if name in host.var_errors:  # its Jinja failed, and now it is used: bad input
+            raise InventoryError(host.var_errors[name])
     values = dict(host.vars)
     values.setdefault("inventory_hostname", host.name)
     values["repro_run_id"] = run_id
@@ -142,9 +148,18 @@ def save_plan(prep: Prepared) -> None:
         "commit": prep.commit,
         "transport": prep.transport,
         "rounds": prep.options.rounds,
-        "hosts": [asdict(p.host) | {"steps": [asdict(s) for s in p.steps]} for p in prep.plans],
+        "hosts": [_host_record(p.host) | {"steps": [asdict(s) for s in p.steps]} for p in prep.plans],
     }
     atomic_write(prep.store.plan, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _host_record(host: Host) -> dict[str, Any]:
+    """A host as run.json keeps it: what connecting and running need, not the inventory's
+    as-written values and their origins (those are for `repro inventory`)."""
+    record = asdict(host)
+    for key in ("raw_vars", "origins", "var_errors", "warnings"):
+        record.pop(key, None)
+    return record
 
 
 def load_plan(

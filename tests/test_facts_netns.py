@@ -79,7 +79,9 @@ def facts_cli(lab: NetnsLab, fmt: str) -> tuple[int, str, str]:
 def test_facts_json_reports_each_hosts_own_cpu(mission_lab: NetnsLab) -> None:
     code, out, err = facts_cli(mission_lab, "json")
     assert code == 0, err
-    data = json.loads(out)
+    doc = json.loads(out)
+    assert doc["schema"] == "repro-facts/1"
+    data = doc["hosts"]
     assert [d["name"] for d in data] == list(MISSION)
     virt = machine_virt()
     for item in data:
@@ -107,7 +109,7 @@ def test_facts_json_reports_each_hosts_own_cpu(mission_lab: NetnsLab) -> None:
 def test_facts_table_has_one_row_per_host_saying_what_it_is(mission_lab: NetnsLab) -> None:
     code, out, err = facts_cli(mission_lab, "json")
     assert code == 0, err
-    described = {d["name"]: d["facts"]["describe"] for d in json.loads(out)}
+    described = {d["name"]: d["facts"]["describe"] for d in json.loads(out)["hosts"]}
     code, table, err = facts_cli(mission_lab, "table")
     assert code == 0, err
     lines = table.splitlines()
@@ -122,7 +124,7 @@ def test_facts_of_an_unreachable_host_is_an_error_row(mission_lab: NetnsLab) -> 
     mission_lab.stop_sshd("genoa")
     code, out, err = facts_cli(mission_lab, "json")
     assert code == 3, err
-    data = {d["name"]: d for d in json.loads(out)}
+    data = {d["name"]: d for d in json.loads(out)["hosts"]}
     assert data["genoa"]["error"] and data["genoa"]["facts"] == {}
     assert data["spr"]["facts"]["microarch"] == "Sapphire Rapids"
     assert data["cloudvm"]["facts"]["microarch"] == "Zen 3"
@@ -192,7 +194,7 @@ def test_facts_see_the_guix_a_login_shell_would(mission_lab: NetnsLab) -> None:
     install_double(mission_lab.host("cloudvm").home)
     code, out, err = facts_cli(mission_lab, "json")
     assert code == 0, err
-    facts = {d["name"]: d["facts"] for d in json.loads(out)}
+    facts = {d["name"]: d["facts"] for d in json.loads(out)["hosts"]}
     assert facts["cloudvm"]["guix_daemon"] is True
     assert facts["cloudvm"]["guix_channel_commit"] not in ("", FIXTURE_GUIX_COMMIT)
     assert facts["cloudvm"]["guix_version"] == facts["cloudvm"]["guix_channel_commit"]

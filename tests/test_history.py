@@ -302,7 +302,7 @@ def test_cli_history_import_and_first_bad(tmp_path: Path) -> None:
     )
     assert code == 0, err
     text = page.read_text()
-    assert 'href="../old-reports/20260301T000001Z-abcdef/report.md"' in text
+    assert 'href="../old-reports/20260301T000001Z-abcdef/report.html"' in text
 
 
 def test_bad_since_is_bad_input(tmp_path: Path) -> None:

@@ -108,7 +108,9 @@ def test_top_level_groups_without_all_are_children_of_all(tmp_path: Path) -> Non
 
 def test_host_defaults_and_null_bodies(tmp_path: Path) -> None:
     host = load(tmp_path, "all:\n  hosts:\n    build1:\n").hosts["build1"]
-    assert host == Host(name="build1", address="build1", groups=("all", "ungrouped"))
+    assert host == Host(
+        name="build1", address="build1", port_set=False, groups=("all", "ungrouped")
+    )
     assert (host.port, host.user, host.key_file, host.known_hosts) == (22, None, None, None)
     assert (host.connection, host.transport) == ("ssh", "asyncssh")
     assert host.vars == {"inventory_hostname": "build1"}
@@ -549,7 +551,7 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
         InventoryError, match=f"^{re.escape(str(missing))}: inventory file not found$"
     ):
         load_inventory(missing)
-    with pytest.raises(InventoryError, match="is a directory"):
+    with pytest.raises(InventoryError, match="inventory directory holds no inventory file"):
         load_inventory(tmp_path)
 
 

@@ -113,14 +113,15 @@ def test_write_then_load(tmp_path: Path) -> None:
     run, comparison = sample()
     run_dir = tmp_path / "reports" / run.run_id
     paths = write_report(run_dir, run, comparison)
-    assert paths == [run_dir / "report.json", run_dir / "report.md"]
-    assert sorted(os.listdir(run_dir)) == ["report.json", "report.md"]  # no temp files left
+    assert paths == [run_dir / "report.json", run_dir / "report.md", run_dir / "report.html"]
+    # report.html comes with every run; no temp files left
+    assert sorted(os.listdir(run_dir)) == ["report.html", "report.json", "report.md"]
     assert stat.S_IMODE((run_dir / "report.json").stat().st_mode) == 0o644
     assert load_report(run_dir) == (run, comparison)
     assert (run_dir / "report.md").read_text().startswith("**Mismatch**")
 
 
-def test_html_only_when_asked(tmp_path: Path) -> None:
+def test_formats_can_be_chosen(tmp_path: Path) -> None:
     run, comparison = sample()
     paths = write_report(tmp_path, run, comparison, formats=("json", "md", "html"))
     assert [p.name for p in paths] == ["report.json", "report.md", "report.html"]

@@ -263,7 +263,7 @@ HOSTILE = textwrap.dedent(r"""
     manifests: [{glob: out/SHA256SUMS}]
     """)
 # What the controller itself may send to a terminal: cursor up (F), clear line (2K), colours (m).
-OWN_ESCAPES = re.compile(r"\x1b\[(?:[0-9]+F|2K|[0-9;]*m)")
+OWN_ESCAPES = re.compile(r"\x1b\[(?:[0-9]+F|2K|J|[0-9;]*m)")  # J: erase below a shrunk block
 
 
 def run_in_pty(argv: list[str], timeout: float = 45.0) -> tuple[int, str]:
@@ -328,15 +328,17 @@ def test_hostile_output_never_reaches_terminal_report_or_disk(
     assert data["verdict"] == "inconclusive"
 
     run_dir = only_run_dir(out)
-    for name in ("report.json", "report.md"):
+    for name in ("report.json", "report.md", "report.html"):
         text = (run_dir / name).read_text()
         assert "\x1b" not in text and "\x07" not in text, name
     code, html, _ = run_cli("report", str(run_dir), "--format", "html")
     assert code == 0 and "\x1b" not in html and "<script" not in html.lower()
+    assert html == (run_dir / "report.html").read_text()  # written with the run, the same
     # Nothing a host named became a path on the controller: only the files repro itself names.
     made = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     expected = [f"reports/{run_dir.name}/hosts/{h}/01-make.log" for h in ("h1", "h2", "h3")]
-    expected += [f"reports/{run_dir.name}/{f}" for f in ("report.json", "report.md", "run.json")]
+    written = ("report.html", "report.json", "report.md", "run.json")
+    expected += [f"reports/{run_dir.name}/{f}" for f in written]
     expected += ["reports/history.sqlite"]  # the run's row in the history
     assert made == sorted(expected + ["hostile.yaml", "inv.yaml"]), made
     # ... and the history shows what those hosts sent as text, never as markup or escapes

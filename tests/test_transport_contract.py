@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import shlex
 import time
@@ -68,6 +69,27 @@ async def fabric_rig(tmp: Path) -> AsyncIterator[Rig]:
 
 
 @asynccontextmanager
+async def _jump_rig(tmp: Path, kind: type[Transport]) -> AsyncIterator[Rig]:
+    """lab2 reached only through lab1 as a ProxyJump host: both keys checked, every test."""
+    async with LocalLab(tmp / "lab", n=2, jump_hosts=True) as lab:
+        bastion = lab.hosts[0]
+        host = dataclasses.replace(
+            lab.host("lab2"), proxy_jump=f"{lab.user}@127.0.0.1:{bastion.port}"
+        )
+        work = lab.hosts[1].root / "work"
+        work.mkdir()
+        yield Rig(lambda: kind(host), str(work))
+
+
+def asyncssh_jump_rig(tmp: Path) -> AbstractAsyncContextManager[Rig]:
+    return _jump_rig(tmp, AsyncsshTransport)
+
+
+def fabric_jump_rig(tmp: Path) -> AbstractAsyncContextManager[Rig]:
+    return _jump_rig(tmp, FabricTransport)
+
+
+@asynccontextmanager
 async def local_rig(tmp: Path) -> AsyncIterator[Rig]:
     work = tmp / "local-work"
     work.mkdir()
@@ -109,6 +131,9 @@ RIGS: dict[str, RigFactory] = {
     "asyncssh": asyncssh_rig,
     "fabric": fabric_rig,
     "local": local_rig,
+    # through a ProxyJump host (lab1 forwarding to lab2)
+    "asyncssh-jump": asyncssh_jump_rig,
+    "fabric-jump": fabric_jump_rig,
     # the same contract on real OpenSSH hosts (root and network namespaces needed)
     "asyncssh-openssh": asyncssh_openssh_rig,
     "fabric-openssh": fabric_openssh_rig,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SKIP = (".git", ".venv", "reports", "build", "dist", ".lab", "*.egg-info", "__pycache__",
+SKIP = (".git", ".venv", ".venv-*", "reports", "build", "dist", ".lab", "*.egg-info", "__pycache__",
         ".pytest_cache", ".mypy_cache", ".ruff_cache")  # fmt: skip
 
 
@@ -41,6 +41,7 @@ def test_repro_demo_runs_from_the_installed_wheel(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"repro/playbooks/demo.yaml", "repro/playbooks/demo/hello.c",
             "repro/hostside/lib.sh", "repro/hostside/facts.sh"} <= names  # fmt: skip
+    assert any(".dist-info/" in n and n.endswith("/LICENSE") for n in names)  # MIT, shipped
     for sh in (REPO / "repro" / "hostside").glob("*.sh"):
         assert f"repro/hostside/{sh.name}" in names, sh.name
     for book in (REPO / "playbooks").rglob("*"):

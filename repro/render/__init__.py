@@ -44,7 +44,7 @@ FORMATS: dict[str, Format] = {
         Format("table", "text"),
         Format("json", "json", ext="json", saved=True),
         Format("md", "markdown", ext="md", saved=True),
-        Format("html", "html", ext="html"),
+        Format("html", "html", ext="html", saved=True),
         Format("junit", "junit", ext="junit.xml"),
     )
 }

@@ -39,9 +39,13 @@ def facts_table(results: list[Any], *, width: int = 100) -> str:
     )
 
 
+#: `repro facts --format json` (docs/facts-json.md); bumped when a field changes meaning
+FACTS_SCHEMA = "repro-facts/1"
+
+
 def facts_json(results: list[Any]) -> str:
-    data = [{"name": r.name, "error": r.error, "facts": r.facts} for r in results]
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+    hosts = [{"name": r.name, "error": r.error, "facts": r.facts} for r in results]
+    return json.dumps({"schema": FACTS_SCHEMA, "hosts": hosts}, indent=2, sort_keys=True) + "\n"
 
 
 def check_table(results: list[Any]) -> str:

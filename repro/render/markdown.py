@@ -5,6 +5,9 @@ Every string that came from a host (or a report file) is escaped: it can add no 
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+from urllib.parse import quote
+
 from repro.compare import ArtifactComparison, Comparison
 from repro.render.common import LABELS, describe, hash_of, headline, ordered_hosts, status_text
 from repro.render.safe import md_code, md_escape
@@ -18,17 +21,66 @@ def render(run: RunResult, comparison: Comparison, *, width: int = 100, color: b
         "",
         *_identity(run),
         "",
-        *_table(run, comparison),
     ]
+    if len(comparison.artifacts) > MAX_HASH_COLUMNS:
+        lines += [*_table(run, comparison, hashes=False), "", *_artifact_rows(comparison)]
+    else:
+        lines += _table(run, comparison, hashes=True)
     if comparison.reasons:
         lines += ["", "Reasons:", "", *(f"- {md_escape(r)}" for r in comparison.reasons)]
+    lines += _logs(run)
     return "\n".join(lines) + "\n"
+
+
+#: past this many artifacts, one row per artifact (hosts grouped by hash) instead of a column each
+MAX_HASH_COLUMNS = 3
+_SHORT = 16  # hex digits of a hash shown in the per-artifact table (report.json has all 64)
+
+
+def _artifact_rows(comparison: Comparison) -> list[str]:
+    rows = [_line(["Artifact", "status", "hosts by sha256"]), _line(["---"] * 3)]
+    for artifact in comparison.artifacts:
+        groups = [
+            f"{md_code(g.sha256[:_SHORT])}…: {md_escape(', '.join(g.hosts))}"
+            for g in artifact.groups
+        ]
+        if artifact.missing:
+            groups.append(f"*missing*: {md_escape(', '.join(artifact.missing))}")
+        cell = "; ".join(groups) or "-"
+        rows.append(_line([md_code(artifact.name), md_escape(artifact.status), cell]))
+    return rows
+
+
+def _logs(run: RunResult) -> list[str]:
+    """Links to each host's step logs, relative to report.md (both live in the run dir)."""
+    lines = []
+    for host in run.hosts:
+        links = [
+            f"[{step.index} {md_escape(step.name)}]({_link(step.log)})"
+            for step in host.steps
+            if step.log and _relative(step.log)
+        ]
+        if links:
+            lines.append(f"- {md_escape(host.name)}: " + ", ".join(links))
+    return ["", "Step logs:", "", *lines] if lines else []
+
+
+def _relative(path: str) -> bool:
+    # Only a plain path inside the run directory becomes a link: nothing absolute, no `..`.
+    parts = PurePosixPath(path).parts
+    return not PurePosixPath(path).is_absolute() and ".." not in parts and bool(parts)
+
+
+def _link(path: str) -> str:
+    return quote(path, safe="/")
 
 
 def _identity(run: RunResult) -> list[str]:
     playbook = md_code(run.playbook)
     if run.playbook_path:
-        playbook += f" ({md_code(run.playbook_path)})"
+        # An absolute path says where the controller's checkout was, not what was built.
+        shown = PurePosixPath(run.playbook_path)
+        playbook += f" ({md_code(shown.name if shown.is_absolute() else str(shown))})"
     lines = [f"- Playbook: {playbook}"]
     if run.commit:
         lines.append(f"- Commit: {md_code(run.commit)}")
@@ -39,10 +91,11 @@ def _identity(run: RunResult) -> list[str]:
     return lines
 
 
-def _table(run: RunResult, comparison: Comparison) -> list[str]:
+def _table(run: RunResult, comparison: Comparison, *, hashes: bool) -> list[str]:
+    artifacts = comparison.artifacts if hashes else ()
     headers = ["Host", "what it is", "status"]
-    headers += [f"{md_code(a.name)} sha256" for a in comparison.artifacts]
-    rows = [_row(h, comparison.artifacts) for h in ordered_hosts(run, comparison)]
+    headers += [f"{md_code(a.name)} sha256" for a in artifacts]
+    rows = [_row(h, artifacts) for h in ordered_hosts(run, comparison)]
     return [_line(headers), _line(["---"] * len(headers)), *(_line(r) for r in rows)]
 
 

@@ -5,7 +5,6 @@ plus the helpers `repro hosts trust` uses to fetch and show a host's keys.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import ipaddress
 import shlex
 import signal
@@ -18,6 +17,7 @@ import asyncssh
 from repro.errors import ConnectError, HostKeyError, InventoryError
 from repro.inventory import Host
 from repro.transport.base import Completed, Transport
+from repro.transport.route import Hop, resolve
 
 #: host vars (name, default) that tune the connection; seconds, except the count
 CONNECT_TIMEOUT = ("repro_connect_timeout", 10.0)
@@ -42,6 +42,7 @@ class AsyncsshTransport(Transport):
     def __init__(self, host: Host) -> None:
         super().__init__(host)
         self._conn: asyncssh.SSHClientConnection | None = None
+        self._jumps: list[asyncssh.SSHClientConnection] = []  # to the jump hosts, first first
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "closed"
@@ -55,7 +56,7 @@ class AsyncsshTransport(Transport):
         if self.connected:
             return
         await self.close()  # drop a dead connection before opening a new one
-        self._conn = await _open(self.host)
+        *self._jumps, self._conn = await _open(self.host)
 
     async def run(
         self, command: str, *, timeout: float | None = None, stdin: bytes | None = None
@@ -102,13 +103,14 @@ class AsyncsshTransport(Transport):
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        conn.close()
-        try:
-            await asyncio.wait_for(conn.wait_closed(), 5)
-        except (TimeoutError, asyncssh.Error, OSError):
-            pass  # already gone or unreachable: nothing left to release
+        jumps, self._jumps = self._jumps, []
+        # The target first: its channel rides inside the jump hosts' connections.
+        for each in ([conn] if conn is not None else []) + jumps[::-1]:
+            each.close()
+            try:
+                await asyncio.wait_for(each.wait_closed(), 5)
+            except (TimeoutError, asyncssh.Error, OSError):
+                pass  # already gone or unreachable: nothing left to release
 
     def _require_connection(self, command: str) -> asyncssh.SSHClientConnection:
         if self._conn is None:
@@ -140,11 +142,6 @@ def _known_hosts_path(host: Host) -> Path:
     return Path(raw).expanduser()
 
 
-def _config_paths() -> list[str]:
-    path = Path("~/.ssh/config").expanduser()
-    return [str(path)] if path.is_file() else []
-
-
 # A run connects to every host with the same known_hosts file and, usually, the same key: read
 # and parse each once, not once per host (at a hundred hosts that is 10 000 keys decoded). Keyed
 # by path, size and mtime, so a file rewritten meanwhile (`repro hosts trust`) is read again.
@@ -164,23 +161,33 @@ def _parsed(kind: str, path: Path) -> Any:
     return _PARSED[key]
 
 
-def _connect_kwargs(host: Host, known_hosts: Path) -> dict[str, Any]:
+def _connect_kwargs(
+    host: Host, hop: Hop, known_hosts: Path, tunnel: asyncssh.SSHClientConnection | None
+) -> dict[str, Any]:
+    """Everything explicit: the route already applied ~/.ssh/config (config=[] keeps asyncssh
+    from applying it a second time, and from opening ProxyJump hops it would not check)."""
     kwargs: dict[str, Any] = {
-        "port": host.port,
-        "username": host.user or None,
+        "port": hop.port,
+        "username": hop.user,
         "known_hosts": _parsed("known_hosts", known_hosts),
-        "config": _config_paths(),
+        "config": [],
+        "tunnel": tunnel,
+        "proxy_command": None,
         "connect_timeout": _number_var(host, CONNECT_TIMEOUT),
         "keepalive_interval": _number_var(host, KEEPALIVE_INTERVAL),
         "keepalive_count_max": int(_number_var(host, KEEPALIVE_COUNT_MAX)),
     }
-    if host.key_file:
-        # Only the inventory's key; leaving client_keys out means agent + ~/.ssh/id_*.
-        kwargs["client_keys"] = _parsed("key", Path(host.key_file).expanduser())
+    if hop.key_files:
+        # Only these keys; leaving client_keys out means agent + ~/.ssh/id_*.
+        keys: list[Any] = []
+        for name in hop.key_files:
+            keys.extend(_parsed("key", Path(name).expanduser()))
+        kwargs["client_keys"] = keys
     return kwargs
 
 
-async def _open(host: Host) -> asyncssh.SSHClientConnection:
+async def _open(host: Host) -> list[asyncssh.SSHClientConnection]:
+    """Connections to every jump host, then the target (last); each hop's key is checked."""
     known_hosts = _known_hosts_path(host)
     if not known_hosts.is_file():
         raise HostKeyError(
@@ -188,49 +195,82 @@ async def _open(host: Host) -> asyncssh.SSHClientConnection:
             "to check and record its host key",
             host=host.name,
         )
+    route = resolve(host)
+    opened: list[asyncssh.SSHClientConnection] = []
     try:
-        kwargs = _connect_kwargs(host, known_hosts)
-        return await asyncssh.connect(host.address, **kwargs)
+        for hop in (*route.jumps, route.target):
+            tunnel = opened[-1] if opened else None
+            command = route.proxy_command if hop is route.target else None
+            opened.append(await _open_hop(host, hop, known_hosts, tunnel, command))
+    except BaseException:
+        for conn in reversed(opened):
+            conn.close()
+        raise
+    return opened
+
+
+async def _open_hop(
+    host: Host,
+    hop: Hop,
+    known_hosts: Path,
+    tunnel: asyncssh.SSHClientConnection | None,
+    proxy_command: str | None,
+) -> asyncssh.SSHClientConnection:
+    try:
+        kwargs = _connect_kwargs(host, hop, known_hosts, tunnel)
+        if proxy_command:
+            kwargs["proxy_command"] = shlex.split(proxy_command)
+        return await asyncssh.connect(hop.address, **kwargs)
     except asyncssh.HostKeyNotVerifiable:
-        raise await _host_key_error(host, known_hosts) from None
+        raise await _host_key_error(host, hop, known_hosts, tunnel) from None
     except asyncssh.KeyExchangeFailed as exc:
         # known_hosts pins the host to key types the server no longer offers: a changed key.
-        if _trusted_keys(host, known_hosts):
-            raise await _host_key_error(host, known_hosts) from None
-        raise _connect_error(host, f"key exchange failed: {_one_line(exc.reason)}") from None
+        if _trusted_keys(hop, known_hosts):
+            raise await _host_key_error(host, hop, known_hosts, tunnel) from None
+        raise _connect_error(host, hop, f"key exchange failed: {_one_line(exc.reason)}") from None
     except asyncssh.PermissionDenied:
-        user = _effective_user(host)
-        raise _connect_error(host, f"authentication failed for user {user}") from None
+        raise _connect_error(host, hop, f"authentication failed for user {hop.user}") from None
     except TimeoutError:
         seconds = _number_var(host, CONNECT_TIMEOUT)
-        raise _connect_error(host, f"timed out after {seconds:g}s") from None
+        raise _connect_error(host, hop, f"timed out after {seconds:g}s") from None
     except ConnectionRefusedError:
-        raise _connect_error(host, "connection refused") from None
+        raise _connect_error(host, hop, "connection refused") from None
     except socket.gaierror:
-        raise _connect_error(host, f"cannot resolve host name {host.address!r}") from None
+        raise _connect_error(host, hop, f"cannot resolve host name {hop.address!r}") from None
     except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
+        keys = ", ".join(hop.key_files)
+        raise _connect_error(host, hop, f"cannot use key {keys}: {_one_line(str(exc))}") from None
+    except asyncssh.ChannelOpenError as exc:
+        # The jump host would not forward to this hop (AllowTcpForwarding no, or unreachable).
         raise _connect_error(
-            host, f"cannot use key {host.key_file}: {_one_line(str(exc))}"
+            host, hop, f"the jump host refused to forward: {_one_line(exc.reason)}"
         ) from None
     except asyncssh.DisconnectError as exc:
-        raise _connect_error(host, _one_line(exc.reason) or "disconnected") from None
+        raise _connect_error(host, hop, _one_line(exc.reason) or "disconnected") from None
     except OSError as exc:
         if exc.filename:  # a key or config file, not the network
-            raise _connect_error(host, f"cannot read {exc.filename}: {exc.strerror}") from None
-        raise _connect_error(host, _one_line(exc.strerror or str(exc))) from None
+            raise _connect_error(host, hop, f"cannot read {exc.filename}: {exc.strerror}") from None
+        raise _connect_error(host, hop, _one_line(exc.strerror or str(exc))) from None
 
 
-def _connect_error(host: Host, reason: str) -> ConnectError:
-    return ConnectError(f"cannot connect to {host.address}:{host.port}: {reason}", host=host.name)
+def _named(hop: Hop) -> str:
+    """A hop as messages name it: the target by its address, a jump host by name and address."""
+    if hop.label.startswith("jump host "):
+        return f"{hop.label} ({hop.where})"
+    return hop.where
 
 
-def _trusted_keys(host: Host, known_hosts: Path) -> list[asyncssh.SSHKey]:
+def _connect_error(host: Host, hop: Hop, reason: str) -> ConnectError:
+    return ConnectError(f"cannot connect to {_named(hop)}: {reason}", host=host.name)
+
+
+def _trusted_keys(hop: Hop, known_hosts: Path) -> list[asyncssh.SSHKey]:
     try:
         entries = asyncssh.read_known_hosts(str(known_hosts))
     except (OSError, ValueError):
         return []
-    addr = host.address if _is_ip(host.address) else ""
-    return list(entries.match(host.address, addr, host.port)[0])
+    addr = hop.address if _is_ip(hop.address) else ""
+    return list(entries.match(hop.address, addr, hop.port)[0])
 
 
 def trust_command(host: Host) -> str:
@@ -239,9 +279,11 @@ def trust_command(host: Host) -> str:
     return f"repro hosts trust --limit {host.name}"
 
 
-async def _host_key_error(host: Host, known_hosts: Path) -> HostKeyError:
-    where = f"{host.address}:{host.port}"
-    trusted = _trusted_keys(host, known_hosts)
+async def _host_key_error(
+    host: Host, hop: Hop, known_hosts: Path, tunnel: asyncssh.SSHClientConnection | None
+) -> HostKeyError:
+    where = _named(hop)
+    trusted = _trusted_keys(hop, known_hosts)
     if not trusted:
         return HostKeyError(
             f"host key for {where} is unknown (not in {known_hosts}); "
@@ -250,8 +292,8 @@ async def _host_key_error(host: Host, known_hosts: Path) -> HostKeyError:
         )
     # The name and the address of a host match the same entry: show each key once.
     known = ", ".join(dict.fromkeys(str(k.get_fingerprint("sha256")) for k in trusted))
-    offered = await _offered_fingerprints(host)
-    forget = f"ssh-keygen -R {_known_hosts_name(host)} -f {shlex.quote(str(known_hosts))}"
+    offered = await _offered_fingerprints(host, hop, tunnel)
+    forget = f"ssh-keygen -R {_known_hosts_name(hop)} -f {shlex.quote(str(known_hosts))}"
     return HostKeyError(
         f"host key for {where} has CHANGED since it was trusted in {known_hosts}: known "
         f"{known}, offered {offered} (a reinstalled host, or someone in the middle). Verify the "
@@ -260,12 +302,16 @@ async def _host_key_error(host: Host, known_hosts: Path) -> HostKeyError:
     )
 
 
-async def _offered_fingerprints(host: Host) -> str:
+async def _offered_fingerprints(
+    host: Host, hop: Hop, tunnel: asyncssh.SSHClientConnection | None
+) -> str:
     """What the server presents now, fetched afresh: the handshake that failed does not say."""
     seconds = _number_var(host, CONNECT_TIMEOUT)
     try:
         # One handshake per key type; the whole look is bounded like one connect.
-        keys = await asyncio.wait_for(fetch_host_keys(host.address, host.port, seconds), seconds)
+        keys = await asyncio.wait_for(
+            fetch_host_keys(hop.address, hop.port, seconds, tunnel=tunnel), seconds
+        )
     except TimeoutError:
         return f"(could not fetch it again: timed out after {seconds:g}s)"
     except ConnectError as exc:
@@ -273,28 +319,10 @@ async def _offered_fingerprints(host: Host) -> str:
     return ", ".join(fingerprint(line) for _, line in keys)
 
 
-def _known_hosts_name(host: Host) -> str:
-    """How known_hosts names the host, quoted for a shell (`[addr]:port` off port 22)."""
-    name = host.address if host.port == 22 else f"[{host.address}]:{host.port}"
+def _known_hosts_name(hop: Hop) -> str:
+    """How known_hosts names the hop, quoted for a shell (`[addr]:port` off port 22)."""
+    name = hop.address if hop.port == 22 else f"[{hop.address}]:{hop.port}"
     return shlex.quote(name)
-
-
-def _effective_user(host: Host) -> str:
-    """The user name asyncssh tried: the inventory's, else ~/.ssh/config's, else ours."""
-    if host.user:
-        return host.user
-    try:
-        opts = asyncssh.SSHClientConnectionOptions(
-            host=host.address,
-            port=host.port,
-            config=_config_paths(),
-            client_keys=None,
-            known_hosts=None,
-            agent_path=None,
-        )
-        return str(opts.username)
-    except (ValueError, OSError, asyncssh.Error):
-        return getpass.getuser()
 
 
 def _is_ip(address: str) -> bool:
@@ -356,11 +384,17 @@ def _one_line(text: str) -> str:
 
 
 async def fetch_host_keys(
-    address: str, port: int = 22, timeout: float = 10.0
+    address: str,
+    port: int = 22,
+    timeout: float = 10.0,
+    *,
+    tunnel: asyncssh.SSHClientConnection | None = None,
+    proxy_command: str | None = None,
 ) -> list[tuple[str, str]]:
     """Every host key the server offers, as (key type, "type base64") public key lines.
 
     One handshake per key type, since a server presents only one key per handshake.
+    Through `tunnel` (a checked connection to a jump host), or `proxy_command`, when given.
     Raises ConnectError if the server cannot be reached or offers no key at all.
     """
     where = f"{address}:{port}"
@@ -369,7 +403,14 @@ async def fetch_host_keys(
     for alg in _HOST_KEY_ALGS:
         try:
             key = await asyncio.wait_for(
-                asyncssh.get_server_host_key(address, port, server_host_key_algs=[alg]),
+                asyncssh.get_server_host_key(
+                    address,
+                    port,
+                    server_host_key_algs=[alg],
+                    tunnel=tunnel,
+                    proxy_command=shlex.split(proxy_command) if proxy_command else None,
+                    config=[],
+                ),
                 timeout,
             )
         except TimeoutError:

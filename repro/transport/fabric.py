@@ -30,11 +30,13 @@ from repro.transport.asyncssh import (
     KEEPALIVE_INTERVAL,
     _exit_status,
     _known_hosts_path,
+    _named,
     _number_var,
     _one_line,
     trust_command,
 )
 from repro.transport.base import Completed, Transport
+from repro.transport.route import Hop, Route, resolve
 
 T = TypeVar("T")
 
@@ -156,8 +158,9 @@ class FabricTransport(Transport):
                 "to check and record its host key",
                 host=self.host.name,
             )
+        route = resolve(self.host)  # ~/.ssh/config read and checked before any thread
         self._conn = await _in_thread(
-            partial(_open, self.host, known_hosts, settings), cleanup=_close_quietly
+            partial(_open, self.host, route, known_hosts, settings), cleanup=_close_quietly
         )
 
     async def run(
@@ -242,47 +245,60 @@ class _RejectUnknown(paramiko.RejectPolicy):
         raise _UnknownHostKey(hostname, key)
 
 
-def _connection(host: Host, settings: _Settings) -> Any:
-    """A fabric.Connection for `host`, not yet open, that trusts nothing by itself."""
+def _connection(hop: Hop, settings: _Settings, gateway: Any) -> Any:
+    """A fabric.Connection to one hop, not yet open, that trusts nothing by itself.
+
+    The route already applied ~/.ssh/config: an empty SSHConfig keeps Fabric from applying it
+    again, and from building ProxyJump gateways of its own (with AutoAddPolicy) out of it.
+    """
     connect_kwargs: dict[str, Any] = {
         "timeout": settings.timeout,
         "banner_timeout": settings.timeout,
         "auth_timeout": settings.timeout,
         "channel_timeout": settings.timeout,
-        # Only the inventory's key when it names one; otherwise the agent and ~/.ssh/id_*.
-        "look_for_keys": not host.key_file,
-        "allow_agent": not host.key_file,
+        # Only the route's keys when it names some; otherwise the agent and ~/.ssh/id_*.
+        "look_for_keys": not hop.key_files,
+        "allow_agent": not hop.key_files,
     }
     conn = fabric.Connection(
-        host.address, port=host.port, user=host.user or None, connect_kwargs=connect_kwargs
+        hop.address,
+        port=hop.port,
+        user=hop.user,
+        connect_kwargs=connect_kwargs,
+        gateway=gateway if gateway is not None else False,
+        config=fabric.Config(ssh_config=paramiko.SSHConfig()),
     )
     # Fabric int()s connect_timeout (0.5 would mean none at all), and refuses it next to
-    # connect_kwargs["timeout"]: the float above is the one, over any ssh_config ConnectTimeout.
+    # connect_kwargs["timeout"]: the float above is the one.
     conn.connect_timeout = None
-    if host.key_file:
-        # Fabric appends ssh_config IdentityFiles; asyncssh uses only the inventory's key.
-        conn.connect_kwargs["key_filename"] = [host.key_file]
+    if hop.key_files:
+        conn.connect_kwargs["key_filename"] = list(hop.key_files)
     return conn
 
 
-def _open(host: Host, known_hosts: Path, settings: _Settings) -> Any:
-    conn = _connection(host, settings)
-    client = conn.client
-    # Fabric sets AutoAddPolicy; never here. Only this known_hosts, not the system's.
-    client.set_missing_host_key_policy(_RejectUnknown())
+def _open(host: Host, route: Route, known_hosts: Path, settings: _Settings) -> Any:
+    """Open every jump host, then the target through them; each hop's key is checked."""
     trusted = _read_known_hosts(host, known_hosts)
-    for entry in trusted.entries:
-        for name in entry.hostnames:
-            client.get_host_keys().add(name, entry.key.get_name(), entry.key)
-    try:
-        conn.open()
-    except BaseException as exc:
-        error = _connect_failure(host, conn, trusted, settings, exc)
-        _close_quietly(conn)
-        if error is None:
-            raise
-        raise error from None
-    _tune(conn.transport, settings)
+    gateway: Any = route.proxy_command  # a ProxyCommand string, or None
+    conn: Any = None
+    for hop in (*route.jumps, route.target):
+        conn = _connection(hop, settings, gateway)
+        client = conn.client
+        # Fabric sets AutoAddPolicy; never here, on no hop. Only this known_hosts.
+        client.set_missing_host_key_policy(_RejectUnknown())
+        for entry in trusted.entries:
+            for name in entry.hostnames:
+                client.get_host_keys().add(name, entry.key.get_name(), entry.key)
+        try:
+            conn.open()  # a gateway opened in the round before is not opened again
+        except BaseException as exc:
+            error = _connect_failure(host, hop, conn, trusted, settings, exc)
+            _close_quietly(conn)  # and the jump hosts behind it
+            if error is None:
+                raise
+            raise error from None
+        _tune(conn.transport, settings)
+        gateway = conn
     return conn
 
 
@@ -368,10 +384,10 @@ def _tune_socket(sock: socket.socket, settings: _Settings) -> None:
 
 
 def _connect_failure(
-    host: Host, conn: Any, known: _KnownHosts, settings: _Settings, exc: BaseException
+    host: Host, hop: Hop, conn: Any, known: _KnownHosts, settings: _Settings, exc: BaseException
 ) -> ConnectError | None:
     """The ConnectError (or HostKeyError) for a failed open; None means re-raise as is."""
-    where = f"{host.address}:{host.port}"
+    where = _named(hop)
     known_hosts = known.path
     offered = getattr(exc, "key", None)
     if isinstance(offered, paramiko.PKey) and offered.asbytes() in known.revoked:
@@ -403,6 +419,9 @@ def _connect_failure(
 
 def _failure_reason(conn: Any, settings: _Settings, exc: BaseException) -> str | None:
     """The same short reasons asyncssh.py gives, for paramiko's exceptions."""
+    if isinstance(exc, paramiko.ChannelException):
+        # The jump host would not forward to this hop (AllowTcpForwarding no, or unreachable).
+        return f"the jump host refused to forward: {_one_line(exc.text)}"
     if isinstance(exc, paramiko.AuthenticationException) or str(exc) == _NO_AUTH_METHODS:
         # (the second: paramiko had no key at all to offer, not even from the agent)
         return f"authentication failed for user {conn.user}"
@@ -457,6 +476,9 @@ def _close_quietly(conn: Any) -> None:
     if client is not None:
         # Fabric closes only a connected client; a half-open one (failed handshake) too.
         client.close()
+    gateway = getattr(conn, "gateway", None)
+    if isinstance(gateway, fabric.Connection):
+        _close_quietly(gateway)  # Fabric leaves a jump host open when its target closes
 
 
 def _open_timeout(conn: Any) -> float:

@@ -1,0 +1,110 @@
+"""Ansible's `ansible_ssh_common_args` / `ansible_ssh_extra_args` read as ssh would read them.
+
+The options that decide where a connection goes (ProxyJump, Port, User, IdentityFile) are used;
+tuning ones map to repro's vars or are ignored with a warning; anything else is refused.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+#: the variables, in the order ssh sees them (Ansible puts common before extra; first one wins)
+ARG_VARS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")
+
+# ssh -o names (lower case) -> what they set here
+_ROUTE = {"proxyjump": "proxy_jump", "port": "port", "user": "user", "identityfile": "key_file"}
+_TUNING = {"connecttimeout": "repro_connect_timeout", "serveraliveinterval": "repro_keepalive_interval",
+           "serveralivecountmax": "repro_keepalive_count_max"}  # fmt: skip
+# Harmless for repro: connection sharing and the like, which it does its own way.
+_IGNORED = {
+    "controlmaster", "controlpath", "controlpersist", "compression", "forwardagent",
+    "identitiesonly", "preferredauthentications", "pubkeyauthentication", "passwordauthentication",
+    "kbdinteractiveauthentication", "gssapiauthentication", "loglevel", "batchmode",
+    "addkeystoagent", "tcpkeepalive", "requesttty",
+}  # fmt: skip
+# Host key checking is never relaxed: these are ignored, and the warning says so.
+_KEY_CHECKING = {"stricthostkeychecking", "userknownhostsfile", "globalknownhostsfile",
+                 "checkhostip", "updatehostkeys", "hashknownhosts"}  # fmt: skip
+_FLAGS = {"-J": "proxyjump", "-p": "port", "-l": "user", "-i": "identityfile", "-o": ""}
+_IGNORED_FLAGS = {"-C", "-q", "-v", "-A", "-a", "-T", "-t", "-4", "-6", "-x", "-X", "-n"}
+
+
+@dataclass
+class SshArgs:
+    """What the ssh arguments set (first value wins, as in ssh), and what was ignored."""
+
+    route: dict[str, str] = field(default_factory=dict)  # proxy_jump/port/user/key_file
+    tuning: dict[str, str] = field(default_factory=dict)  # repro_* vars
+    warnings: list[str] = field(default_factory=list)
+
+
+class SshArgsError(ValueError):
+    """An option repro cannot honour; the message names it."""
+
+
+def parse_ssh_args(texts: list[tuple[str, str]]) -> SshArgs:
+    """Parse (variable name, value) pairs in ssh's order; raise SshArgsError on a refusal."""
+    result = SshArgs()
+    for var, text in texts:
+        try:
+            words = shlex.split(text)
+        except ValueError as exc:
+            raise SshArgsError(f"{var}: cannot split {text!r}: {exc}") from None
+        for name, value in _options(var, words):
+            _apply(result, var, name, value)
+    return result
+
+
+def _options(var: str, words: list[str]) -> list[tuple[str, str]]:
+    """(lower-case option name, value) pairs from `-o K=V`, `-oK=V`, `-o 'K V'`, `-J x`, ..."""
+    pairs: list[tuple[str, str]] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        flag, attached = word[:2], word[2:]
+        if flag in _FLAGS:
+            if attached:
+                value = attached
+            elif i + 1 < len(words):
+                i += 1
+                value = words[i]
+            else:
+                raise SshArgsError(f"{var}: {word} needs a value")
+            if flag == "-o":
+                key, _, val = value.replace("=", " ", 1).partition(" ")
+                pairs.append((key.strip().lower(), val.strip()))
+            else:
+                pairs.append((_FLAGS[flag], value))
+        elif word in _IGNORED_FLAGS:
+            pairs.append((word, ""))
+        else:
+            raise SshArgsError(
+                f"{var}: {word!r} is not supported (repro reads -o ProxyJump/Port/User/"
+                "IdentityFile, -J, -p, -l, -i)"
+            )
+        i += 1
+    return pairs
+
+
+def _apply(result: SshArgs, var: str, name: str, value: str) -> None:
+    if name in _ROUTE:
+        result.route.setdefault(_ROUTE[name], value)
+    elif name in _TUNING:
+        result.tuning.setdefault(_TUNING[name], value)
+    elif name in _KEY_CHECKING:
+        result.warnings.append(
+            f"{var}: {name} ignored: repro always checks host keys against known_hosts"
+        )
+    elif name in _IGNORED or name in _IGNORED_FLAGS:
+        result.warnings.append(f"{var}: {name or value} ignored (no effect on repro's SSH)")
+    elif name == "proxycommand":
+        raise SshArgsError(
+            f"{var}: ProxyCommand is not supported here; use ProxyJump, or put the "
+            "ProxyCommand in ~/.ssh/config"
+        )
+    else:
+        raise SshArgsError(
+            f"{var}: -o {name} is not supported (repro reads ProxyJump, Port, User, "
+            "IdentityFile, ConnectTimeout, ServerAlive*)"
+        )
