@@ -344,7 +344,7 @@ def parse_since(text: str, *, now: datetime | None = None) -> str:
         when = now - timedelta(**{unit: int(m[1])})
     else:
         try:
-            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            when = datetime.fromisoformat(text)  # 3.11 reads a trailing Z too
         except ValueError:
             raise UsageError(
                 f"--since {text!r}: expected 7d, 24h, 2w or a date like 2026-03-01"
