@@ -38,6 +38,9 @@ setup(
             # the differential tests compare `repro inventory` with Ansible's own reading
             "ansible-core>=2.16",
         ],
+        # where Debian's diffoscope-minimal cannot be installed; repro runs the `diffoscope`
+        # on PATH either way
+        "diffoscope": ["diffoscope"],
     },  # fmt: skip
     entry_points={"console_scripts": ["repro = repro.cli:main_entry"]},
 )

@@ -29,18 +29,18 @@ def ansible_inventory_command() -> str | None:
     return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
 
 
-def ansible_list(path: Path, why: Exception | None) -> tuple[dict[str, Any], str]:
-    """`ansible-inventory -i PATH --list`, parsed, and its last warning (Ansible only warns
+def ansible_list(paths: list[Path], why: Exception | None) -> tuple[dict[str, Any], str]:
+    """`ansible-inventory -i PATH... --list`, parsed, and its last warning (Ansible only warns
     about a source it could not parse); every failure is one InventoryError line."""
     command = ansible_inventory_command()
-    reason = f"{why}: " if why is not None else f"{path}: "
+    reason = f"{why}: " if why is not None else f"{', '.join(map(str, paths))}: "
     if command is None:
         raise InventoryError(
             f"{reason}reading it needs Ansible's ansible-inventory, which is not installed "
             "(pip install ansible-core)"
         )
     # No shell, and the path is one argument: nothing from the inventory is interpreted.
-    argv = [command, "-i", str(path), "--list"]
+    argv = [command, *(arg for p in paths for arg in ("-i", str(p))), "--list"]
     try:
         done = subprocess.run(
             argv, capture_output=True, timeout=TIMEOUT_SECONDS, stdin=subprocess.DEVNULL

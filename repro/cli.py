@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a host may stay away before it is unreachable (default 300)",
     )
     r.add_argument("--resume", metavar="RUN_ID", help="reattach to a run whose controller died")
+    why_options(r)
     report_format(r, "what to print at the end (a file format is also saved in the run dir)")
     _heartbeat_arg(r)
     from repro.cli_nightly import add_retention_options
@@ -86,16 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="run the demo playbook on a local lab of SSH hosts")
     d.add_argument("--hosts", type=int, default=3, help="how many lab hosts (default 3)")
-    d.add_argument(
-        "--vary",
-        choices=["none", "build-path"],
-        default="none",
-        help="build-path: the last host builds without -ffile-prefix-map (a real mismatch)",
-    )
+    why_options(d, demo=True)
     d.add_argument("--out", default="reports")
     report_format(d, "what to print at the end")
     _heartbeat_arg(d)
     add_retention_options(d)
+
+    df = sub.add_parser(
+        "diff", help="fetch a saved run's differing artifacts again and explain them"
+    )
+    df.add_argument("run_dir", help="reports/<run-id> (its hosts must still hold the files)")
+    df.add_argument("artifact", nargs="?", help="only this artifact (default: every one)")
+    df.add_argument("--max-fetch", default="2G", metavar="SIZE", help="largest artifact fetched")
+    df.add_argument("--diff-timeout", type=float, default=600.0, metavar="SECONDS")
+    report_format(df, "how to print the explained run")
+    _heartbeat_arg(df)
 
     rep = sub.add_parser("report", help="re-render a saved run")
     rep.add_argument("run_dir", help="reports/<run-id>")
@@ -152,6 +158,30 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--dir", default=".lab/netlab")
     _output_flags(p)
     return p
+
+
+def why_options(sp: argparse.ArgumentParser, *, demo: bool = False) -> None:
+    """--vary and the fetch/diffoscope knobs, the same for run and demo."""
+    from repro.variations import AXES
+
+    extra = (
+        "; build-path also makes the last host build without -ffile-prefix-map (a real leak)"
+        if demo
+        else ""
+    )
+    sp.add_argument(
+        "--vary",
+        default="none",
+        metavar="AXES",
+        help=f"give each host/round its own value of each axis: {','.join(AXES)}{extra}",
+    )
+    sp.add_argument(
+        "--max-fetch", default="2G", metavar="SIZE", help="largest artifact fetched on a mismatch"
+    )
+    sp.add_argument("--diff-timeout", type=float, default=600.0, metavar="SECONDS")
+    sp.add_argument(
+        "--no-why", action="store_true", help="on a mismatch, do not fetch and run diffoscope"
+    )
 
 
 def _heartbeat_arg(sp: argparse.ArgumentParser) -> None:
@@ -211,8 +241,9 @@ def _inventory_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "-i",
         "--inventory",
-        help="Ansible inventory: YAML or INI file, directory, or host1,host2, "
-        "(default: $ANSIBLE_INVENTORY, else inventory.yaml)",
+        action="append",
+        help="Ansible inventory: YAML or INI file, directory, or host1,host2, (repeatable; "
+        "default: $ANSIBLE_INVENTORY, else inventory.yaml)",
     )
     sp.add_argument(
         "--inventory-via",

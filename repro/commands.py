@@ -30,6 +30,7 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "run": cmd_run,
         "demo": cmd_demo,
         "report": cmd_report,
+        "diff": cmd_diff,
         "facts": cmd_facts,
         "check": cmd_check,
         "hosts": cmd_hosts,
@@ -89,6 +90,22 @@ def playbooks_dir() -> Path:
     raise UsageError(f"built-in playbooks not found in {package}: a broken install of repro?")
 
 
+def why_options(args: argparse.Namespace) -> Any:
+    """The fetch/diffoscope options from --max-fetch, --diff-timeout and --no-why."""
+    from repro.explain import WhyOptions
+    from repro.fetch import FetchOptions
+    from repro.playbook import parse_size
+
+    try:
+        cap = parse_size(args.max_fetch)
+    except ValueError as exc:
+        raise UsageError(f"--max-fetch {args.max_fetch!r}: {exc}") from None
+    if args.diff_timeout <= 0:
+        raise UsageError(f"--diff-timeout {args.diff_timeout}: must be positive")
+    enabled = not getattr(args, "no_why", False)
+    return WhyOptions(enabled, FetchOptions(max_bytes=cap), diff_timeout=args.diff_timeout)
+
+
 def finish(
     run: RunResult,
     comparison: Comparison,
@@ -98,7 +115,7 @@ def finish(
     err: TextIO,
     quiet: bool = False,
 ) -> int:
-    from repro.render import FORMATS, SAVED, render
+    from repro.render import FORMATS, render, saved
     from repro.store import RunDir
 
     report_dir = prep.report_dir
@@ -113,7 +130,7 @@ def finish(
             warn(err, [f"cannot append to GITHUB_STEP_SUMMARY: {exc.strerror}"])
     if quiet:
         return comparison.exit_code
-    first, *rest = (RunDir(report_dir).report(str(FORMATS[f].ext)) for f in SAVED)
+    first, *rest = (RunDir(report_dir).report(str(FORMATS[f].ext)) for f in saved())
     also = f" (and {', '.join(p.name for p in rest)})" if rest else ""
     err.write(f"report: {first}{also}\n")
     return comparison.exit_code
@@ -122,9 +139,9 @@ def finish(
 def _formats(fmt: str) -> tuple[str, ...]:
     """The report files a run writes: the saved ones, and the one printed if it is a file
     format (`--format junit` leaves report.junit.xml in the run dir for CI)."""
-    from repro.render import FILE_FORMATS, SAVED
+    from repro.render import file_formats, saved
 
-    return SAVED + ((fmt,) if fmt in FILE_FORMATS and fmt not in SAVED else ())
+    return saved() + ((fmt,) if fmt in file_formats() and fmt not in saved() else ())
 
 
 @contextlib.contextmanager
@@ -157,6 +174,10 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"--reconnect-timeout {args.reconnect_timeout}: must be positive")
     if args.handshakes is not None and args.handshakes < 1:
         raise UsageError(f"--handshakes {args.handshakes}: must be at least 1")
+    from repro import variations
+
+    vary = variations.parse(args.vary)
+    why = why_options(args)
     options = RunOptions(
         forks=args.forks,
         rounds=args.rounds,
@@ -178,8 +199,10 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             out_dir=args.out,
             transport=args.transport,
             options=options,
+            vary=vary,
         )
     prep.history = nightly.history_path(args)
+    prep.why = why
     warn(err, prep.warnings)
     warn(err, config_warnings([p.host for p in prep.plans]))
     names = [p.host.name for p in prep.plans]
@@ -193,17 +216,21 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from repro import variations
     from repro.lab import LocalLab
     from repro.session import execute_async, prepare
 
     if not 2 <= args.hosts <= 20:
         raise UsageError(f"--hosts {args.hosts}: the demo lab takes 2 to 20 hosts")
+    vary = variations.parse(args.vary)
+    why = why_options(args)
     playbook = playbooks_dir() / "demo.yaml"
     names = [f"lab{i}" for i in range(1, args.hosts + 1)]
     host_vars: dict[str, dict[str, Any]] = {}
-    if args.vary == "build-path":
-        # The last host builds without -ffile-prefix-map: its (different) build path leaks
-        # into the binary's debug info and __FILE__, a real and classic reproducibility bug.
+    if "build-path" in vary:
+        # Every host builds in its own path (the axis); the last one also builds without
+        # -ffile-prefix-map, so its path leaks into the binary's debug info and __FILE__: a
+        # real and classic reproducibility bug, which the report then explains.
         host_vars[names[-1]] = {"prefix_map": False}
     base = Path(tempfile.mkdtemp(prefix="repro-lab-"))
 
@@ -214,6 +241,8 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 playbook=playbook,
                 extra_vars=nightly.retention_vars(args),
                 out_dir=args.out,
+                vary=vary,
+                why=why,
             )
             prep.history = nightly.history_path(args)
             if not args.quiet:
@@ -267,6 +296,47 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Fetch and explain a saved run's differences again, from hosts that still hold them."""
+    from repro.explain import explain, record_paths
+    from repro.render import render
+    from repro.report import load_report, write_report
+    from repro.session import load_plan
+    from repro.transport import make_transport
+
+    run_dir = Path(args.run_dir)
+    run, comparison = load_report(run_dir)
+    if args.artifact is not None and args.artifact not in {a.name for a in comparison.artifacts}:
+        raise UsageError(f"{run_dir}: the run has no artifact named {args.artifact!r}")
+    if not any(a.status == "differs" for a in comparison.artifacts):
+        err.write(f"{run_dir}: nothing differs in this run; nothing to explain\n")
+        return comparison.exit_code
+    prep = load_plan(run_dir.parent, run_dir.name, to_cancel=True)
+    names = [h.name for h in run.hosts]
+    record_paths(run, prep.playbook)
+    explained = asyncio.run(
+        explain(
+            run,
+            comparison,
+            playbook=prep.playbook,
+            hosts={p.host.name: p.host for p in prep.plans},
+            run_dir=run_dir,
+            transport_factory=make_transport,
+            listener=make_listener(names, err, args),
+            options=why_options(args),
+            only=args.artifact,
+        )
+    )
+    write_report(run_dir, run, explained)
+    out.write(render(args.format, run, explained, width=term_width(out), color=is_tty(out)))
+    gone = [
+        c for a in explained.artifacts if a.why for c in a.why.copies if c.status == "failed"
+    ]
+    for c in gone:
+        err.write(f"repro: error: {c.host}: cannot fetch {c.artifact}: {c.detail}\n")
+    return 3 if gone else explained.exit_code
+
+
 def cmd_sigs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.compare import compare
     from repro.render import render
@@ -287,15 +357,21 @@ def cmd_sigs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 # --- facts, check ----------------------------------------------------------------------------
 
 
-def inventory_path(args: argparse.Namespace) -> str:
-    """-i, else $ANSIBLE_INVENTORY (as Ansible), else inventory.yaml."""
-    return str(args.inventory or os.environ.get("ANSIBLE_INVENTORY") or "inventory.yaml")
+def inventory_path(args: argparse.Namespace) -> str | list[str]:
+    """-i (one source, or several in order), else $ANSIBLE_INVENTORY (a comma-separated list of
+    paths, as Ansible reads it), else inventory.yaml."""
+    given: list[str] = list(args.inventory or [])
+    if not given:
+        env = os.environ.get("ANSIBLE_INVENTORY", "")
+        given = [p.strip() for p in env.split(",") if p.strip()] or ["inventory.yaml"]
+    return given if len(given) > 1 else given[0]
 
 
 def config_warnings(hosts: list[Any]) -> list[str]:
-    from repro.transport.route import config_warnings
+    """~/.ssh/config checked for these hosts (bad values raise); what it sets that is unused."""
+    from repro.transport.route import check_config
 
-    return config_warnings(hosts)
+    return check_config(hosts)
 
 
 def warn(err: TextIO, warnings: Any) -> None:

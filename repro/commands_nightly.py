@@ -137,7 +137,7 @@ def cmd_bisect(
     out: TextIO,
     err: TextIO,
     make_listener: Callable[[list[str], TextIO, argparse.Namespace], Listener],
-    inventory: str,
+    inventory: str | list[str],
 ) -> int:
     """`make_listener`: how the CLI shows a run's progress; `inventory`: the path -i or
     $ANSIBLE_INVENTORY names (repro.commands owns both)."""
@@ -200,7 +200,12 @@ def cmd_bisect(
 
 
 def _hosts_that_disagreed(
-    hist: Path, playbook: str, bad: str, inventory: str, args: argparse.Namespace, err: TextIO
+    hist: Path,
+    playbook: str,
+    bad: str,
+    inventory: str | list[str],
+    args: argparse.Namespace,
+    err: TextIO,
 ) -> str | None:
     """Without --limit: the two hosts that disagreed at `bad` in the history, if they are in
     the inventory (building on two is enough to see the difference); else every host."""

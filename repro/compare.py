@@ -6,10 +6,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from repro import guix
+from repro.attribution import Attribution, Profile, attribute, profile
 from repro.results import HostResult, RunResult
+
+if TYPE_CHECKING:
+    from repro.explain import Why
 
 Verdict = Literal["reproducible", "mismatch", "inconclusive"]
 ArtifactStatus = Literal["identical", "differs", "incomplete"]
@@ -37,6 +41,9 @@ class ArtifactComparison:
     missing: tuple[str, ...] = ()  # hosts that finished ok but did not produce this artifact
     # hosts whose own rounds (`rounds: 2`) disagree: not deterministic even on one machine
     unstable: tuple[str, ...] = ()
+    # what lines up with the split (computed here); why the bytes differ (diffoscope, later)
+    attribution: Attribution | None = None
+    why: Why | None = None
 
     def __repr__(self) -> str:
         return f"ArtifactComparison({self.name!r}, {self.status}, {len(self.groups)} groups)"
@@ -107,7 +114,32 @@ def _compare_artifact(name: str, ok: list[HostResult]) -> ArtifactComparison:
     status: ArtifactStatus = (
         "differs" if len(groups) > 1 or unstable else "incomplete" if missing else "identical"
     )
-    return ArtifactComparison(name, status, groups, tuple(missing), unstable)
+    found = _attribution(name, groups, unstable, ok) if status == "differs" else None
+    return ArtifactComparison(name, status, groups, tuple(missing), unstable, found)
+
+
+def _attribution(
+    name: str, groups: tuple[HashGroup, ...], unstable: tuple[str, ...], ok: list[HostResult]
+) -> Attribution | None:
+    """Between hosts when their groups differ; else between the rounds of the first unstable
+    host (same facts, so only its rounds' build paths and --vary values can line up)."""
+    if len(groups) > 1:
+        return attribute([g.hosts for g in groups], {h.name: _profile(h, 1) for h in ok})
+    if not unstable:
+        return None
+    host = next(h for h in ok if h.name == unstable[0])
+    by_hash: dict[str, list[str]] = {}
+    profiles: dict[str, Profile] = {}
+    for rnd, hashes in enumerate([host.artifacts, *host.extra_rounds], 1):
+        if name in hashes:
+            by_hash.setdefault(hashes[name].sha256, []).append(f"round {rnd}")
+            profiles[f"round {rnd}"] = _profile(host, rnd)
+    return attribute(list(by_hash.values()), profiles, members="round")
+
+
+def _profile(host: HostResult, rnd: int) -> Profile:
+    axes = host.variations[rnd - 1] if len(host.variations) >= rnd else {}
+    return profile(host.facts, host.variables, axes, host.work_dir(rnd))
 
 
 def _rounds_disagree(host: HostResult, name: str) -> bool:

@@ -19,6 +19,9 @@ EventKind = Literal[
     "reconnecting",  # lost the connection; trying again with backoff
     "hashing",
     "done",  # the host finished; message = status (ok/failed/unreachable)
+    "fetching",  # copying an artifact of a mismatch to the controller (message: how far)
+    "fetched",  # one copy arrived and was re-hashed, or could not be fetched (message: which)
+    "diffing",  # diffoscope is comparing two copies
 ]
 
 

@@ -338,6 +338,24 @@ def _channel_facts(text: str) -> tuple[list[dict[str, str]], str]:
     return channels, next((c["commit"] for c in channels if c["name"] == "guix"), "")
 
 
+#: the build-env section's keys, as reported
+_BUILD_ENV_KEYS = {
+    "umask": "umask", "tz": "tz", "lang": "lang", "lc_all": "lc_all", "user": "user",
+    "home": "home", "source_date_epoch": "source_date_epoch", "Uid": "uid", "Gid": "gid",
+    "domain": "domain",
+}  # fmt: skip
+
+
+def _build_env(text: str) -> dict[str, str]:
+    """The build-env section: known `key=value` lines only, each value cleaned and capped."""
+    env: dict[str, str] = {}
+    for line in text.split("\n")[:32]:
+        key, sep, value = line.partition("=")
+        if sep and key in _BUILD_ENV_KEYS:
+            env[_BUILD_ENV_KEYS[key]] = clean(value)
+    return env
+
+
 @dataclass(frozen=True)
 class Fact:
     """One section of the facts script: what the host runs for it and what repro keeps of it."""
@@ -373,6 +391,8 @@ FACTS: tuple[Fact, ...] = (
     # where the build's temporary files go
     Fact("tmp-dir", '_rf_put "${TMPDIR:-/tmp}" 4096', lambda t: clean(t.strip()), "tmp_dir"),
     Fact("df-tmp", '_rf_print "$_rf_dft" 8192', _df_available, "free_tmp_bytes"),
+    # reprotest's build-environment list, as a login shell shows it: umask, TZ, locale, …
+    Fact("build-env", "_rf_build_env", _build_env, "build_env"),
     Fact("guix-version", '_rf_have guix && _rf_put "$(_rf_guix --version)" 256', _guix_version,
          "guix_version"),
     Fact("guix-describe", "_rf_guix_describe", _channel_facts,

@@ -1,124 +1,46 @@
-"""Ansible-style YAML inventories -> Host records, with layered variables and --limit patterns.
-
-A user's existing Ansible inventory loads unchanged: all/children/hosts/vars, host ranges
-(`build[01:03]`), ansible_host/port/user/ssh_private_key_file/connection.
+"""Ansible inventories -> Host records: YAML and INI files, directories, group_vars/host_vars,
+the group graph. Building each host is repro.inventory_hosts; `--limit` is repro.host_patterns.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import fnmatch
-import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import ascii_letters
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from repro.errors import InputError, InventoryError, UnknownHostError, UsageError
-from repro.ssh_args import ARG_VARS, SshArgsError, parse_ssh_args
-from repro.transport import DEFAULT_TRANSPORT, TRANSPORTS
+from repro.inventory_model import (  # re-exported: repro.inventory is the public face
+    _ADDRESS,
+    _ADDRESS_VARS,
+    _CONNECTIONS,
+    _CONTROL,
+    _DIGITS,
+    _GROUP_KEYS,
+    Host,
+    _IDENTIFIER,
+    Inventory,
+    is_safe_name,
+    _KEY_VARS,
+    _kind,
+    MAX_NAME_LEN,
+    _MAX_NESTING,
+    MAX_RANGE_HOSTS,
+    _one_line,
+    _PORT_VARS,
+    SAFE_NAME,
+    _show,
+    _UNSAFE_TEXT,
+    _USER_VARS,
+)
+from repro.host_patterns import select
 
-
-@dataclass(frozen=True)
-class Host:
-    """One build host, with every variable already layered (all < group < child < host < -e)."""
-
-    name: str  # inventory_hostname; validated as path-safe ([A-Za-z0-9_.-], no leading dot)
-    address: str  # ansible_host, or the name
-    port: int = 22  # ansible_port
-    port_set: bool = True  # False: the inventory sets no port, so ~/.ssh/config's Port applies
-    user: str | None = None  # ansible_user
-    key_file: str | None = None  # ansible_ssh_private_key_file (~ expanded)
-    connection: str = "ssh"  # ansible_connection: "ssh" or "local"
-    transport: str = DEFAULT_TRANSPORT  # repro_transport: a name in TRANSPORTS (ssh hosts only)
-    known_hosts: str | None = None  # repro_known_hosts: file; None means ~/.ssh/known_hosts
-    proxy_jump: str | None = None  # ProxyJump from ansible_ssh_*_args; None: ~/.ssh/config's
-    groups: tuple[str, ...] = ()  # every group the host is in, outermost first ("all" first)
-    vars: dict[str, Any] = field(default_factory=dict, compare=False)  # layered, templated
-    # What `repro inventory` shows: the values as written, and the file each one came from
-    raw_vars: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-    origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
-    # Variables whose Jinja failed: an error only once something uses them (Ansible is lazy too)
-    var_errors: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
-    warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
-
-    def __repr__(self) -> str:
-        where = "local" if self.connection == "local" else f"{self.address}:{self.port}"
-        return f"Host({self.name!r}, {where})"
-
-
-@dataclass(frozen=True)
-class Inventory:
-    """A loaded inventory: hosts in file order, and group name -> member host names."""
-
-    path: Path | None
-    hosts: dict[str, Host]
-    groups: dict[str, tuple[str, ...]]
-    # Ansible settings repro does not act on, one line each naming file and key (the CLI prints)
-    warnings: tuple[str, ...] = ()
-    # group -> (its direct hosts, its child groups), as written: `repro inventory` shows it
-    tree: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(
-        default_factory=dict, compare=False, repr=False
-    )
-
-    def __repr__(self) -> str:
-        return f"Inventory({str(self.path)!r}, {len(self.hosts)} hosts)"
-
-
-# --- names and values ------------------------------------------------------------------------
-
-# Host and group names become directory names under reports/, so they must be path-safe.
-SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
-MAX_NAME_LEN = 255  # a file name's limit on every common filesystem
-# What ssh and asyncssh accept as a destination: DNS names, IPv4, IPv6 (with a %zone).
-_ADDRESS = re.compile(r"[A-Za-z0-9_.:%-]+\Z")
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_DIGITS = re.compile(r"[0-9]+\Z")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_UNSAFE_TEXT = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
-
-MAX_RANGE_HOSTS = 10_000  # one `[a:b]` pattern expanding past this is a typo, not a fleet
-_MAX_NESTING = 64  # keeps a hostile file from exhausting the recursion limit
-_GROUP_KEYS = ("hosts", "children", "vars")
-_CONNECTIONS = {
-    "ssh": "ssh",
-    "smart": "ssh",
-    "paramiko": "ssh",
-    "paramiko_ssh": "ssh",
-    "local": "local",
-}
-# Ansible reads each setting from several variables; the last one present wins, as there.
-_ADDRESS_VARS = ("ansible_host", "ansible_ssh_host")
-_PORT_VARS = ("ansible_port", "ansible_ssh_port")
-_USER_VARS = ("ansible_user", "ansible_ssh_user")
-_KEY_VARS = ("ansible_private_key_file", "ansible_ssh_private_key_file")
-
-
-def is_safe_name(name: object) -> bool:
-    """Whether `name` can be a host or group name (and so a directory name in a report)."""
-    return isinstance(name, str) and len(name) <= MAX_NAME_LEN and bool(SAFE_NAME.match(name))
-
-
-def _show(value: object) -> str:
-    """A value for a one-line message: repr escapes control characters; long ones are cut."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _kind(value: object) -> str:
-    kinds = {list: "a list", str: "a string", bool: "a boolean", dict: "a mapping"}
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return "a number"
-    return kinds.get(type(value), f"a {type(value).__name__}")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+if TYPE_CHECKING:
+    from repro.inventory_hosts import Layers
 
 
 # --- reading files ---------------------------------------------------------------------------
@@ -428,181 +350,6 @@ def _depths(parser: _Parser) -> dict[str, int]:
     return depth
 
 
-def _host_groups(parser: _Parser, host: str, rank: dict[str, tuple[int, int, str]]) -> list[str]:
-    """Every group holding `host`, directly or through a child, lowest precedence first."""
-    found: set[str] = set()
-    todo = list(parser.host_groups[host])
-    while todo:
-        name = todo.pop()
-        if name not in found:
-            found.add(name)
-            todo.extend(parser.groups[name].parents)
-    return sorted(found, key=rank.__getitem__)
-
-
-#: per-host timeouts the transports and the runner read (seconds)
-_SECONDS_VARS = (
-    "repro_connect_timeout", "repro_keepalive_interval", "repro_reconnect_timeout",
-)  # fmt: skip
-#: where runs go on the host: "~" or "~/…" (the host's $HOME) or an absolute path
-_WORK_DIR = re.compile(r"^(~|~/[A-Za-z0-9_./+@=,:-]*|/[A-Za-z0-9_./+@=,:-]*)$")
-
-# --- building hosts --------------------------------------------------------------------------
-
-
-def _pick(variables: Mapping[str, Any], names: Sequence[str]) -> tuple[str, Any]:
-    """The last of `names` that is set, and its value (names[0], None if none is)."""
-    for name in reversed(names):
-        if name in variables:
-            return name, variables[name]
-    return names[0], None
-
-
-class _HostBuilder:
-    """Turns one host's layered variables into a validated Host."""
-
-    def __init__(
-        self, path: Path, name: str, variables: dict[str, Any], origins: dict[str, str]
-    ) -> None:
-        self.path, self.name, self.vars, self.origins = path, name, variables, origins
-        self.warnings: list[str] = []
-        self.proxy_jump: str | None = None
-        self.apply_ssh_args()
-
-    def apply_ssh_args(self) -> None:
-        """ansible_ssh_common_args/_extra_args: their -o values fill what the vars leave unset
-        (Ansible passes ansible_port & co. to ssh first, and ssh keeps the first value)."""
-        texts = []
-        for key in ARG_VARS:
-            value = self.vars.get(key)
-            if value is None or value == "":
-                continue
-            if not isinstance(value, str):
-                raise self.fail(key, value, "is not a string of ssh arguments")
-            texts.append((key, value))
-        try:
-            parsed = parse_ssh_args(texts)
-        except SshArgsError as exc:
-            where = self.origins.get(str(exc).partition(":")[0], str(self.path))
-            raise InventoryError(f"{where}: host {self.name!r}: {exc}") from None
-        self.warnings.extend(parsed.warnings)
-        route = parsed.route
-        for names, key in ((_PORT_VARS, "port"), (_USER_VARS, "user"), (_KEY_VARS, "key_file")):
-            if key in route and _pick(self.vars, names)[1] is None:
-                self.vars[names[0]] = route[key]
-        self.proxy_jump = route.get("proxy_jump")
-        for key, value in parsed.tuning.items():
-            if key not in self.vars:
-                try:
-                    self.vars[key] = float(value.rstrip("s"))
-                except ValueError:
-                    raise self.fail(key, value, "(from ssh -o) is not a number of seconds") from None
-
-    def fail(self, key: str, value: Any, why: str) -> InventoryError:
-        where = self.origins.get(key, str(self.path))
-        return InventoryError(f"{where}: host {self.name!r}: {key} {_show(value)} {why}")
-
-    def build(self, groups: tuple[str, ...]) -> Host:
-        self.check_repro_vars()
-        return Host(
-            name=self.name,
-            address=self.address(),
-            port=self.port(),
-            port_set=_pick(self.vars, _PORT_VARS)[1] is not None,
-            user=self.user(),
-            key_file=self.key_file(),
-            connection=self.connection(),
-            transport=self.transport(),
-            known_hosts=self.known_hosts(),
-            proxy_jump=self.proxy_jump,
-            groups=groups,
-            vars=self.vars,
-        )
-
-    def address(self) -> str:
-        key, value = _pick(self.vars, _ADDRESS_VARS)
-        if value is None:
-            return self.name
-        if not isinstance(value, str) or not _ADDRESS.match(value) or value.startswith("-"):
-            raise self.fail(key, value, "is not a host name or IP address")
-        return value
-
-    def port(self) -> int:
-        key, value = _pick(self.vars, _PORT_VARS)
-        if value is None:
-            return 22
-        text = str(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
-        if not _DIGITS.match(text) or not 1 <= int(text) <= 65535:
-            raise self.fail(key, value, "is not a port number (1-65535)")
-        return int(text)
-
-    def user(self) -> str | None:
-        key, value = _pick(self.vars, _USER_VARS)
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value or _UNSAFE_TEXT.search(value) or value[0] == "-":
-            raise self.fail(key, value, "is not a user name")
-        return value
-
-    def key_file(self) -> str | None:
-        key, value = _pick(self.vars, _KEY_VARS)
-        if value is None:
-            return None
-        return os.path.expanduser(self.path_text(key, value))
-
-    def known_hosts(self) -> str | None:
-        value = self.vars.get("repro_known_hosts")
-        if value is None:
-            return None
-        path = Path(os.path.expanduser(self.path_text("repro_known_hosts", value)))
-        # Relative to the inventory, so a checked-in inventory and known_hosts travel together.
-        return str(path if path.is_absolute() else self.path.absolute().parent / path)
-
-    def path_text(self, key: str, value: Any) -> str:
-        if not isinstance(value, str) or not value or _CONTROL.search(value):
-            raise self.fail(key, value, "is not a file path")
-        return value
-
-    def connection(self) -> str:
-        value = self.vars.get("ansible_connection", "ssh")
-        name = value.removeprefix("ansible.builtin.") if isinstance(value, str) else value
-        if name not in _CONNECTIONS:
-            raise self.fail("ansible_connection", value, "is not supported (ssh, paramiko, local)")
-        return _CONNECTIONS[name]
-
-    def check_repro_vars(self) -> None:
-        """repro's own tuning vars are read at run time; a bad one is bad input now (exit 2)."""
-        for key in _SECONDS_VARS:
-            value = self.vars.get(key)
-            if value is None:
-                continue
-            try:
-                ok = not isinstance(value, bool) and float(value) > 0
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise self.fail(key, value, "is not a positive number of seconds")
-        work = self.vars.get("repro_work_dir")
-        if work is not None and (
-            not isinstance(work, str) or not _WORK_DIR.match(work) or "/../" in work + "/"
-        ):
-            raise self.fail(
-                "repro_work_dir", work, "is not an absolute path or ~/path of plain characters"
-            )
-        from repro.retention import retention
-
-        try:
-            retention(self.vars)
-        except ValueError as exc:
-            raise InventoryError(f"{self.path}: host {self.name!r}: {exc}") from None
-
-    def transport(self) -> str:
-        value = self.vars.get("repro_transport", DEFAULT_TRANSPORT)
-        if value not in TRANSPORTS:
-            raise self.fail("repro_transport", value, f"is not one of {', '.join(TRANSPORTS)}")
-        return str(value)
-
-
 # --- public API ------------------------------------------------------------------------------
 
 
@@ -611,16 +358,20 @@ VIA = ("auto", "builtin", "ansible")
 
 
 def load_inventory(
-    path: str | Path, extra_vars: Mapping[str, Any] | None = None, *, via: str = "auto"
+    path: str | Path | Sequence[str | Path],
+    extra_vars: Mapping[str, Any] | None = None,
+    *,
+    via: str = "auto",
 ) -> Inventory:
     """Load an Ansible inventory; `extra_vars` (the `-e` values) override every variable.
 
-    `path` is a YAML or INI file, a directory of them, or `host1,host2,`; group_vars/ and
-    host_vars/ beside it load too. Variables are layered as Ansible does: all < group_vars/all
-    < groups < group_vars/<group> < host < host_vars/<host> < extra_vars; groups by depth (a
-    child after its parent), then `ansible_group_priority`, then name; so when a host is in
-    two sibling groups, the group whose name sorts later wins. Jinja in values is then
-    templated (repro.jinja_vars). Hosts keep their first-seen file order.
+    `path` is a YAML or INI file, a directory of them, `host1,host2,`, or a list of such
+    sources (read in order, as several `-i`); group_vars/ and host_vars/ beside each load too.
+    Variables are layered as Ansible does: groups' inventory vars < their group_vars/ files
+    < host < host_vars/<host> < extra_vars; groups by depth (a child after its parent), then
+    `ansible_group_priority`, then name; so when a host is in two sibling groups, the group
+    whose name sorts later wins. Jinja in values is then templated (repro.jinja_vars). Hosts
+    keep their first-seen file order.
 
     `via="ansible"` reads the inventory through `ansible-inventory`; "auto" does so only for
     sources the built-in loader cannot read (plugins, scripts, vault) and "builtin" never.
@@ -629,26 +380,32 @@ def load_inventory(
 
     if via not in VIA:
         raise UsageError(f"--inventory-via {via!r}: expected one of {', '.join(VIA)}")
-    path = Path(path)
+    paths = [Path(path)] if isinstance(path, (str, Path)) else [Path(p) for p in path]
+    if not paths:
+        raise UsageError("no inventory given")
     extra = dict(extra_vars or {})
     if via == "ansible":
-        return _via_ansible(path, extra, why=None)
-    parser = _Parser(path)
-    layers = _Layers()
+        return _via_ansible(paths, extra, why=None)
+    from repro.inventory_hosts import Layers
+
+    parser = _Parser(paths[0])
+    layers = Layers()
     try:
-        names = files.host_list(str(path))
+        names = files.host_list(str(path)) if isinstance(path, str) else None
         if names is not None:
             parser.declare("ungrouped")
             for name in names:
                 parser.add_hosts("ungrouped", name, {})
         else:
-            found = files.sources(path)
-            for source in found:
-                parser.path = source.path
-                _read_source(parser, source)
-            parser.path = path
-            basedirs = [path if path.is_dir() else path.parent]
-            basedirs += [source.path.parent for source in found]
+            basedirs: list[Path] = []
+            for each in paths:
+                found = files.sources(each)
+                for source in found:
+                    parser.path = source.path
+                    _read_source(parser, source)
+                basedirs.append(each if each.is_dir() else each.parent)
+                basedirs += [source.path.parent for source in found]
+            parser.path = paths[0]
             for basedir in dict.fromkeys(basedirs):
                 _read_vars_dirs(parser, layers, basedir)
     except files.NeedsAnsible as need:
@@ -657,23 +414,25 @@ def load_inventory(
                 f"{need}: only Ansible reads this; install ansible-core and use "
                 "--inventory-via ansible"
             ) from None
-        return _via_ansible(path, extra, why=need)
+        return _via_ansible(paths, extra, why=need)
     if not parser.host_vars:
         raise parser.fail("inventory has no hosts")
     return _assemble(parser, layers, extra)
 
 
-def _assemble(parser: _Parser, layers: _Layers, extra: dict[str, Any]) -> Inventory:
+def _assemble(parser: _Parser, layers: Layers, extra: dict[str, Any]) -> Inventory:
+    from repro.inventory_hosts import build_host, ignored_settings
+
     _link_groups(parser)
     depth = _depths(parser)
     rank = {name: (depth[name], group.priority, name) for name, group in parser.groups.items()}
-    hosts = {name: _build_host(parser, layers, name, rank, extra) for name in parser.host_vars}
+    hosts = {name: build_host(parser, layers, name, rank, extra) for name in parser.host_vars}
     members = {name: tuple(h.name for h in hosts.values() if name in h.groups) for name in rank}
     return Inventory(
         path=parser.path,
         hosts=hosts,
         groups=members,
-        warnings=tuple(layers.warnings + _ignored_settings(hosts.values())),
+        warnings=tuple(layers.warnings + ignored_settings(hosts.values())),
         tree={n: (tuple(g.hosts), tuple(g.children)) for n, g in parser.groups.items()},
     )
 
@@ -695,19 +454,7 @@ def _read_source(parser: _Parser, source: Any) -> None:
     files.read_ini(parser, text)
 
 
-@dataclass
-class _Layers:
-    """group_vars/ and host_vars/ files: entity name -> [(file, its variables)] in load order."""
-
-    groups: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
-    hosts: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-    def __repr__(self) -> str:
-        return f"_Layers({len(self.groups)} groups, {len(self.hosts)} hosts)"
-
-
-def _read_vars_dirs(parser: _Parser, layers: _Layers, basedir: Path) -> None:
+def _read_vars_dirs(parser: _Parser, layers: Layers, basedir: Path) -> None:
     from repro import inventory_files as files
 
     for kind, known, table in (
@@ -741,92 +488,12 @@ def _vars_file(parser: _Parser, path: Path) -> dict[str, Any]:
         parser.path = saved
 
 
-def _build_host(
-    parser: _Parser,
-    layers: _Layers,
-    name: str,
-    rank: dict[str, tuple[int, int, str]],
-    extra: dict[str, Any],
-) -> Host:
-    from repro.jinja_vars import Templar, TemplateError
-
-    groups = _host_groups(parser, name, rank)
-    raw: dict[str, Any] = {}
-    origins: dict[str, str] = {}
-
-    def put(values: Mapping[str, Any], where: Mapping[str, str] | str) -> None:
-        for key, value in values.items():
-            raw[key] = value
-            origins[key] = where if isinstance(where, str) else where.get(key, str(parser.path))
-
-    # Ansible's order (checked against ansible-core by the differential tests): every group's
-    # inventory-file vars (all first, children after parents), then every group's group_vars/
-    # files in the same order, then the host's own, then its host_vars/ files.
-    for group in groups:
-        put(parser.groups[group].vars, parser.groups[group].origins)
-    for group in groups:
-        for where, layer in layers.groups.get(group, []):
-            put(layer, where)
-    put(parser.host_vars[name], parser.host_origins.get(name, {}))
-    for where, layer in layers.hosts.get(name, []):
-        put(layer, where)
-    put(extra, "-e")
-    raw["inventory_hostname"] = name
-    origins["inventory_hostname"] = "the host's name"
-    templar = Templar(raw)
-    values: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    for key in raw:
-        try:
-            values[key] = templar.value(key)
-        except TemplateError as exc:
-            errors[key] = f"{origins[key]}: host {name!r}: {key}: {exc}"
-    for key, message in errors.items():
-        if key.startswith(("ansible_", "repro_")):  # read by repro now, so needed now
-            raise InventoryError(message)
-    # Hosts must not share nested values: one host's change would show up on another.
-    variables = copy.deepcopy(values)
-    builder = _HostBuilder(parser.path, name, variables, origins)
-    host = builder.build(tuple(groups))
-    return dataclasses.replace(
-        host,
-        raw_vars=copy.deepcopy({k: v for k, v in raw.items() if k != "inventory_hostname"}),
-        origins=origins,
-        var_errors=errors,
-        warnings=tuple(builder.warnings),
-    )
-
-
-#: ansible_* variables repro acts on; any other one set in an inventory is reported, not dropped
-_USED_SETTINGS = frozenset(
-    {*_ADDRESS_VARS, *_PORT_VARS, *_USER_VARS, *_KEY_VARS, *ARG_VARS, "ansible_connection",
-     "ansible_group_priority"}
-)  # fmt: skip
-
-
-def _ignored_settings(hosts: Any) -> list[str]:
-    seen: dict[str, list[str]] = {}
-    lines: list[str] = []
-    for host in hosts:
-        for message in host.warnings:
-            where = host.origins.get(message.partition(":")[0], "")
-            line = f"{where}: {message}" if where else message
-            if line not in lines:
-                lines.append(line)
-        for key in host.raw_vars:
-            if key.startswith("ansible_") and key not in _USED_SETTINGS:
-                seen.setdefault(f"{host.origins.get(key, '')}: {key}", []).append(host.name)
-    for where_key, names in seen.items():
-        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        lines.append(f"{where_key} is not used by repro; ignored (hosts {shown})")
-    return lines
-
-
-def _via_ansible(path: Path, extra: dict[str, Any], why: Exception | None) -> Inventory:
+def _via_ansible(paths: list[Path], extra: dict[str, Any], why: Exception | None) -> Inventory:
     """The inventory as `ansible-inventory --list` resolves it (variables already layered)."""
     from repro.ansible_inventory import ansible_list
 
-    data, said = ansible_list(path, why)
+    path = paths[0]
+    data, said = ansible_list(paths, why)
     parser = _Parser(path)
     meta = data.get("_meta", {}).get("hostvars", {})
     for group, body in data.items():
@@ -848,7 +515,9 @@ def _via_ansible(path: Path, extra: dict[str, Any], why: Exception | None) -> In
         parser.host_origins[host] = dict.fromkeys(hostvars, f"{path} (via ansible-inventory)")
     if not parser.host_vars:
         raise InventoryError(f"{why or path}: ansible-inventory found no hosts ({said})")
-    return _assemble(parser, _Layers(), extra)
+    from repro.inventory_hosts import Layers
+
+    return _assemble(parser, Layers(), extra)
 
 
 def parse_extra_vars(items: Sequence[str]) -> dict[str, Any]:
@@ -883,126 +552,7 @@ def _extra_vars_file(name: str) -> dict[str, Any]:
             raise UsageError(f"{path}: {_show(key)} is not a variable name")
     return data
 
-
-# Ansible's split: commas if there are any, else colons outside `[...]`.
-_COLON_PARTS = re.compile(r"(?:[^\s:\[\]]|\[[^\]]*\])+")
-
-
-def select(inventory: Inventory, pattern: str | None) -> list[Host]:
-    """The hosts an Ansible `--limit` pattern selects, in inventory order.
-
-    Elements are names, globs or `~regex` (matched from the start of the name, as Ansible's
-    re.match), against groups and hosts; `a:b` or `a,b` is a union, `&x` an intersection,
-    `!x` an exclusion, applied in that order whatever the order written. An element that
-    matches no host, or an empty result, raises UnknownHostError; a malformed pattern (empty,
-    a bad regex) raises UsageError.
-    """
-    if pattern is None:
-        return list(inventory.hosts.values())
-    parts = _limit_files(_split_pattern(pattern))
-    if not parts:
-        raise UsageError(f"empty host pattern {_show(pattern)}")
-    unions = [p for p in parts if p[0] not in "&!"] or ["all"]
-    chosen: set[str] = set()
-    for part in unions:
-        chosen |= {part} if part in inventory.hosts else _subscripted(inventory, part)
-    for part in (p for p in parts if p[0] == "&"):
-        chosen &= _subscripted(inventory, part[1:])
-    for part in (p for p in parts if p[0] == "!"):
-        chosen -= _subscripted(inventory, part[1:])
-    hosts = [host for name, host in inventory.hosts.items() if name in chosen]
-    if not hosts:
-        raise UnknownHostError(
-            f"host pattern {_show(pattern)} selects no host in {_where(inventory)}"
-        )
-    return hosts
-
-
-_SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+):([0-9]*))\]$")
-_MAX_LIMIT_FILE = 1 << 20
-
-
-def _limit_files(parts: list[str]) -> list[str]:
-    """`@file` elements replaced by the host names in the file, one a line (Ansible's retry files)."""
-    result: list[str] = []
-    for part in parts:
-        if not part.startswith("@"):
-            result.append(part)
-            continue
-        path = Path(part[1:])
-        try:
-            with path.open(encoding="utf-8") as f:
-                text = f.read(_MAX_LIMIT_FILE + 1)
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            raise UsageError(f"--limit {part}: cannot read {path}: {why}") from None
-        if len(text) > _MAX_LIMIT_FILE:
-            raise UsageError(f"--limit {part}: {path} is larger than {_MAX_LIMIT_FILE} bytes")
-        names = [line.strip() for line in text.splitlines() if line.strip()]
-        if not names:
-            raise UsageError(f"--limit {part}: {path} names no host")
-        result.extend(names)
-    return result
-
-
-def _subscripted(inventory: Inventory, element: str) -> set[str]:
-    """`group[0]`, `group[-1]`, `group[1:2]` (inclusive), `web[5:]`: Ansible's subscripts, over
-    the hosts the element matches in inventory order; otherwise `_match`."""
-    found = _SUBSCRIPT.match(element)
-    if not found:
-        return _match(inventory, element)
-    base, index, start, end = found.groups()
-    matched = _match(inventory, base)
-    ordered = [name for name in inventory.hosts if name in matched]
-    if index is not None:
-        i = int(index)
-        if not -len(ordered) <= i < len(ordered):
-            raise UnknownHostError(
-                f"{_show(element)}: {base} has {len(ordered)} hosts, no index {i}"
-            )
-        return {ordered[i]}
-    last = int(end) if end else len(ordered) - 1
-    picked = ordered[int(start) : last + 1]
-    if not picked:
-        raise UnknownHostError(f"{_show(element)}: {base} has {len(ordered)} hosts, none there")
-    return set(picked)
-
-
-def _split_pattern(pattern: str) -> list[str]:
-    parts = pattern.split(",") if "," in pattern else _COLON_PARTS.findall(pattern)
-    return [part.strip() for part in parts if part.strip()]
-
-
-def _where(inventory: Inventory) -> str:
-    return str(inventory.path) if inventory.path is not None else "the inventory"
-
-
-def _match(inventory: Inventory, element: str) -> set[str]:
-    """Host names one pattern element matches; raises when it matches none."""
-    if not element:
-        raise UsageError("a '&' or '!' in a host pattern must be followed by a name")
-    test = _compile(element)
-    groups = [name for name in inventory.groups if test(name)]
-    names = {host for group in groups for host in inventory.groups[group]}
-    # As Ansible: a plain word that names a group is only that group; globs also match hosts.
-    if not groups or element[0] == "~" or any(c in element for c in ".?*["):
-        names |= {name for name in inventory.hosts if test(name)}
-    if groups and not names:
-        raise UnknownHostError(
-            f"{_show(element)} matches only empty groups in {_where(inventory)}: "
-            + ", ".join(groups)
-        )
-    if not names:
-        raise UnknownHostError(f"no host or group in {_where(inventory)} matches {_show(element)}")
-    return names
-
-
-def _compile(element: str) -> Callable[[str], object]:
-    try:
-        if element.startswith("~"):
-            return re.compile(element[1:]).match
-        return re.compile(fnmatch.translate(element)).match
-    except re.error as exc:
-        raise UsageError(
-            f"bad regular expression in host pattern {_show(element)}: {exc}"
-        ) from None
+__all__ = [
+    "Host", "Inventory", "load_inventory", "parse_extra_vars", "select", "expand_host_range",
+    "is_safe_name", "SAFE_NAME", "MAX_NAME_LEN", "MAX_RANGE_HOSTS", "VIA",
+]  # fmt: skip

@@ -20,6 +20,7 @@ import yaml
 from repro.errors import UsageError
 from repro.inventory import Host
 from repro.transport.asyncssh import known_hosts_entry
+from repro.transport.base import read_tail
 
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*\Z")
 _CHUNK = 65536
@@ -356,6 +357,14 @@ async def _pump(
         outputs.cancel()
         # Let the cancelled copies see their cancellation before the loop moves on.
         await asyncio.gather(feeder, outputs, return_exceptions=True)
+        if proc.returncode is not None:
+            # A client that left mid-output (a fetch over its size cap) leaves unread pipes:
+            # read them to their end (the group is dead) so they close while the loop runs.
+            for pipe in (proc.stdout, proc.stderr):
+                try:
+                    await asyncio.wait_for(read_tail(pipe, 1), _DRAIN_SECONDS)
+                except (TimeoutError, OSError):
+                    pass
 
 
 async def _feed(

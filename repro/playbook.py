@@ -121,7 +121,6 @@ STEP_KEYS = ("name", "run", "uses", "timeout", "env")
 # `uses: NAME`: a step script shipped with repro (repro/hostside/<file>), written once for every
 # playbook that needs it, and the variables it takes as its arguments, in order.
 USES = {"checkout": ("checkout.sh", ("repo_url", "commit", "mirror_name"))}
-HOSTSIDE_DIR = Path(__file__).resolve().parent / "hostside"
 MAX_ROUNDS = 5
 MAX_EXTENDS_DEPTH = 8
 # A playbook is a page of YAML; the cap keeps a hostile or wrong file from eating memory.
@@ -556,10 +555,11 @@ def _step(src: _Source, item: dict[str, Any], label: str) -> Step:
 
 def uses_script(uses: str) -> str:
     """The step script `uses: NAME` stands for: its arguments set from variables, then the file."""
+    from repro import hostside
+
     file, args = USES[uses]
-    text = (HOSTSIDE_DIR / file).read_text(encoding="utf-8")
     # The file is plain sh (linted as such); only this first line is a template.
-    return "set -- " + " ".join(f"{{{{ {a} }}}}" for a in args) + "\n" + text
+    return "set -- " + " ".join(f"{{{{ {a} }}}}" for a in args) + "\n" + hostside.load(file)
 
 
 def _uses(src: _Source, item: dict[str, Any], name: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from repro.compare import Comparison
 from repro.errors import ReportError, ReportWriteError, UsageError
 from repro.results import RunResult
-from repro.render import FILE_FORMATS, FORMATS, SAVED, render
+from repro.render import FORMATS, file_formats, render, saved
 from repro.schema import from_dict
 from repro.store import RunDir, atomic_write, sync_dir
 
@@ -23,16 +23,17 @@ def write_report(
     run_dir: Path,
     run: RunResult,
     comparison: Comparison,
-    formats: Iterable[str] = SAVED,
+    formats: Iterable[str] | None = None,
 ) -> list[Path]:
     """Write report.<ext> for each of `formats` into `run_dir`, each atomically; returns the
-    paths written. Raises ReportWriteError when the disk refuses (full, read-only)."""
+    paths written (None: the formats every run saves). Raises ReportWriteError when the disk
+    refuses (full, read-only)."""
     store = RunDir(run_dir)
-    wanted = list(dict.fromkeys(formats))
+    wanted = list(dict.fromkeys(saved() if formats is None else formats))
     for fmt in wanted:
-        if fmt not in FILE_FORMATS:
+        if fmt not in file_formats():
             raise UsageError(
-                f"cannot write a {fmt!r} report; choose from {', '.join(FILE_FORMATS)}"
+                f"cannot write a {fmt!r} report; choose from {', '.join(file_formats())}"
             )
     # Render everything first: a renderer failing must not leave a half-updated set of files.
     texts = {

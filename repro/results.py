@@ -45,9 +45,19 @@ class HostResult:
     # rounds 2.. of a playbook with `rounds: N` (round 1 is `artifacts`): built in another work
     # dir on the same host, so "not deterministic here" shows apart from "differs between hosts"
     extra_rounds: list[dict[str, ArtifactHash]] = field(default_factory=list)
+    run_dir: str = ""  # the run's directory on the host, absolute ("" when never made)
+    variables: dict[str, Any] = field(default_factory=dict)  # effective, secrets masked
+    variations: list[dict[str, str]] = field(default_factory=list)  # --vary values per round
+    paths: dict[str, str] = field(default_factory=dict)  # artifact -> its path on the host
 
     def __repr__(self) -> str:
         return f"HostResult({self.name!r}, {self.status}, {len(self.artifacts)} artifacts)"
+
+    def work_dir(self, rnd: int = 1) -> str:
+        """Round `rnd`'s build directory on the host (repro.store's layout), "" if unknown."""
+        from repro.store import RemoteRun
+
+        return RemoteRun(self.run_dir).work(rnd) if self.run_dir else ""
 
 
 @dataclass

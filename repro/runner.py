@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
-from repro import artifacts, detach, guix
+from repro import artifacts, detach, guix, variations
 from repro.errors import (
     Cancelled,
     ConnectError,
@@ -108,6 +108,8 @@ class RunOptions:
     # keep an ok host's connection open past its end (Runner.held), for what the run's ending
     # does on the hosts (retention): no second handshake per host
     hold: bool = False
+    # --vary: host -> the axis values of each round (repro.variations), applied before each step
+    variations: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -198,6 +200,7 @@ class Runner:
                 st.remote = RemoteRun(await self._facts(st))  # facts also make the run dir
             else:
                 st.remote = RemoteRun(await self._resolve_run_dir(st))
+            result.run_dir = st.remote.root
             if self.options.preflight:
                 await self._preflight(st)
             for rnd in range(1, self.rounds + 1):
@@ -298,7 +301,10 @@ class Runner:
             await self._upload(st, remote.work(rnd), remote.plan_lock(rnd))
         steps = st.plan.steps
         keys = [remote.key(rnd, s.index) for s in steps] + [remote.hash_key(rnd)]
-        scripts = [PRELUDE + s.command for s in steps] + [artifacts.hash_command(self.playbook)]
+        varied = self.options.variations.get(st.result.name, [])
+        vary = variations.prelude(varied[rnd - 1]) if len(varied) >= rnd else ""
+        scripts = [PRELUDE + vary + s.command for s in steps]
+        scripts.append(artifacts.hash_command(self.playbook))
         sent: list[str] | None = scripts
         if not detach.scripts_fit(scripts):
             sent = None  # too long for the command line: uploaded first (not if launched)

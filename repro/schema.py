@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 from repro.compare import EXIT_CODES, ArtifactComparison, Comparison, HashGroup
 from repro.errors import ReportError
+from repro.records import from_plain, plain
 from repro.results import ArtifactHash, HostResult, RunResult, StepResult
 
 SCHEMA = "repro-report/1"
@@ -53,7 +54,11 @@ def _host_dict(host: HostResult) -> dict[str, Any]:
         "address": host.address,
         "status": host.status,
         "artifacts": _hashes(host.artifacts),
+        "paths": dict(host.paths),  # artifact -> where it is on the host (round 1), when known
         "rounds": [_hashes(r) for r in host.extra_rounds],
+        "run_dir": host.run_dir,
+        "variables": copy.deepcopy(host.variables),
+        "variations": copy.deepcopy(host.variations),
         "error": host.error,
         "facts": copy.deepcopy(host.facts),
         "steps": [
@@ -79,6 +84,8 @@ def _artifact_dict(artifact: ArtifactComparison) -> dict[str, Any]:
         ],
         "missing": list(artifact.missing),
         "unstable": list(artifact.unstable),
+        "attribution": plain(artifact.attribution),
+        "why": plain(artifact.why),
     }
 
 
@@ -202,7 +209,29 @@ def _host(f: _Fields) -> HostResult:
         steps=[_step(s) for s in f.objects("steps")],
         address=f.text("address"),
         extra_rounds=extra,
+        run_dir=str(f.data.get("run_dir") or ""),
+        variables=f.mapping("variables") if "variables" in f.data else {},
+        variations=_variations(f),
+        paths=_paths(f),
     )
+
+
+def _paths(f: _Fields) -> dict[str, str]:
+    value = f.data.get("paths", {})  # absent in reports written before fetching
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        f.fail("paths", "a mapping of artifact names to paths")
+    return dict(value)
+
+
+def _variations(f: _Fields) -> list[dict[str, str]]:
+    value = f.data.get("variations", [])  # absent in reports written before --vary
+    if not isinstance(value, list) or not all(
+        isinstance(v, dict) and all(isinstance(x, str) for x in (*v, *v.values())) for v in value
+    ):
+        f.fail("variations", "a list of {axis: value} mappings")
+    return copy.deepcopy(value)
 
 
 def _step(f: _Fields) -> StepResult:
@@ -229,8 +258,19 @@ def _artifact(f: _Fields, hosts: set[str]) -> ArtifactComparison:
     unstable = tuple(f.data.get("unstable", ()))
     if not all(isinstance(u, str) for u in unstable) or not set(unstable) <= hosts:
         f.fail("unstable", "a list of hosts named in the report")
+    from repro.attribution import Attribution
+    from repro.explain import Why
+
+    where = f"{f.source}: {f.where}"
+    attribution, why = f.data.get("attribution"), f.data.get("why")
     return ArtifactComparison(
-        f.text("name"), f.choice("status", _ARTIFACT_STATUSES), tuple(groups), missing, unstable
+        f.text("name"),
+        f.choice("status", _ARTIFACT_STATUSES),
+        tuple(groups),
+        missing,
+        unstable,
+        None if attribution is None else from_plain(Attribution, attribution, where + "attribution"),
+        None if why is None else from_plain(Why, why, where + "why"),
     )
 
 

@@ -14,12 +14,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from repro import variations
+from repro.attribution import masked
 from repro.compare import Comparison, compare
 from repro.errors import Aborted, InventoryError, ReportError, ReportWriteError, UsageError
 from repro.events import Listener, ignore
+from repro.explain import WhyOptions, explain, record_paths
 from repro.inventory import Host, load_inventory, select
 from repro.playbook import Playbook, RenderedStep, load_playbook, render, used_vars
-from repro.render import SAVED
 from repro.report import write_report
 from repro.results import RunResult
 from repro.runner import HostPlan, RunOptions, Runner, close_held
@@ -52,6 +54,8 @@ class Prepared:
     options: RunOptions = field(default_factory=RunOptions)
     history: Path | None = None  # the history file; None: <out_dir>/history.sqlite
     notes: list[str] = field(default_factory=list)  # what the run's ending wants said
+    vary: tuple[str, ...] = ()  # --vary axes (repro.variations)
+    why: WhyOptions = field(default_factory=WhyOptions)  # fetch + diffoscope on a mismatch
     warnings: tuple[str, ...] = ()  # Ansible settings the inventory has that repro ignores
 
     @property
@@ -68,7 +72,7 @@ class Prepared:
 
 def prepare(
     *,
-    inventory: str | Path,
+    inventory: str | Path | list[str],
     playbook: str | Path,
     extra_vars: dict[str, Any],
     limit: str | None = None,
@@ -77,6 +81,8 @@ def prepare(
     transport: str | None = None,
     options: RunOptions | None = None,
     run_id: str | None = None,
+    vary: tuple[str, ...] = (),
+    why: WhyOptions | None = None,
     inventory_via: str = "auto",
 ) -> Prepared:
     """Load and check everything; render every step for every host. Raises InputError (exit 2)."""
@@ -104,6 +110,8 @@ def prepare(
     hosts = select(inv, limit)
     if transport:
         hosts = [_with_transport(h, transport) for h in hosts]
+    opts = options or RunOptions()
+    hosts = _varied(hosts, vary, opts, pb)
     plans = [HostPlan(h, _render_for(pb, h, rid)) for h in hosts]
     return Prepared(
         run_id=rid,
@@ -112,12 +120,26 @@ def prepare(
         out_dir=Path(out_dir),
         variables=variables,
         commit=commit,
-        inventory_path=str(inventory),
+        inventory_path=str(inventory) if isinstance(inventory, (str, Path)) else ",".join(inventory),
         limit=limit,
         transport=transport,
-        options=options or RunOptions(),
+        options=opts,
+        vary=vary,
+        why=why or WhyOptions(),
         warnings=inv.warnings,
     )
+
+
+def _varied(hosts: list[Host], vary: tuple[str, ...], opts: RunOptions, pb: Playbook) -> list[Host]:
+    """Apply --vary: each host's (and round's) axis values into the options; the build-path
+    axis into the host's repro_work_dir."""
+    if not vary:
+        return hosts
+    opts.variations = variations.plan(vary, [h.name for h in hosts], opts.rounds or pb.rounds)
+    return [
+        replace(h, vars={**h.vars, **variations.host_vars(opts.variations[h.name][0], h)})
+        for h in hosts
+    ]
 
 
 def _render_for(pb: Playbook, host: Host, run_id: str) -> list[RenderedStep]:
@@ -131,8 +153,6 @@ def _render_for(pb: Playbook, host: Host, run_id: str) -> list[RenderedStep]:
 
 
 def _with_transport(host: Host, transport: str) -> Host:
-    from dataclasses import replace
-
     return host if host.connection == "local" else replace(host, transport=transport)
 
 
@@ -148,6 +168,7 @@ def save_plan(prep: Prepared) -> None:
         "commit": prep.commit,
         "transport": prep.transport,
         "rounds": prep.options.rounds,
+        "vary": list(prep.vary),
         "hosts": [_host_record(p.host) | {"steps": [asdict(s) for s in p.steps]} for p in prep.plans],
     }
     atomic_write(prep.store.plan, json.dumps(data, indent=2, sort_keys=True) + "\n")
@@ -198,6 +219,11 @@ def load_plan(
     opts = options or RunOptions()
     if data.get("rounds"):
         opts.rounds = int(data["rounds"])
+    vary = tuple(variations.parse(",".join(data.get("vary") or [])))
+    if vary:  # the hosts' vars already hold their build paths; the rounds need their values
+        opts.variations = variations.plan(
+            vary, [p.host.name for p in plans], opts.rounds or pb.rounds
+        )
     return Prepared(
         run_id=run_id,
         playbook=pb,
@@ -209,6 +235,7 @@ def load_plan(
         limit=data.get("limit"),
         transport=data.get("transport"),
         options=opts,
+        vary=vary,
     )
 
 
@@ -217,7 +244,7 @@ def execute(
     *,
     listener: Listener = ignore,
     transport_factory: Callable[[Host], Transport] = make_transport,
-    formats: tuple[str, ...] = SAVED,
+    formats: tuple[str, ...] | None = None,
     on_runner: Callable[[Runner], None] | None = None,
 ) -> tuple[RunResult, Comparison]:
     """Run a prepared plan (synchronously, in a fresh event loop) and write its report."""
@@ -237,7 +264,7 @@ async def execute_async(
     *,
     listener: Listener = ignore,
     transport_factory: Callable[[Host], Transport] = make_transport,
-    formats: tuple[str, ...] = SAVED,
+    formats: tuple[str, ...] | None = None,
     on_runner: Callable[[Runner], None] | None = None,
 ) -> tuple[RunResult, Comparison]:
     try:
@@ -262,6 +289,10 @@ async def execute_async(
         variables=prep.variables,
         commit=prep.commit,
     )
+    for plan, host in zip(prep.plans, runner.result.hosts):
+        secrets = getattr(prep.playbook, "secrets", ())
+        host.variables = masked({**prep.playbook.vars, **plan.host.vars}, secrets)
+        host.variations = prep.options.variations.get(host.name, [])
     if on_runner:
         on_runner(runner)
     loop = asyncio.get_running_loop()
@@ -293,6 +324,22 @@ async def execute_async(
             for sig in installed:
                 loop.remove_signal_handler(sig)
         comparison = compare(result)
+        record_paths(result, prep.playbook)
+        if comparison.verdict == "mismatch" and prep.why.enabled and not aborted:
+            try:
+                comparison = await explain(
+                    result,
+                    comparison,
+                    playbook=prep.playbook,
+                    hosts={p.host.name: p.host for p in prep.plans},
+                    run_dir=prep.report_dir,
+                    transport_factory=transport_factory,
+                    listener=listener,
+                    options=prep.why,
+                )
+            except Exception as exc:  # the verdict and every hash stand: the report is written
+                why = f"could not explain the difference ({type(exc).__name__}: {exc})"
+                comparison = replace(comparison, reasons=(*comparison.reasons, why[:300]))
         try:
             write_report(prep.report_dir, result, comparison, formats=formats)
         except ReportWriteError as exc:

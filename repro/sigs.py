@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from repro.artifacts import safe_name
+from repro.paths import safe_name
 from repro.errors import UsageError
 from repro.results import ArtifactHash, HostResult, RunResult
 

@@ -33,6 +33,7 @@ DEFAULT_WORK_BASE = "~/.cache/repro/runs"
 RUN_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
 PLAN_FILE = "run.json"
 REPORT_STEM = "report"
+DIFF_DIR = "diff"  # copies fetched on a mismatch and diffoscope's reports (repro.fetch)
 HOSTS_DIR = "hosts"
 STEPS_DIR = "steps"
 #: a host's answer for its run dir must be a plain absolute path: it goes into every command

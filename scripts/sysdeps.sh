@@ -2,7 +2,8 @@
 # The system packages the test suite needs (sshd for the real-OpenSSH tier, iproute2 and
 # util-linux for its network namespaces, gcc for the demo playbook, git for the Guix fixtures,
 # shellcheck for the host-side scripts, dash and busybox to run them as a host's /bin/sh,
-# bubblewrap for the guix test double's `guix shell --container`).
+# bubblewrap for the guix test double's `guix shell --container`, diffoscope-minimal and dpkg-dev
+# (and make) for "why it differs").
 # Installs only what is missing, and only where it can (root with apt-get); elsewhere it says
 # what is missing and the suite skips the tier that needs it (or fails, under
 # REPRO_REQUIRE_NETNS=1, as in CI).
@@ -19,6 +20,11 @@ command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 command -v busybox >/dev/null 2>&1 || need+=(busybox)
 command -v dash >/dev/null 2>&1 || need+=(dash)
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+# "why it differs": the real diffoscope on the controller; dpkg-buildpackage (and make, which
+# runs debian/rules) for the tests' tiny Debian package
+command -v diffoscope >/dev/null 2>&1 || need+=(diffoscope-minimal)
+command -v dpkg-buildpackage >/dev/null 2>&1 || need+=(dpkg-dev)
+command -v make >/dev/null 2>&1 || need+=(make)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive

@@ -212,7 +212,7 @@ def test_a_signal_mid_run_exits_130_after_writing_the_report(
     assert [h["error"] for h in data["hosts"]] == ["cancelled", "cancelled"]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_outside_a_run_exits_130(sig: signal.Signals, tmp_path: Path) -> None:
     # `repro facts` on a host whose SSH server accepts and never speaks: stopped while it waits
     with socket.socket() as srv:

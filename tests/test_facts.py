@@ -46,7 +46,7 @@ KEYS = {
     "microarch", "microcode", "isa", "cores", "memory_bytes", "kernel", "distro", "glibc",
     "virtualization", "hypervisor", "dmi_vendor", "dmi_product", "cloud", "free_work_bytes",
     "free_tmp_bytes", "tmp_dir", "guix_version", "guix_channels", "guix_channel_commit", "guix_daemon",
-    "clock", "describe", "work_dir", "work_dir_writable", "work_dir_error",
+    "clock", "describe", "work_dir", "work_dir_writable", "work_dir_error", "build_env",
 }  # fmt: skip
 
 
@@ -444,6 +444,22 @@ def run_script(
     )
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_build_env_section_keeps_known_keys_only() -> None:
+    text = facts_text(
+        build_env="umask=0022\ntz=Europe/Paris\nevil=\x1b[31m\nUid=1000\nhome=/h\x1b]0;x\x07"
+    )
+    env = parse_facts(text)["build_env"]
+    assert set(env) == {"umask", "tz", "uid", "home"}
+    assert env["tz"] == "Europe/Paris" and env["uid"] == "1000"
+    assert "\x1b" not in env["home"]
+
+
 def test_script_on_this_machine_through_local_transport(tmp_path: Path) -> None:
     from repro.transport.local import LocalTransport
 
@@ -467,6 +483,11 @@ def test_script_on_this_machine_through_local_transport(tmp_path: Path) -> None:
     assert facts["free_tmp_bytes"] is not None and facts["free_tmp_bytes"] > 0
     assert facts["clock"] is not None and abs(facts["clock"] - time.time()) < 120
     assert facts["distro"]
+    env = facts["build_env"]
+    assert env["umask"] == f"{_umask():04o}"
+    assert (env["uid"], env["gid"]) == (str(os.getuid()), str(os.getgid()))
+    assert env["home"] == os.environ["HOME"] and env["tz"] == os.environ.get("TZ", "")
+    assert env["lc_all"] == os.environ.get("LC_ALL", "")
     if shutil.which("guix") is None:
         assert (facts["guix_version"], facts["guix_channels"]) == ("", [])
         assert (facts["guix_channel_commit"], facts["guix_daemon"]) == ("", False)

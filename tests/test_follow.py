@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -213,3 +214,17 @@ def test_the_key_to_kill_is_the_one_followed_now() -> None:
     # Seen/Ended 1-01, then Seen 1-02 … Waiting on 1-02, its end, the hashing's
     assert keys[0] == "1-01" and keys[-1] == "1-hash" and "1-02" in keys
     assert keys == sorted(keys, key=KEYS.index)  # never goes back
+
+
+def test_a_quick_round_costs_the_facts_and_the_launch_and_nothing_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fan-out's hot path, end to end on a real (local) host: the follower adds no round trip.
+    from tests.test_facts import RUN_ID, run_one_local_host
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    result, commands = run_one_local_host(tmp_path, "~/runs")
+    assert result.status == "ok", result.error
+    assert len(commands) == 2, commands
+    assert commands[0].startswith(f"sh -s -- '~/runs/{RUN_ID}' create")
+    assert f"{tmp_path}/runs/{RUN_ID}/steps" in commands[1]  # the launch

@@ -501,6 +501,10 @@ def test_bitcoin_guix_build_honours_hosts_and_writes_manifests(
 ) -> None:
     origin, commit = make_bitcoin_repo(tmp_path / "origin")
     repo = clone(origin, tmp_path / "a", env)
+    # Bitcoin's real container flags: the repository at /bitcoin, not at its own path.
+    script = (repo / "contrib/guix/guix-build").read_text()
+    assert '--no-cwd \\\n        --share="$PWD"=/bitcoin' in script
+    assert "--expose=" not in script  # a checkout must be whole without the git dir exposed
     hosts = "x86_64-linux-gnu aarch64-linux-gnu"
     run(["./contrib/guix/guix-build"], repo, {**env, "HOSTS": hosts, "JOBS": "1"})
     output = repo / "guix-build-0.1.0" / "output"
@@ -564,3 +568,19 @@ def test_bitcoin_script_honours_the_caller_s_epoch_and_version(
     run(["./contrib/guix/guix-build"], repo, hostile)
     output = repo / "guix-build-9.9/output/x86_64-linux-gnu"
     assert (output / "bitcoin-9.9-x86_64-linux-gnu.tar.gz").is_file()
+
+
+def test_the_pr_s_enospc_lesson(
+    env: dict[str, str], cuprate: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Before the PR's fix, the build's temporary files went to the container's /tmp, a tmpfs
+    that filled up on cloud runners. The double's /tmp is small too: that build fails here."""
+    origin, _ = cuprate
+    script = origin / "contrib/guix/guix-build"
+    script.write_text(script.read_text().replace('env TMPDIR="$work" ', "env "))
+    git(origin, "commit", "--quiet", "-am", "build in the container's /tmp")
+    repo = clone(origin, tmp_path / "a", env)
+    distsrc = mk_distsrc(repo, env)
+    done = run(["./contrib/guix/guix-build", "--distsrc", str(distsrc)], repo,
+               {**env, "GUIX_DOUBLE_TMPFS_SIZE": "16K"}, expect=None)  # fmt: skip
+    assert done.returncode != 0 and "No space left on device" in done.stderr

@@ -181,3 +181,22 @@ def test_a_pull_request_ref_is_resolved_once_and_built(tmp_path: Path) -> None:
     data = report(out)
     assert data["commit"] == proposed != first and data["vars"]["ref"] == "pull/615/head"
     assert all(h["status"] == "ok" for h in data["hosts"])
+
+
+def test_a_distribution_s_guix_builds_too(tmp_path: Path) -> None:
+    """Debian's `guix` package: `guix --version` says 1.4.0 and `guix describe` fails ("failed
+    to determine origin"). The build's time-machine still pins the channel, and the report
+    takes the commit from the build's guix-describe.json."""
+    from tests.fixtures.guix_repos import FIXTURE_GUIX_COMMIT
+
+    repo, _ = fixture_repo(tmp_path / "src")
+    out = tmp_path / "reports"
+    distro = {"GUIX_DOUBLE_NO_ORIGIN": "1", "GUIX_DOUBLE_VERSION": "1.4.0"}
+    with LabThread(tmp_path / "lab", n=2) as lab:
+        setup_hosts(lab, {"lab1": distro})
+        code, stdout, err = run_cli(*run_args(lab.inventory_path, repo, out))
+    assert code == 0, err + stdout
+    hosts = {h["name"]: h for h in report(out)["hosts"]}
+    assert hosts["lab1"]["facts"]["guix_version"] == "1.4.0"
+    assert hosts["lab2"]["facts"]["guix_version"] == "0ee6fa5a652a01699cb7d49a69d2aeeccf4d95e5"
+    assert {h["facts"]["guix_channel_commit"] for h in hosts.values()} == {FIXTURE_GUIX_COMMIT}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -17,7 +18,14 @@ from typing import Any
 import pytest
 
 from repro.netlab import NetnsLab
-from tests.fixtures.guix_repos import FIXTURE_GUIX_COMMIT, git, make_bitcoin_repo
+from tests.fixtures.guix_repos import (
+    FIXTURE_GUIX_COMMIT,
+    container_probe,
+    git,
+    make_bitcoin_repo,
+    probe_problem,
+    require_containers,
+)
 from tests.guix_scenarios import ARTIFACT, CUPRATED, SMOKE, fixture_repo, install_double, run_args
 from tests.test_cli_inprocess import report, run_cli
 
@@ -56,6 +64,11 @@ def mission(netlab_factory: Factory) -> Callable[[Knobs], NetnsLab]:
     def make(knobs: Knobs) -> NetnsLab:
         cpuinfo = {name: CPUINFO / fixture for name, (fixture, _) in MISSION.items()}
         lab = netlab_factory(3, names=list(MISSION), cpuinfo=cpuinfo)
+        # The double's containers inside a lab host (its own mount namespace and /proc/cpuinfo).
+        probe = container_probe()
+        assert probe is not None  # the guix_container fixture checked bwrap on this machine
+        inside = probe_problem(lab.exec("spr", probe))
+        require_containers(inside, os.environ.get("REPRO_REQUIRE_NETNS") == "1")
         for host in lab.hosts:
             install_double(host.home, **knobs.get(host.name, {}))
         return lab

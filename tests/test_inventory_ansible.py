@@ -294,3 +294,17 @@ def test_inventory_command_shapes(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert (code, json.loads(out)) == (0, {"v": 1})
     code, _, err = run_cli("inventory", "--host", "nobody")
     assert code == 2 and "no host 'nobody'" in err
+
+
+def test_several_sources_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = write(tmp_path / "a", {"hosts.ini": "[web]\nw1 x=a\n", "group_vars/web.yml": "g: a\n"})
+    b = write(tmp_path / "b", {"hosts.yaml": "web:\n  hosts:\n    w1: {x: b}\n    w2:\n"})
+    inv = load_inventory([a / "hosts.ini", b / "hosts.yaml"])
+    assert list(inv.hosts) == ["w1", "w2"]
+    assert inv.hosts["w1"].vars["x"] == "b" and inv.hosts["w2"].vars["g"] == "a"
+    code, out, _ = run_cli("inventory", "-i", str(a / "hosts.ini"), "-i", str(b / "hosts.yaml"))
+    assert code == 0 and json.loads(out)["web"] == {"hosts": ["w1", "w2"]}
+    # ANSIBLE_INVENTORY is a comma-separated list of paths, as Ansible reads it
+    monkeypatch.setenv("ANSIBLE_INVENTORY", f"{a / 'hosts.ini'},{b / 'hosts.yaml'}")
+    code, out, _ = run_cli("inventory", "--host", "w2")
+    assert (code, json.loads(out)) == (0, {"g": "a"})

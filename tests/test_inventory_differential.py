@@ -227,3 +227,22 @@ def test_via_ansible_with_a_constructed_inventory(tmp_path: Path, sandbox: Path)
     assert inv.groups["arch_skylake"] == ("small",)
     assert inv.hosts["small"].vars["repro_work_dir"] == "/scratch/skylake"
     assert repro_list(root / "inv") == ansible_list(root / "inv")
+
+
+def test_several_sources_match_ansible_inventory(tmp_path: Path, sandbox: Path) -> None:
+    root = write(
+        tmp_path / "src",
+        {
+            "a/hosts.ini": "[web]\nw1 x=a\n[db]\nd1\n",
+            "a/group_vars/web.yml": "g: a\n",
+            "b/hosts.yaml": "web:\n  hosts:\n    w1: {x: b}\n    w2:\n",
+            "b/host_vars/w2.yml": "h: b\n",
+        },
+    )
+    sources = [root / "a" / "hosts.ini", root / "b" / "hosts.yaml"]
+    argv = [a for s in sources for a in ("-i", str(s))]
+    out = io.StringIO()
+    assert main(["inventory", *argv, "--list"], stdout=out) == 0
+    theirs = json.loads(_run([_ansible_bin("ansible-inventory"), *argv, "--list"]))
+    theirs["_meta"].pop("profile", None)
+    assert json.loads(out.getvalue()) == theirs

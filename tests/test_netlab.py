@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -171,11 +170,9 @@ def test_detached_build_survives_stop_sshd_and_start_sshd_restores(netlab: Netns
 
 def test_link_down_makes_host_unreachable_and_link_up_restores(netlab: NetnsLab) -> None:
     netlab.link_down("h2")
-    started = time.monotonic()
     done = ssh(netlab, "h2", "true", connect_timeout=2)
     assert done.returncode == 255
     assert "timed out" in done.stderr or "unreachable" in done.stderr.lower(), done.stderr
-    assert time.monotonic() - started < 10
     assert ssh_ok(netlab, "h1", "hostname").strip() == "h1"
 
     netlab.link_up("h2")

@@ -8,6 +8,7 @@ containers, checksums, guard, on-host hashing).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import json
 import shutil
@@ -243,6 +244,30 @@ def test_checkout_is_a_complete_clone_through_the_persistent_mirror(
     assert not (other / "src").exists()
 
 
+def test_checkout_waits_for_the_mirror_lock(
+    cuprate: tuple[Path, str], env: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    """Two runs (or rounds) on one host take turns on the mirror: the second waits."""
+    mirrors = home / ".cache/repro/mirrors"
+    mirrors.mkdir(parents=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    with open(mirrors / "cuprate.git.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        step = cuprated_steps(*cuprate)[0]
+        proc = subprocess.Popen(["sh", "-c", step.command], cwd=work, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        try:
+            with pytest.raises(subprocess.TimeoutExpired):
+                proc.wait(timeout=1)  # while the lock is held it cannot finish
+            assert not (mirrors / "cuprate.git").exists() and not (work / "src").exists()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        _, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0, err
+    assert git(work / "src", "rev-parse", "HEAD") == cuprate[1]
+
+
 def test_the_old_worktree_checkout_fails_in_the_container(
     cuprate: tuple[Path, str], env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -393,8 +418,8 @@ def test_uses_takes_only_shipped_steps_and_never_with_run(tmp_path: Path) -> Non
 
 def test_checkout_script_is_clean_posix_sh() -> None:
     shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck is not installed (scripts/sysdeps.sh)")
+    if shellcheck is None:  # as tests/test_hostside_lint.py: a missing linter is a failure
+        pytest.fail("shellcheck is not installed (scripts/sysdeps.sh installs it)")
     script = Path(__file__).resolve().parent.parent / "repro" / "hostside" / "checkout.sh"
     done = subprocess.run([shellcheck, "-s", "sh", str(script)], capture_output=True, text=True,
                           timeout=TIMEOUT, check=False)  # fmt: skip
@@ -447,3 +472,40 @@ def test_ref_takes_any_ref_the_remote_serves(cuprate: tuple[Path, str]) -> None:
     assert resolve_ref(str(origin), "main") == first
     with pytest.raises(UsageError, match="pull/616/head"):
         resolve_ref(str(origin), "pull/616/head")
+
+
+def test_docs_examples_set_nothing_the_pure_container_drops(tmp_path: Path) -> None:
+    """docs/playbooks.md: no example puts build flags in a step's env (a `--pure` container
+    drops them; the project's own scripts set them inside), and the Guix example loads."""
+    import re
+
+    import yaml
+
+    docs = (PLAYBOOKS.parent / "docs" / "playbooks.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", docs, flags=re.S)
+    dropped = {"SOURCE_DATE_EPOCH", "RUSTFLAGS", "CFLAGS", "CXXFLAGS", "LDFLAGS"}
+    steps_seen = 0
+    for block in blocks:
+        data = yaml.safe_load(block)
+        for step in (data or {}).get("steps", []) if isinstance(data, dict) else []:
+            steps_seen += 1
+            assert not dropped & set(step.get("env") or {}), step
+    assert steps_seen >= 5
+    example = next(b for b in blocks if b.startswith("name: myapp-guix"))
+    (tmp_path / "myapp-guix.yaml").write_text(example)
+    pb = load_playbook(tmp_path / "myapp-guix.yaml")
+    steps = by_name(render(pb, {"commit": "ab" * 20}))
+    assert "\nset -- https://example.org/myapp.git " in steps["checkout"]
+
+
+def test_docs_name_a_commit_that_has_the_pipeline() -> None:
+    """The README's headline run builds Cuprate PR #615's merge commit (the seed's evidence):
+    no tag has contrib/guix yet, so `--ref cuprated-0.0.9` could never work."""
+    root = PLAYBOOKS.parent
+    merge = "dec0bbee5c18f2dc6baae9e9ca7bb0c4d041931d"
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert f"-p playbooks/cuprated-guix.yaml --ref {merge}" in readme
+    assert "--ref cuprated-0.0.9" not in readme
+    report_doc = (root / "docs" / "report-json.md").read_text(encoding="utf-8")
+    assert f'"commit": "{merge}"' in report_doc
+    assert '"ref": "cuprated-0.0.9"' not in report_doc

@@ -310,3 +310,21 @@ def test_many_artifacts_get_rows_of_their_own() -> None:
     assert "Intel Sapphire Rapids, bare metal" in text
     assert "cuprated-0.0.9-x86_64-unknown-linux-gnu.tar.gz  differs" in text
     assert "spr, genoa" in text  # an identical artifact names every host in its one group
+
+
+def test_a_new_format_is_one_line_of_the_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "Add a report format" (docs/architecture.md): its module and its line in FORMATS; the
+    # CLI's choices, the files a run writes and `repro report` follow. (The module is text's.)
+    from repro.cli import build_parser
+    from repro.render import Format
+    from repro.report import write_report
+
+    monkeypatch.setitem(FORMATS, "txt", Format("txt", "text", ext="txt", saved=True))
+    for command in (["run"], ["demo"], ["report", "x"], ["sigs", "r", "1"]):
+        assert build_parser().parse_args([*command, "--format", "txt"]).format == "txt"
+    run = golden_run()
+    paths = write_report(tmp_path, run, compare(run))
+    assert [p.name for p in paths] == ["report.json", "report.md", "report.html", "report.txt"]
+    assert (tmp_path / "report.txt").read_text() == render("table", run, compare(run))

@@ -70,7 +70,10 @@ def test_to_dict_has_exactly_the_documented_shape() -> None:
     }  # fmt: skip
     assert (data["schema"], data["verdict"], data["exit_code"]) == (SCHEMA, "mismatch", 1)
     h1 = data["hosts"][0]
-    assert set(h1) == {"name", "address", "status", "artifacts", "rounds", "error", "facts", "steps"}
+    assert set(h1) == {
+        "name", "address", "status", "artifacts", "rounds", "error", "facts", "steps",
+        "run_dir", "variables", "variations", "paths",
+    }  # fmt: skip
     assert h1["artifacts"] == {"hello": {"sha256": A, "size": 10}}
     assert h1["steps"][0] == {
         "index": 0, "name": "fetch", "exit_status": 0, "started_at": "2026-05-17T21:00:01Z",
@@ -86,6 +89,13 @@ def test_to_dict_has_exactly_the_documented_shape() -> None:
             ],
             "missing": [],
             "unstable": [],
+            # the sample's hosts have no facts or variables: nothing to line up
+            "attribution": {
+                "wording": "unexplained",
+                "factors": [],
+                "note": "nothing was recorded about these hosts",
+            },
+            "why": None,
         }
     ]
 

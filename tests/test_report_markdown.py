@@ -4,7 +4,7 @@ step logs (only paths inside the run dir), and no absolute playbook path; report
 from __future__ import annotations
 
 from repro.compare import compare
-from repro.render import SAVED, render
+from repro.render import render, saved
 from repro.results import ArtifactHash, HostResult, RunResult, StepResult
 
 A, B = "a" * 64, "b" * 64
@@ -54,5 +54,5 @@ def test_log_links_and_no_absolute_playbook_path() -> None:
 
 
 def test_report_html_is_written_with_every_run() -> None:
-    # report.py writes every SAVED format; tests/test_report.py checks the files themselves
-    assert SAVED == ("json", "md", "html")
+    # report.py writes every saved format; tests/test_report.py checks the files themselves
+    assert saved() == ("json", "md", "html")

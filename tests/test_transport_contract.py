@@ -24,7 +24,7 @@ from repro.inventory import Host
 from repro.lab import LocalLab
 from repro.transport import make_transport
 from repro.transport.asyncssh import AsyncsshTransport
-from repro.transport.base import Transport
+from repro.transport.base import TooLarge, Transport
 from repro.transport.fabric import FabricTransport
 from repro.transport.local import LocalTransport
 
@@ -380,6 +380,78 @@ def test_put_can_make_its_directory_and_be_skipped(contract: Callable[[Body], No
         await t.put(b"third", path, unless_exists=f"{rig.workdir}/no-such-lock")
         r = await t.run(f"cat {shlex.quote(path)}")
         assert r.stdout == "third"
+
+    contract(body)
+
+
+# --- get --------------------------------------------------------------------------------------
+
+
+def test_get_streams_a_file_intact(contract: Callable[[Body], None], tmp_path: Path) -> None:
+    got_dir = tmp_path / "got"
+    got_dir.mkdir()
+
+    async def body(t: Transport, rig: Rig) -> None:
+        path = f"{rig.workdir}/it's an artifact.bin"
+        # 5 MB of incompressible bytes: many chunks, every byte value, no newline framing
+        made = await t.run(f"head -c 5000000 /dev/urandom > {shlex.quote(path)}; sha256sum < {shlex.quote(path)}")
+        want = made.stdout.split()[0]
+        seen: list[int] = []
+        dest = got_dir / "fetched.bin"
+        got = await t.get(path, dest, max_bytes=10_000_000, progress=seen.append)
+        assert (got.size, got.sha256) == (5_000_000, want)
+        assert hashlib.sha256(dest.read_bytes()).hexdigest() == want
+        assert dest.stat().st_mode & 0o777 == 0o600
+        assert seen == sorted(seen) and seen[-1] == 5_000_000 and len(seen) > 1
+        assert sorted(p.name for p in got_dir.iterdir()) == ["fetched.bin"]
+
+    contract(body)
+
+
+def test_get_refuses_what_is_not_a_regular_file(
+    contract: Callable[[Body], None], tmp_path: Path
+) -> None:
+    got_dir = tmp_path / "got"
+    got_dir.mkdir()
+
+    async def body(t: Transport, rig: Rig) -> None:
+        w = shlex.quote(rig.workdir)
+        await t.run(f"echo secret > {w}/real; ln -s real {w}/link; mkdir {w}/dir")
+        for name in ("link", "dir", "missing"):
+            with pytest.raises(HostError, match="not a regular file") as caught:
+                await t.get(f"{rig.workdir}/{name}", got_dir / name, max_bytes=100)
+            assert caught.value.host == t.host.name
+        assert list(got_dir.iterdir()) == []
+
+    contract(body)
+
+
+def test_get_stops_at_the_size_cap(contract: Callable[[Body], None], tmp_path: Path) -> None:
+    got_dir = tmp_path / "got"
+    got_dir.mkdir()
+
+    async def body(t: Transport, rig: Rig) -> None:
+        path = f"{rig.workdir}/big"
+        await t.run(f"head -c 3000000 /dev/zero > {shlex.quote(path)}")
+        with pytest.raises(TooLarge):
+            await t.get(path, got_dir / "big", max_bytes=1_000_000)
+        assert list(got_dir.iterdir()) == [], "a partial file was left behind"
+        # the connection is still usable after the dropped channel
+        assert (await t.run("echo still here")).stdout == "still here\n"
+        got = await t.get(path, got_dir / "big", max_bytes=3_000_000)
+        assert got.size == 3_000_000
+
+    contract(body)
+
+
+def test_stream_keeps_only_a_tail_of_stderr(contract: Callable[[Body], None]) -> None:
+    async def body(t: Transport, rig: Rig) -> None:
+        chunks: list[bytes] = []
+        done = await t.stream(
+            "head -c 2000000 /dev/zero | tr '\\0' e >&2; printf abc; exit 5", chunks.append
+        )
+        assert (b"".join(chunks), done.exit_status, done.stdout) == (b"abc", 5, "")
+        assert 0 < len(done.stderr) <= 64 * 1024 and set(done.stderr) == {"e"}
 
     contract(body)
 

@@ -124,17 +124,17 @@ def test_dead_link_is_noticed_by_keepalive(netlab_factory: Callable[..., NetnsLa
     tuned = {"repro_keepalive_interval": 0.5, "repro_keepalive_count_max": 2}
     host = dataclasses.replace(base, vars={**base.vars, **tuned})
 
-    async def body() -> float:
+    async def body() -> None:
         async with FabricTransport(host) as t:
             running = asyncio.create_task(t.run("sleep 30"))
             await asyncio.sleep(0.3)
             lab.link_down(host.name)
-            start = time.monotonic()
+            # the keepalives find the silent link: a "connection lost", long before the command
+            # could end (the bound raises TimeoutError instead)
             with pytest.raises(ConnectError, match="connection lost"):
                 await asyncio.wait_for(running, 15)
-            return time.monotonic() - start
 
-    assert asyncio.run(asyncio.wait_for(body(), TEST_TIMEOUT)) < 5
+    asyncio.run(asyncio.wait_for(body(), TEST_TIMEOUT))
 
 
 # --- threads, cancellation, signals -----------------------------------------------------------
@@ -154,26 +154,19 @@ def test_event_loop_keeps_running_during_commands(
     monkeypatch.setattr(fabric_mod, "_exchange", spy)
 
     async def body(lab: LocalLab) -> None:
-        ticks = 0
-
-        async def tick() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.05)
-                ticks += 1
-
         async with (
             FabricTransport(lab.host("lab1")) as a,
             FabricTransport(lab.host("lab2")) as b,
         ):
-            ticker = asyncio.create_task(tick())
-            start = time.monotonic()
-            ra, rb = await asyncio.gather(a.run("sleep 1; echo a"), b.run("sleep 1; echo b"))
-            elapsed = time.monotonic() - start
-            ticker.cancel()
-        assert (ra.stdout, rb.stdout) == ("a\n", "b\n")
-        assert elapsed < 1.8, "the two hosts ran one after the other"
-        assert ticks >= 10, "the event loop was blocked while commands ran"
+            # A barrier: each command waits (bounded) for the other's mark. With the loop
+            # blocked in a's exchange, b's command would not even be sent until a gave up.
+            d = shlex.quote(str(lab.base_dir))
+            both = (f"touch {d}/mark-$1; i=0; while [ ! -e {d}/mark-$2 ] && [ $i -lt 100 ];"
+                    f" do sleep 0.05; i=$((i+1)); done; [ -e {d}/mark-$2 ] && echo $1")  # fmt: skip
+            ra, rb = await asyncio.gather(
+                a.run(f"set -- a b; {both}"), b.run(f"set -- b a; {both}")
+            )
+        assert (ra.stdout, rb.stdout) == ("a\n", "b\n"), "blocked loop, or hosts run in turn"
         assert len(threads) == 2 and threading.get_ident() not in threads
 
     in_lab(local_lab, body)

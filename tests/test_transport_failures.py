@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,10 +171,8 @@ def test_connect_timeout_from_host_vars(
         host = dataclasses.replace(
             base, port=silent_port, vars={**base.vars, "repro_connect_timeout": 0.5}
         )
-        start = time.monotonic()
         err = await connect_error(flavour.kind, host)
-        assert time.monotonic() - start < 5
-        assert str(err).endswith("timed out after 0.5s")
+        assert str(err).endswith("timed out after 0.5s")  # its own timeout, not the test's
 
     in_lab(local_lab, body)
 
@@ -251,11 +248,10 @@ def test_stop_and_start_host_drop_and_restore(local_lab: LocalLab, flavour: Flav
         try:
             running = asyncio.create_task(t.run("sleep 20"))
             await asyncio.sleep(0.3)
-            start = time.monotonic()
             await lab.stop_host("lab1")
+            # a `sleep 20` that ended by itself would return, not raise
             with pytest.raises(ConnectError, match="connection lost"):
                 await running
-            assert time.monotonic() - start < 5
             await asyncio.sleep(0.1)
             assert not t.connected
             with pytest.raises(ConnectError):

@@ -279,7 +279,7 @@ def test_hosts_trust_follows_the_route(local_lab: LocalLab, home: Path, tmp_path
 
 
 def test_ssh_config_options_not_applied_are_named(home: Path) -> None:
-    from repro.transport.route import config_warnings
+    from repro.transport.route import check_config
 
     _config(
         home,
@@ -288,10 +288,27 @@ def test_ssh_config_options_not_applied_are_named(home: Path) -> None:
     )
     hosts = [Host(name=f"web{i}", address=f"web{i}") for i in range(5)]
     hosts.append(Host(name="here", address="localhost", connection="local"))
-    lines = config_warnings(hosts)
+    lines = check_config(hosts)
     text = "\n".join(lines)
     assert "userknownhostsfile is not applied (set repro_known_hosts" in text
     assert "serveralivecountmax" not in text and "serveraliveinterval is not applied" in text
     assert "proxycommand is not applied (ProxyJump is used instead)" in text
     assert "controlmaster" not in text  # changes nothing for repro: no noise
     assert "hosts web0, web1, web2 and 2 more" in lines[0] and "here" not in text
+    # a value that cannot work is bad input before anything connects, naming the file
+    _config(home, "Host web0\n  Port twenty\n")
+    with pytest.raises(InventoryError, match=r"\.ssh/config: Port 'twenty' for web0"):
+        check_config([Host(name="web0", address="web0", port_set=False)])
+
+
+def test_bad_ssh_config_is_bad_input_before_connecting(home: Path, tmp_path: Path) -> None:
+    import io
+
+    from repro.cli import main
+
+    _config(home, "Host 192.0.2.9\n  Port 99999\n")
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("h:\n  hosts:\n    h1: {ansible_host: 192.0.2.9}\n")
+    err = io.StringIO()
+    assert main(["facts", "-i", str(inv)], stderr=err) == 2
+    assert "Port '99999' for 192.0.2.9 is not a port number" in err.getvalue()

@@ -12,6 +12,8 @@
 # file holds. Output stays bounded without `head`/`cut`: files and captured output go through
 # line-count and line-length checks; what is printed directly (date, nproc, uname, getconf)
 # is short by construction.
+# the login environment's locale, before the C locale below replaces it (a build-env fact)
+_rf_lc_all=${LC_ALL-}
 LC_ALL=C
 export LC_ALL
 # GNU nproc obeys these; the build's own settings must not shrink the core count we report
@@ -253,4 +255,30 @@ _rf_start() {
   esac
   _rf_timeout=
   if _rf_have timeout; then _rf_timeout=yes; fi
+}
+
+# what reprotest varies, as a step starts from it (a step's own env and --vary go on top);
+# builtins and /proc only: no process per fact
+_rf_build_env() {
+  _rf_put "umask=$(umask)" 64
+  _rf_put "tz=${TZ-}" 256
+  _rf_put "lang=${LANG-}" 256
+  _rf_put "lc_all=$_rf_lc_all" 256
+  _rf_put "user=${USER:-${LOGNAME-}}" 256
+  _rf_put "home=${HOME-}" 1024
+  _rf_put "source_date_epoch=${SOURCE_DATE_EPOCH-}" 64
+  if [ -r /proc/self/status ]; then
+    while IFS= read -r _rf_l; do
+      case $_rf_l in Uid:* | Gid:*)
+        # "Uid:<tab>real<tab>effective…": the real id, without a process
+        _rf_v=${_rf_l#*:}
+        _rf_v=${_rf_v#"${_rf_v%%[![:space:]]*}"}
+        _rf_put "${_rf_l%%:*}=${_rf_v%%[[:space:]]*}" 64
+        ;;
+      esac
+    done </proc/self/status
+  fi
+  if [ -r /proc/sys/kernel/domainname ] && IFS= read -r _rf_l </proc/sys/kernel/domainname; then
+    _rf_put "domain=$_rf_l" 256
+  fi
 }

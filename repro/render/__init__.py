@@ -48,12 +48,18 @@ FORMATS: dict[str, Format] = {
         Format("junit", "junit", ext="junit.xml"),
     )
 }
-#: written into every run's directory
-SAVED: tuple[str, ...] = tuple(f.name for f in FORMATS.values() if f.saved)
 #: `repro facts --format`: not a report of a run, but host records (repro.render.facts)
 FACTS_FORMATS: tuple[str, ...] = ("table", "json")
-#: what a run directory can hold
-FILE_FORMATS: tuple[str, ...] = tuple(f.name for f in FORMATS.values() if f.ext)
+
+
+def saved() -> tuple[str, ...]:
+    """The formats written into every run's directory."""
+    return tuple(f.name for f in FORMATS.values() if f.saved)
+
+
+def file_formats() -> tuple[str, ...]:
+    """The formats a run's directory can hold (as report.<ext>)."""
+    return tuple(f.name for f in FORMATS.values() if f.ext)
 
 
 def render(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from repro.attribution import Factor
 from repro.compare import ArtifactComparison, Comparison
 from repro.results import HostResult, RunResult
 
@@ -78,3 +79,57 @@ def _listed(names: list[str], name: Callable[[str], str]) -> str:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+# --- why it differs: the same bounded lines for every renderer --------------------------------
+
+_KIND_LABELS = {
+    "axis": "--vary axis",
+    "variable": "inventory variable",
+    "build-env": "build environment",
+    "fact": "host fact",
+}
+
+
+def why_lines(artifact: ArtifactComparison) -> list[tuple[int, str]]:
+    """(depth, text) lines explaining one differing artifact: what lines up with the split
+    (attribution), what diffoscope found (members, first differing lines) and where the full
+    reports are. Bounded: compare and diffoscope cap what they keep."""
+    lines: list[tuple[int, str]] = []
+    att = artifact.attribution
+    if att is not None:
+        if att.factors:
+            shown = "; ".join(_factor(f) for f in att.factors)
+            lines.append((0, f"{att.wording}: {shown}"))
+        if att.note:
+            lines.append((0, att.note))
+    why = artifact.why
+    if why is None:
+        return lines
+    for pair in why.pairs:
+        head = f"diffoscope, {pair.left} vs {pair.right}: "
+        if pair.status == "differ":
+            count = f"{len(pair.members)}{'+' if pair.truncated else ''}"
+            lines.append((0, head + f"{count} differing member(s)"))
+        elif pair.status == "same":
+            lines.append((0, head + "no difference found"))
+        else:
+            lines.append((0, head + (pair.detail or pair.status)))
+        for member in pair.members:
+            lines.append((1, f"{' › '.join(member.path)} ({member.kind})"))
+            lines += [(2, line) for line in member.lines]
+        for label, path in (("text", pair.text), ("html", pair.html)):
+            if path:
+                lines.append((1, f"full {label} report: {path}"))
+    for c in why.copies:
+        if c.status != "ok":
+            lines.append((0, f"{c.label} ({c.host}): {c.status}: {c.detail}"))
+    if why.note and not any(why.note in text for _, text in lines):
+        lines.append((0, why.note))
+    return lines
+
+
+def _factor(f: Factor) -> str:
+    values = "; ".join(f"{value} on {who}" for who, value in f.values)
+    weak = ", different on every one" if f.on_every_host else ""
+    return f"{_KIND_LABELS.get(f.kind, f.kind)} {f.name} ({values}{weak})"

@@ -14,6 +14,7 @@ from repro.render.common import (
     headline,
     ordered_hosts,
     status_text,
+    why_lines,
 )
 from repro.render.safe import html_text
 from repro.results import HostResult, RunResult
@@ -42,6 +43,7 @@ def render(run: RunResult, comparison: Comparison, *, width: int = 100, color: b
         _identity(run),
         _table(run, comparison),
         _reasons(comparison),
+        *(_why(a) for a in comparison.artifacts),
         "</body>",
         "</html>",
     ]
@@ -107,3 +109,13 @@ def _reasons(comparison: Comparison) -> str:
         return ""
     items = "".join(f"<li>{html_text(r)}</li>" for r in comparison.reasons)
     return f"<h2>Reasons</h2>\n<ul>{items}</ul>"
+
+
+def _why(artifact: ArtifactComparison) -> str:
+    found = why_lines(artifact)
+    if not found:
+        return ""
+    items = "".join(
+        f'<li style="margin-left: {depth * 1.5}em">{html_text(text)}</li>' for depth, text in found
+    )
+    return f"<h2>Why <code>{html_text(artifact.name)}</code> differs</h2>\n<ul>{items}</ul>"

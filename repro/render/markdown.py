@@ -9,7 +9,15 @@ from pathlib import PurePosixPath
 from urllib.parse import quote
 
 from repro.compare import ArtifactComparison, Comparison
-from repro.render.common import LABELS, describe, hash_of, headline, ordered_hosts, status_text
+from repro.render.common import (
+    LABELS,
+    describe,
+    hash_of,
+    headline,
+    ordered_hosts,
+    status_text,
+    why_lines,
+)
 from repro.render.safe import md_code, md_escape
 from repro.results import HostResult, RunResult
 
@@ -28,6 +36,11 @@ def render(run: RunResult, comparison: Comparison, *, width: int = 100, color: b
         lines += _table(run, comparison, hashes=True)
     if comparison.reasons:
         lines += ["", "Reasons:", "", *(f"- {md_escape(r)}" for r in comparison.reasons)]
+    for artifact in comparison.artifacts:
+        found = why_lines(artifact)
+        if found:
+            lines += ["", f"Why {md_code(artifact.name)} differs:", ""]
+            lines += [f"{'  ' * depth}- {md_escape(text)}" for depth, text in found]
     lines += _logs(run)
     return "\n".join(lines) + "\n"
 

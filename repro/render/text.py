@@ -21,6 +21,7 @@ from repro.render.common import (
     headline,
     ordered_hosts,
     status_text,
+    why_lines,
 )
 from repro.render.safe import term_safe
 from repro.results import HostResult, RunResult
@@ -213,4 +214,11 @@ def _verdict(run: RunResult, comparison: Comparison, width: int, color: bool) ->
     wrap.initial_indent = "  - "
     for reason in comparison.reasons:
         lines += wrap.wrap(term_safe(reason))
+    for artifact in comparison.artifacts:
+        found = why_lines(artifact)
+        if found:
+            lines += ["", term_safe(f"Why {artifact.name} differs:")]
+        for depth, text in found:
+            indent = "  " * (depth + 1)
+            lines.append(_shorten(indent + term_safe(text), max(width, 40), middle=False))
     return lines

@@ -9,9 +9,13 @@ transport only needs short commands to be reliable.
 from __future__ import annotations
 
 import abc
+import hashlib
+import os
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from repro.inventory import Host
@@ -32,6 +36,28 @@ class Completed:
 
     def __repr__(self) -> str:
         return f"Completed(exit={self.exit_status}, {self.command[:40]!r})"
+
+
+@dataclass(frozen=True)
+class Got:
+    """What `Transport.get` wrote: its size and the sha256 of the bytes as they arrived."""
+
+    size: int
+    sha256: str
+
+    def __repr__(self) -> str:
+        return f"Got({self.size}, {self.sha256[:12]})"
+
+
+#: receives each chunk of a streamed command's stdout, in order
+Sink = Callable[[bytes], None]
+
+#: exit status of the get command when the path is not a regular file (or is a symlink)
+NOT_A_FILE = 66
+
+
+class TooLarge(Exception):
+    """A streamed file grew past the caller's cap; what arrived so far was discarded."""
 
 
 class Transport(abc.ABC):
@@ -57,6 +83,18 @@ class Transport(abc.ABC):
         self, command: str, *, timeout: float | None = None, stdin: bytes | None = None
     ) -> Completed:
         """Run a shell command line (already quoted by the caller) with /bin/sh semantics."""
+
+    async def stream(
+        self, command: str, sink: Sink, *, timeout: float | None = None
+    ) -> Completed:
+        """Run `command` like `run`, but hand stdout to `sink` chunk by chunk as it arrives.
+
+        Memory stays bounded whatever the size of the output: nothing of stdout is kept
+        (`Completed.stdout` is empty); stderr is kept (its last 64 KiB). An exception raised
+        by `sink` stops the command (its channel is dropped) and propagates. Every transport
+        repro ships implements it (the contract suite checks); a test double need not.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot stream a command's output")
 
     @abc.abstractmethod
     async def close(self) -> None:
@@ -107,9 +145,85 @@ class Transport(abc.ABC):
                 tail=result.stderr[-2000:],
             )
 
+    async def get(
+        self,
+        remote_path: str,
+        local_path: Path,
+        *,
+        max_bytes: int,
+        timeout: float | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Got:
+        """Copy the regular file `remote_path` (absolute; a symlink is refused) to `local_path`.
+
+        Streamed to disk and hashed on the way, so memory stays bounded; `local_path` is
+        created 0600 and never left half-written under its name (a temp file beside it is
+        renamed at the end). More than `max_bytes` raises TooLarge; a missing or odd file
+        raises HostError with exit status NOT_A_FILE. `progress` gets the byte count so far.
+        """
+        from repro.errors import HostError
+
+        q = shlex.quote(remote_path)
+        cmd = (
+            f"if [ -f {q} ] && [ ! -L {q} ]; then exec cat -- {q}; fi;"
+            f" echo 'not a regular file' >&2; exit {NOT_A_FILE}"
+        )
+        digest = hashlib.sha256()
+        tmp = local_path.with_name(f".{local_path.name}.part")
+        count = 0
+        fd = open(tmp, "wb", opener=_opener)  # noqa: SIM115 (closed below)
+
+        def sink(chunk: bytes) -> None:
+            nonlocal count
+            count += len(chunk)
+            if count > max_bytes:
+                raise TooLarge(f"{remote_path} is larger than {max_bytes} bytes")
+            digest.update(chunk)
+            fd.write(chunk)
+            if progress is not None:
+                progress(count)
+
+        try:
+            try:
+                done = await self.stream(cmd, sink, timeout=timeout)
+            finally:
+                fd.close()
+            if done.exit_status != 0:
+                why = done.stderr.strip().splitlines()[-1:] or [f"exit {done.exit_status}"]
+                raise HostError(
+                    f"cannot fetch {remote_path}: {why[0][:200]}",
+                    host=self.host.name,
+                    command=cmd,
+                    exit_status=done.exit_status,
+                    tail=done.stderr[-2000:],
+                )
+            tmp.replace(local_path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return Got(count, digest.hexdigest())
+
     async def __aenter__(self) -> Transport:
         await self.connect()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class _Reader(Protocol):
+    async def read(self, n: int = -1, /) -> bytes: ...
+
+
+async def read_tail(stream: _Reader, keep: int, chunk: int = 65536) -> bytes:
+    """Read `stream` to its end, keeping only its last `keep` bytes (a host's stderr is
+    untrusted and may be endless)."""
+    tail = b""
+    while data := await stream.read(chunk):
+        tail = (tail + data)[-keep:]
+    return tail
+
+
+def _opener(path: str, flags: int) -> int:
+    # 0600: a fetched artifact may be private; O_EXCL would refuse a leftover .part, so not.
+    return os.open(path, flags | os.O_NOFOLLOW, 0o600)

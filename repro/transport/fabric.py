@@ -35,7 +35,7 @@ from repro.transport.asyncssh import (
     _one_line,
     trust_command,
 )
-from repro.transport.base import Completed, Transport
+from repro.transport.base import Completed, Sink, Transport
 from repro.transport.route import Hop, Route, resolve
 
 T = TypeVar("T")
@@ -46,6 +46,7 @@ DEFAULT_POOL_SIZE = 32
 
 _SEND_CHUNK = 32768  # paramiko's largest packet payload
 _RECV_CHUNK = 65536
+_ERR_KEEP = 64 * 1024  # the tail of a streamed command's stderr that is kept
 _TICK = 0.2  # how often a worker blocked on a quiet command checks its stop flag and deadline
 _WINDOW_TICK = 0.01  # how often a worker with stdin left checks for send window
 _CLOSE_SECONDS = 5.0
@@ -166,10 +167,21 @@ class FabricTransport(Transport):
     async def run(
         self, command: str, *, timeout: float | None = None, stdin: bytes | None = None
     ) -> Completed:
+        return await self._exchange(command, timeout, stdin or b"", None)
+
+    async def stream(
+        self, command: str, sink: Sink, *, timeout: float | None = None
+    ) -> Completed:
+        # The sink runs in the worker thread, as the bytes arrive.
+        return await self._exchange(command, timeout, b"", sink)
+
+    async def _exchange(
+        self, command: str, timeout: float | None, stdin: bytes, sink: Sink | None
+    ) -> Completed:
         conn = self._require_connection(command)
         stop = threading.Event()
         exchange = partial(
-            _exchange, conn.transport, command, stdin or b"", timeout, stop, _open_timeout(conn)
+            _exchange, conn.transport, command, stdin, timeout, stop, _open_timeout(conn), sink
         )
         try:
             outcome = await _in_thread(exchange)
@@ -539,15 +551,21 @@ def _exchange(
     timeout: float | None,
     stop: threading.Event,
     open_timeout: float,
+    sink: Sink | None = None,
 ) -> _Outcome:
-    """Run one command on a new channel; stdout and stderr are drained before the status."""
+    """Run one command on a new channel; stdout and stderr are drained before the status.
+
+    With a `sink`, stdout goes to it as it arrives (not kept) and only stderr's tail is kept.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
     if transport is None or not transport.active:
         raise EOFError("connection closed")
+    out, err = bytearray(), bytearray()
     chan = transport.open_session(timeout=open_timeout)
     try:
         chan.exec_command(command)
-        out, err = _pump(chan, stdin, deadline, stop)
+        on_err = err.extend if sink is None else partial(_keep_tail, err)
+        _pump(chan, stdin, deadline, stop, out.extend if sink is None else sink, on_err)
         _wait_status(chan, deadline, stop)
     except BaseException:
         _abandon(chan)
@@ -557,11 +575,22 @@ def _exchange(
     return _Outcome(status, getattr(chan, _SIGNAL_ATTR, None), bytes(out), bytes(err))
 
 
+def _keep_tail(buf: bytearray, data: bytes) -> None:
+    """Append, keeping only the last _ERR_KEEP bytes (a streamed command's stderr is untrusted)."""
+    buf += data
+    if len(buf) > _ERR_KEEP:
+        del buf[:-_ERR_KEEP]
+
+
 def _pump(
-    chan: paramiko.Channel, stdin: bytes, deadline: float | None, stop: threading.Event
-) -> tuple[bytearray, bytearray]:
+    chan: paramiko.Channel,
+    stdin: bytes,
+    deadline: float | None,
+    stop: threading.Event,
+    on_out: Callable[[bytes], object],
+    on_err: Callable[[bytes], object],
+) -> None:
     """Feed stdin and read stdout/stderr together until both reach end of file."""
-    out, err = bytearray(), bytearray()
     sent = 0
     writing = bool(stdin)
     if not writing:
@@ -574,11 +603,11 @@ def _pump(
         # EOF first: data that raced in after it is still read below, before we stop.
         at_eof = chan.eof_received or chan.closed
         while chan.recv_ready():
-            out += chan.recv(_RECV_CHUNK)
+            on_out(chan.recv(_RECV_CHUNK))
         while chan.recv_stderr_ready():
-            err += chan.recv_stderr(_RECV_CHUNK)
+            on_err(chan.recv_stderr(_RECV_CHUNK))
         if at_eof and not writing:
-            return out, err
+            return
         if writing and not at_eof:
             select.select([wake], [], [], _WINDOW_TICK)
         elif writing:

@@ -11,10 +11,12 @@ from pathlib import Path
 
 from repro.errors import ConnectError
 from repro.inventory import Host
-from repro.transport.base import Completed, Transport
+from repro.transport.base import Completed, Sink, Transport, read_tail
 
 #: how long to wait for a killed command's pipes to close before giving up on them
 _REAP_SECONDS = 5.0
+_CHUNK = 256 * 1024
+_ERR_KEEP = 64 * 1024
 
 
 class LocalTransport(Transport):
@@ -46,16 +48,7 @@ class LocalTransport(Transport):
             raise ConnectError(
                 "not connected (call connect() first)", host=self.host.name, command=command
             )
-        proc = await asyncio.create_subprocess_shell(
-            command,
-            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            # Start where an SSH session would, so relative paths mean the same thing.
-            cwd=str(Path.home()),
-            # Its own process group, so a timeout kills the whole command, not just sh.
-            start_new_session=True,
-        )
+        proc = await _spawn(command, stdin=bool(stdin))
         try:
             out, err = await asyncio.wait_for(proc.communicate(stdin or None), timeout)
         except TimeoutError:
@@ -79,11 +72,73 @@ class LocalTransport(Transport):
         )
 
 
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    async def stream(
+        self, command: str, sink: Sink, *, timeout: float | None = None
+    ) -> Completed:
+        if not self._open:
+            raise ConnectError(
+                "not connected (call connect() first)", host=self.host.name, command=command
+            )
+        proc = await _spawn(command, stdin=False)
+        assert proc.stdout is not None and proc.stderr is not None
+
+        async def pump() -> bytes:
+            assert proc.stdout is not None and proc.stderr is not None
+            errs = asyncio.ensure_future(read_tail(proc.stderr, _ERR_KEEP))
+            try:
+                while chunk := await proc.stdout.read(_CHUNK):
+                    sink(chunk)
+                await proc.wait()
+                return await errs
+            finally:
+                errs.cancel()
+
+        try:
+            err = await asyncio.wait_for(pump(), timeout)
+        except TimeoutError:
+            await _kill_group(proc, drain=True)
+            raise TimeoutError(
+                f"{self.host.name}: command timed out after {timeout:g}s: {command[:80]}"
+            ) from None
+        except BaseException:
+            await _kill_group(proc, drain=True)
+            raise
+        status = proc.returncode if proc.returncode is not None else -1
+        return Completed(
+            command,
+            128 - status if status < 0 else status,
+            "",
+            err.decode("utf-8", errors="replace"),
+        )
+
+
+async def _spawn(command: str, *, stdin: bool) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_shell(
+        command,
+        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        # Start where an SSH session would, so relative paths mean the same thing.
+        cwd=str(Path.home()),
+        # Its own process group, so a timeout kills the whole command, not just sh.
+        start_new_session=True,
+    )
+
+
+async def _kill_group(proc: asyncio.subprocess.Process, *, drain: bool = False) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass  # already gone
+    if drain:
+        # A stream left mid-way has unread pipes; read them to their end (the group is dead,
+        # so that is at most a pipe's buffer) so they close while the loop still runs.
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                try:
+                    await asyncio.wait_for(read_tail(pipe, 1), _REAP_SECONDS)
+                except TimeoutError:
+                    pass
     try:
         await asyncio.wait_for(proc.wait(), _REAP_SECONDS)
     except TimeoutError:

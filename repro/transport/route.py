@@ -197,14 +197,16 @@ _UNAPPLIED = {
 }
 
 
-def config_warnings(hosts: list[Any], config: paramiko.SSHConfig | None = None) -> list[str]:
-    """One line per ~/.ssh/config option that would matter to ssh but that repro does not
-    apply to these hosts (naming the hosts), so nothing in it is dropped without a word."""
+def check_config(hosts: list[Any], config: paramiko.SSHConfig | None = None) -> list[str]:
+    """Resolve every host's route now, so a bad ~/.ssh/config value is bad input before anything
+    connects (InventoryError); and one warning line per option that would matter to ssh but
+    that repro does not apply (naming the hosts), so nothing in it is dropped without a word."""
     config = config if config is not None else read_config()
     seen: dict[tuple[str, str], list[str]] = {}
     for host in hosts:
         if host.connection != "ssh":
             continue
+        resolve(host, config)
         found = config.lookup(host.address)
         for key in sorted(set(found) & set(_UNAPPLIED)):
             seen.setdefault((key, _UNAPPLIED[key]), []).append(host.name)

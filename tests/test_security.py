@@ -1,7 +1,6 @@
-"""Security on real OpenSSH hosts in network namespaces: host keys (changed, trusted on purpose),
-hostile values that must reach the host's shell as data, hostile output that must not reach the
-terminal, the report or the controller's file system. The in-process tier is
-test_security_inprocess.py; here sshd, its shell and the terminal (a real pty) are the real ones.
+"""Security on both labs (tests/bothlabs.py): hostile values must reach the host's shell as data,
+hostile output must not reach the terminal (a real pty), the report or the controller's file
+system; on real OpenSSH hosts only, host keys changed mid-run or trusted on purpose.
 """
 
 from __future__ import annotations
@@ -22,11 +21,10 @@ import pytest
 
 from repro.netlab import NetnsLab
 from repro.transport.asyncssh import fingerprint
+from tests.bothlabs import Lab, lab  # noqa: F401 - lab is the fixture
 from tests.procs import REPO, controller, finish, starts, wait_for
 from tests.test_cli_inprocess import only_run_dir, report, run_cli
-from tests.test_resilience_netns import counting_playbook, host_run_dir, inventory_with
-
-pytestmark = pytest.mark.netns
+from tests.test_resilience import _net, gated_playbook
 
 QUICK = textwrap.dedent("""\
     name: quick
@@ -61,18 +59,20 @@ def keyscan(address: str) -> str:
 # --- 5. a changed host key ------------------------------------------------------------------------
 
 
+@pytest.mark.netns
 def test_changed_host_key_mid_run_stops_that_host_only(netlab: NetnsLab, tmp_path: Path) -> None:
-    pb = counting_playbook(tmp_path, seconds=3)
+    pb = gated_playbook(tmp_path)
     out = tmp_path / "reports"
     old = known_fingerprint(netlab, "h2")
-    began = time.monotonic()
-    # Default reconnect timeout (300 s): a changed key must stop h2 at once, not be waited out.
-    proc = controller("run", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out))
+    # Default reconnect timeout (300 s): a changed key must stop h2 at once, not be waited out
+    # (finish's bound is far below it).
+    proc = controller("run", "--keep-work", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out))
     wait_for(lambda: starts(netlab.host("h2").home) == 1, "the build step to start on h2", proc)
     new = fingerprint(netlab.regenerate_host_key("h2"))  # sshd restarts: the controller reconnects
+    for h in netlab.hosts:
+        (h.home / "go").touch()
     code, stdout, err = finish(proc)
     assert code == 3, err
-    assert time.monotonic() - began < 20
     data = report(out)
     status = {h["name"]: h["status"] for h in data["hosts"]}
     assert status == {"h1": "ok", "h2": "unreachable", "h3": "ok"}
@@ -83,20 +83,21 @@ def test_changed_host_key_mid_run_stops_that_host_only(netlab: NetnsLab, tmp_pat
     assert f"ssh-keygen -R {address} -f {netlab.known_hosts_path}" in error
     assert "`repro hosts trust --limit h2`" in error
     assert "[h2]" in err and "CHANGED" in err, "the terminal names the host and the reason"
-    assert "h2" in stdout and data["verdict"] == "inconclusive"
+    assert re.search(r"(?m)^h2 .* unreachable\b", stdout), stdout
+    assert data["verdict"] == "inconclusive"
     assert (netlab.known_hosts_path.read_text().count(address)) == 1, "known_hosts untouched"
 
 
 # --- 6. repro hosts trust -------------------------------------------------------------------------
 
 
+@pytest.mark.netns
 def test_hosts_trust_records_real_keys_and_never_replaces_one(
     netlab: NetnsLab, tmp_path: Path
 ) -> None:
     known = tmp_path / "known_hosts"
     known.write_text("")
-    inv = inventory_with(
-        netlab,
+    inv = _net(netlab).inventory_with(
         tmp_path / "inv.yaml",
         {h.name: {"repro_known_hosts": str(known)} for h in netlab.hosts},
     )
@@ -104,7 +105,7 @@ def test_hosts_trust_records_real_keys_and_never_replaces_one(
     pb.write_text(QUICK)
 
     # Nothing is trusted yet: a run refuses every host, and says how to trust them.
-    code, _, err = run_cli("run", "-i", str(inv), "-p", str(pb), "--out", str(tmp_path / "r0"))
+    code, _, err = run_cli("run", "--keep-work", "-i", str(inv), "-p", str(pb), "--out", str(tmp_path / "r0"))
     assert code == 3, err
     data = report(tmp_path / "r0")
     assert {h["status"] for h in data["hosts"]} == {"unreachable"}
@@ -127,7 +128,7 @@ def test_hosts_trust_records_real_keys_and_never_replaces_one(
             f"{h.name}: {h.address} offers ssh-ed25519 {known_fingerprint(netlab, h.name)}"
             in stdout
         )
-    code, _, err = run_cli("run", "-i", str(inv), "-p", str(pb), "--out", str(tmp_path / "r1"))
+    code, _, err = run_cli("run", "--keep-work", "-i", str(inv), "-p", str(pb), "--out", str(tmp_path / "r1"))
     assert code == 0, err
 
     # Trusting again is a no-op.
@@ -148,7 +149,7 @@ def test_hosts_trust_records_real_keys_and_never_replaces_one(
     assert stdout.count("already trusted") == 2
 
     # The run names h3 and the way out; following that advice on purpose lets h3 back in.
-    code, _, err = run_cli("run", "-i", str(inv), "-p", str(pb), "--out", str(tmp_path / "r2"))
+    code, _, err = run_cli("run", "--keep-work", "-i", str(inv), "-p", str(pb), "--out", str(tmp_path / "r2"))
     assert code == 3, err
     error = next(h["error"] for h in report(tmp_path / "r2")["hosts"] if h["name"] == "h3")
     forget = re.search(r"`(ssh-keygen -R [^`]+)`", error)
@@ -160,11 +161,11 @@ def test_hosts_trust_records_real_keys_and_never_replaces_one(
     code, stdout, err = run_cli("hosts", "trust", "-i", str(inv), "--limit", "h3", "--yes")
     assert code == 0, stdout + err
     assert f"{netlab.host('h3').address} {keyscan(netlab.host('h3').address)}" in known.read_text()
-    code, _, err = run_cli("run", "-i", str(inv), "-p", str(pb), "--out", str(tmp_path / "r3"))
+    code, _, err = run_cli("run", "--keep-work", "-i", str(inv), "-p", str(pb), "--out", str(tmp_path / "r3"))
     assert code == 0, err
 
 
-# --- 7. hostile values reach the host's shell as data ----------------------------------------------
+# --- 7. hostile values reach the host's shell as data ---------------------------------------------
 
 NASTY = [
     "a; touch CANARY",
@@ -177,11 +178,11 @@ NASTY = [
     "x' ; touch CANARY ; echo '",
     "$(printf '\\164ouch CANARY')",
 ]
-INVENTORY_NASTY = {
-    "h1": "$(touch CANARY)`touch CANARY`",
-    "h2": "a\nb'; touch \"$HOME/CANARY\"; echo '",
-    "h3": '\\"; touch /tmp/CANARY #',
-}
+INVENTORY_NASTY = [
+    "$(touch CANARY)`touch CANARY`",
+    "a\nb'; touch \"$HOME/CANARY\"; echo '",
+    '\\"; touch /tmp/CANARY #',
+]
 
 
 def echo_playbook(tmp: Path) -> Path:
@@ -205,15 +206,9 @@ def echo_playbook(tmp: Path) -> Path:
     return pb
 
 
-def canaries(lab: NetnsLab, name: str) -> list[Path]:
-    host = lab.host(name)
-    return [p for root in (host.home, host.tmp) for p in root.rglob("*CANARY*")]
-
-
-def test_hostile_values_pass_through_literally(netlab: NetnsLab, tmp_path: Path) -> None:
-    inv = inventory_with(
-        netlab, tmp_path / "inv.yaml", {n: {"inv": v} for n, v in INVENTORY_NASTY.items()}
-    )
+def test_hostile_values_pass_through_literally(lab: Lab, tmp_path: Path) -> None:
+    nasty = dict(zip(lab.names, INVENTORY_NASTY))
+    inv = lab.inventory_with(tmp_path / "inv.yaml", {n: {"inv": v} for n, v in nasty.items()})
     pb = echo_playbook(tmp_path)
     out = tmp_path / "reports"
     argv = ["run", "--keep-work", "-i", str(inv), "-p", str(pb), "--out", str(out)]
@@ -223,21 +218,21 @@ def test_hostile_values_pass_through_literally(netlab: NetnsLab, tmp_path: Path)
     code, _, err = run_cli(*argv)
     assert code == 0, err
     data = report(out)
-    for h in netlab.hosts:
-        assert canaries(netlab, h.name) == [], f"an injected command ran on {h.name}"
-        work = host_run_dir(netlab, h.name, data["run_id"]) / "work"
+    for name in lab.names:
+        assert lab.canaries(name) == [], f"an injected command ran on {name}"
+        work = lab.run_dir(name, data["run_id"]) / "work"
         for i, value in enumerate(NASTY):
             assert (work / f"got-v{i}.txt").read_text() == value
             assert (work / f"env-v{i}.txt").read_text() == value
-        assert (work / "got-inv.txt").read_text() == INVENTORY_NASTY[h.name]
-        assert (work / "env-inv.txt").read_text() == INVENTORY_NASTY[h.name]
+        assert (work / "got-inv.txt").read_text() == nasty[name]
+        assert (work / "env-inv.txt").read_text() == nasty[name]
     assert set(os.listdir()) == cwd_before and not list(tmp_path.rglob("*CANARY*"))
     assert data["verdict"] == "reproducible" and len(data["artifacts"]) == 2 * len(NASTY)
     # (--keep-work is a variable too: repro_keep_work, recorded like the others)
     assert data["vars"] == {f"v{i}": v for i, v in enumerate(NASTY)} | {"repro_keep_work": True}
 
 
-# --- 8. hostile output: names, paths and escape sequences from a host ------------------------------
+# --- 8. hostile output: names, paths and escape sequences from a host -----------------------------
 
 HOSTILE = textwrap.dedent(r"""
     name: hostile
@@ -301,15 +296,14 @@ def run_in_pty(argv: list[str], timeout: float = 45.0) -> tuple[int, str]:
         os.close(master)
 
 
-def test_hostile_output_never_reaches_terminal_report_or_disk(
-    netlab: NetnsLab, tmp_path: Path
-) -> None:
-    modes = {"h1": "escape", "h2": "newline", "h3": "escape-dir"}
-    inv = inventory_with(netlab, tmp_path / "inv.yaml", {n: {"mode": m} for n, m in modes.items()})
+def test_hostile_output_never_reaches_terminal_report_or_disk(lab: Lab, tmp_path: Path) -> None:
+    h1, h2, h3 = lab.names
+    modes = {h1: "escape", h2: "newline", h3: "escape-dir"}
+    inv = lab.inventory_with(tmp_path / "inv.yaml", {n: {"mode": m} for n, m in modes.items()})
     pb = tmp_path / "hostile.yaml"
     pb.write_text(HOSTILE)
     out = tmp_path / "reports"
-    code, screen = run_in_pty(["run", "-i", str(inv), "-p", str(pb), "--out", str(out)])
+    code, screen = run_in_pty(["run", "--keep-work", "-i", str(inv), "-p", str(pb), "--out", str(out)])
     assert code == 3, screen
     assert "\x1b[2K" in screen, "the live per-host view was drawn (a real terminal)"
     stray = OWN_ESCAPES.sub("", screen)
@@ -318,34 +312,55 @@ def test_hostile_output_never_reaches_terminal_report_or_disk(
 
     data = report(out)
     hosts = {h["name"]: h for h in data["hosts"]}
-    assert hosts["h1"]["status"] == hosts["h2"]["status"] == "failed"
-    assert "not a safe file name" in hosts["h1"]["error"], hosts["h1"]["error"]
-    assert "newline" in hosts["h2"]["error"] or "hashing" in hosts["h2"]["error"]
-    assert hosts["h1"]["artifacts"] == hosts["h2"]["artifacts"] == {}
+    assert hosts[h1]["status"] == hosts[h2]["status"] == "failed"
+    # refused as a name, shown escaped: the error quotes it with its escapes spelled out
+    assert re.fullmatch(r"line \d+: 'evil\\x1b\[2J\\x1b\]0;pwned\\x07name' is not a safe file name",
+                        hosts[h1]["error"]), hosts[h1]["error"]  # fmt: skip
+    h2_error = hosts[h2]["error"]
+    assert h2_error.startswith("hashing the artifacts failed (exit 1): ") and "newline" in h2_error
+    assert hosts[h1]["artifacts"] == hosts[h2]["artifacts"] == {}
     # h3: only its real files; nothing through `..`, a symlink or the manifest's escapes
-    assert hosts["h3"]["status"] == "ok", hosts["h3"]["error"]
-    assert set(hosts["h3"]["artifacts"]) == {"good.txt", "SHA256SUMS"}
+    assert hosts[h3]["status"] == "ok", hosts[h3]["error"]
+    assert set(hosts[h3]["artifacts"]) == {"good.txt", "SHA256SUMS"}
     assert data["verdict"] == "inconclusive"
 
     run_dir = only_run_dir(out)
     for name in ("report.json", "report.md", "report.html"):
         text = (run_dir / name).read_text()
         assert "\x1b" not in text and "\x07" not in text, name
+    # the plain line view streams every step's output (-v): escaped there too
+    code, stdout, err = run_cli("run", "--keep-work", "-i", str(inv), "-p", str(pb), "-v",
+                                "--out", str(tmp_path / "lines"))  # fmt: skip
+    assert code == 3 and "clear: \\x1b[2J" in err, err
+    assert not {"\x1b", "\x07"} & set(stdout + err), ascii(stdout + err)[-2000:]
     code, html, _ = run_cli("report", str(run_dir), "--format", "html")
     assert code == 0 and "\x1b" not in html and "<script" not in html.lower()
     assert html == (run_dir / "report.html").read_text()  # written with the run, the same
     # Nothing a host named became a path on the controller: only the files repro itself names.
-    made = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
-    expected = [f"reports/{run_dir.name}/hosts/{h}/01-make.log" for h in ("h1", "h2", "h3")]
-    written = ("report.html", "report.json", "report.md", "run.json")
-    expected += [f"reports/{run_dir.name}/{f}" for f in written]
-    expected += ["reports/history.sqlite"]  # the run's row in the history
-    assert made == sorted(expected + ["hostile.yaml", "inv.yaml"]), made
+    made = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    expected = [f"{run_dir.name}/hosts/{h}/01-make.log" for h in (h1, h2, h3)]
+    expected += [f"{run_dir.name}/{f}" for f in ("report.html", "report.json", "report.md", "run.json")]
+    expected += ["history.sqlite"]  # the run's row in the history
+    assert made == sorted(expected), made
     # ... and the history shows what those hosts sent as text, never as markup or escapes
     code, page, _ = run_cli("history", "--out", str(out), "--format", "html")
     assert code == 0 and "\x1b" not in page and "<script" not in page.lower()
     code, table, _ = run_cli("history", "--out", str(out))
     assert code == 0 and "\x1b" not in table and "\x07" not in table
     # The build log is kept as the host wrote it (it is evidence), in the run's own directory.
-    log = (run_dir / "hosts" / "h1" / "01-make.log").read_bytes()
+    log = (run_dir / "hosts" / h1 / "01-make.log").read_bytes()
     assert b"\x1b]0;pwned\x07" in log
+
+
+def test_value_that_cannot_be_made_safe_is_rejected(tmp_path: Path) -> None:
+    # refused before any host is contacted: the inventory's one host does not exist
+    pb = echo_playbook(tmp_path)
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 192.0.2.1\n")
+    out = tmp_path / "reports"
+    argv = ["run", "--keep-work", "-i", str(inv), "-p", str(pb), "--out", str(out)]
+    code, _, err = run_cli(*argv, *(f"-e v{i}=x" for i in range(len(NASTY))), "-e", "inv=x",
+                           "-e", "v0=bell\x07\x1b[2J")  # fmt: skip
+    assert code == 2 and re.search(r"\bv0\b", err) and err.count("\n") == 1, err
+    assert "\x1b" not in err
+    assert not out.exists()
