@@ -38,6 +38,7 @@ def add_history_option(p: argparse.ArgumentParser) -> None:
 
 
 def add_nightly_commands(sub: Any, common_hosts: Callable[[argparse.ArgumentParser], None]) -> None:
+    """`common_hosts`: cli.py's -i/-l/-e, so every command reads them alike."""
     h = sub.add_parser("history", help="runs over time, what changed, the first bad commit")
     h.add_argument(
         "action", nargs="*", metavar="import DIR", help="import DIR: record the run dirs in DIR"
@@ -64,18 +65,6 @@ def add_nightly_commands(sub: Any, common_hosts: Callable[[argparse.ArgumentPars
     add_history_option(b)
 
     g = sub.add_parser("gc", help="remove old run dirs on the hosts and under --out")
-    g.add_argument(
-        "-i", "--inventory", help="also clean these hosts (default: the controller only)"
-    )
-    g.add_argument("-l", "--limit", help="Ansible host pattern")
-    g.add_argument(
-        "-e",
-        "--extra-vars",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="set a variable",
-    )
+    common_hosts(g)  # -i: also clean these hosts (only when given: else the controller only)
     g.add_argument("--keep", type=int, default=5, metavar="N", help="newest run dirs kept (5)")
     g.add_argument("--out", default="reports", help="the controller's run directories")
-    g.set_defaults(inventory_via="auto")
