@@ -20,7 +20,9 @@ from typing import Any, Sequence, TextIO
 
 from repro import __version__
 from repro.errors import Aborted, ControllerError, InputError, ReproError, UsageError
+from repro.evidence_cli import add_parsers, add_quorum_options, add_signing_options
 from repro.render import FACTS_FORMATS, FORMATS
+from repro.render.safe import term_safe
 from repro.transport import TRANSPORTS
 
 EXIT_USAGE = 2
@@ -78,9 +80,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a host may stay away before it is unreachable (default 300)",
     )
     r.add_argument("--resume", metavar="RUN_ID", help="reattach to a run whose controller died")
+    r.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]",
+        help="set a secret variable (KEY alone: from the environment variable KEY); "
+        "steps get it from their environment, reports and logs show ***",
+    )
+    r.add_argument(
+        "--log-cap",
+        default="16M",
+        metavar="SIZE",
+        help="bytes of each step's log kept in the report dir, head and tail (default 16M)",
+    )
     why_options(r)
     report_format(r, "what to print at the end (a file format is also saved in the run dir)")
     _heartbeat_arg(r)
+    add_quorum_options(r)
+    r.add_argument("--attest", action="store_true", help="write an in-toto statement of the run")
+    add_signing_options(r)
     from repro.cli_nightly import add_retention_options
 
     add_retention_options(r)
@@ -115,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("version", help="the release directory, e.g. 28.0")
     g.add_argument("--quorum", type=int, default=2, help="signers that must agree (default 2)")
     report_format(g, "what to print")
+    g.add_argument("--keys", metavar="DIR", help="check each .asc with gpg (builder-keys/)")
+    g.add_argument(
+        "--include-unverified", action="store_true", help="count unsigned or unknown-key signers"
+    )
+
+    add_parsers(sub)
 
     f = sub.add_parser("facts", help="show what each host is (CPU, microarchitecture, VM, Guix)")
     common_hosts(f)
@@ -300,7 +325,8 @@ def main(
     except ControllerError as exc:
         return _crashed(exc, f"error: {_one_line(exc)}", argv, err)
     except ReproError as exc:
-        err.write(f"repro: error: {exc}\n")
+        # a message may quote a host (its banner, a DISCONNECT reason): never raw to a terminal
+        err.write(f"repro: error: {term_safe(str(exc))}\n")
         return exc.exit_code if isinstance(exc, InputError) else 3
     except (KeyboardInterrupt, _Stop):
         err.write("repro: interrupted\n")

@@ -18,10 +18,12 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from repro import commands_nightly as nightly
+from repro import evidence_cli
 from repro.compare import Comparison
 from repro.errors import ReportWriteError, ReproError, Unfinished, UsageError
 from repro.events import Listener
 from repro.inventory import load_inventory, parse_extra_vars, select
+from repro.render.safe import term_safe
 from repro.results import RunResult
 
 
@@ -37,6 +39,9 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "cancel": cmd_cancel,
         "sigs": cmd_sigs,
         "lab": cmd_lab,
+        "attest": evidence_cli.cmd_attest,
+        "verify": evidence_cli.cmd_verify,
+        "compare": evidence_cli.cmd_compare,
         "inventory": cmd_inventory,
         "history": nightly.cmd_history,
         "bisect": lambda a, o, e: nightly.cmd_bisect(a, o, e, make_listener, inventory_path(a)),
@@ -162,6 +167,16 @@ def shown_anyway(fmt: str, out: TextIO) -> Iterator[None]:
 # --- run, demo, report -----------------------------------------------------------------------
 
 
+def _secret_item(item: str) -> str:
+    """`--secret NAME` takes the value from the environment variable NAME, so it need not be
+    on the controller's own command line (where other users' `ps` would see it)."""
+    if "=" in item or item.startswith("@"):
+        return item
+    if item not in os.environ:
+        raise UsageError(f"--secret {item}: no environment variable {item} to take it from")
+    return f"{item}={os.environ[item]}"
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.runner import HANDSHAKES, RunOptions
     from repro.session import execute, load_plan, prepare
@@ -174,6 +189,17 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"--reconnect-timeout {args.reconnect_timeout}: must be positive")
     if args.handshakes is not None and args.handshakes < 1:
         raise UsageError(f"--handshakes {args.handshakes}: must be at least 1")
+    from repro.playbook import parse_size
+
+    try:
+        log_cap = parse_size(args.log_cap)
+    except ValueError as exc:
+        raise UsageError(f"--log-cap: {exc}") from None
+    if log_cap < 4096:
+        raise UsageError(f"--log-cap {args.log_cap}: keep at least 4K of each step's log")
+    secret_vars = parse_extra_vars(
+        [_secret_item(item) for item in args.secret], flag="--secret"
+    )
     from repro import variations
 
     vary = variations.parse(args.vary)
@@ -183,9 +209,13 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         rounds=args.rounds,
         handshakes=args.handshakes or HANDSHAKES,
         reconnect_timeout=args.reconnect_timeout,
+        log_cap=log_cap,
     )
     if args.resume:
-        prep = load_plan(args.out, args.resume, options=options)
+        prep = load_plan(args.out, args.resume, options=options, secret_vars=secret_vars)
+        from repro.runlock import RunLock
+
+        RunLock(prep.report_dir, prep.run_id).check()
     else:
         if not args.playbook:
             raise UsageError("run: -p/--playbook is required (or --resume RUN_ID)")
@@ -199,9 +229,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             out_dir=args.out,
             transport=args.transport,
             options=options,
+            secret_vars=secret_vars,
             vary=vary,
         )
     prep.history = nightly.history_path(args)
+    evidence_cli.apply_run_options(prep, args)
     prep.why = why
     warn(err, prep.warnings)
     warn(err, config_warnings([p.host for p in prep.plans]))
@@ -212,6 +244,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         run, comparison = execute(
             prep, listener=make_listener(names, err, args), formats=_formats(args.format)
         )
+    evidence_cli.attest_run(args, run, comparison, prep.report_dir, err)
     return finish(run, comparison, prep, args.format, out, err, args.quiet)
 
 
@@ -338,20 +371,20 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_sigs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from repro.compare import compare
-    from repro.render import render
+    from repro.render.sigs import render
     from repro.sigs import read_sigs
 
     if args.quorum < 1:
         raise UsageError(f"--quorum {args.quorum}: must be at least 1")
-    run = read_sigs(args.root, args.version, quorum=args.quorum)
-    comparison = compare(run)
-    out.write(render(args.format, run, comparison, width=term_width(out), color=use_color(out)))
-    if not args.quiet:
-        err.write(
-            "note: signatures (.asc) are not verified by repro; check them with gpg or guix-verify\n"
-        )
-    return comparison.exit_code
+    release = read_sigs(
+        args.root,
+        args.version,
+        quorum=args.quorum,
+        keys=args.keys,
+        include_unverified=args.include_unverified,
+    )
+    out.write(render(args.format, release, width=term_width(out)))
+    return release.exit_code
 
 
 # --- facts, check ----------------------------------------------------------------------------
@@ -465,7 +498,7 @@ def cmd_cancel(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     results = asyncio.run(cancel_run(prep))
     bad = 0
     for name, msg in results:
-        out.write(f"{name}: {msg}\n")
+        out.write(f"{name}: {term_safe(msg)}\n")  # a host's DISCONNECT reason, say
         bad += msg.startswith("error")
     return 3 if bad else 0
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from repro import guix
+from repro.expect import expect_reasons
+from repro.quorum import diversity_reasons
 from repro.attribution import Attribution, Profile, attribute, profile
 from repro.results import HostResult, RunResult
 
@@ -74,14 +76,21 @@ def compare(run: RunResult) -> Comparison:
     names = sorted({name for h in ok for name in h.artifacts})
     artifacts = tuple(_compare_artifact(name, ok) for name in names)
     channels = _channel_reasons(ok)
+    published, doubts = expect_reasons(artifacts, run.expected)
     reasons = [
         *_host_reasons(run.hosts),
         *(_round_reason(a, ok) for a in artifacts if a.unstable),
         *(_artifact_reason(a) for a in artifacts if len(a.groups) > 1 or a.missing),
         *_quorum_reasons(artifacts, run.quorum, bool(ok)),
+        *diversity_reasons(ok, run.require),
+        *published,
+        *doubts,
         *channels,
     ]
-    return Comparison(_verdict(artifacts, reasons, bool(channels)), artifacts, tuple(reasons))
+    verdict = _verdict(artifacts, reasons, bool(channels))
+    if published and not channels:
+        verdict = "mismatch"  # the hosts agree, but not on the bytes the project released
+    return Comparison(verdict, artifacts, tuple(reasons))
 
 
 def _verdict(

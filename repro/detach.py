@@ -74,6 +74,7 @@ class Poll:
     data: bytes  # log bytes from the offset asked for
     next_offset: int
     elapsed: float | None  # host clock: seconds since the step started
+    no_space: bool = False  # it failed, and the run dir's filesystem was full when it ended
 
     @property
     def chunk(self) -> str:
@@ -217,6 +218,7 @@ def _parse(
                 data=data,
                 next_offset=start + take,
                 elapsed=float(now - t0) if t0 >= 0 and now >= 0 else None,
+                no_space=h.get("nospace") == "1",
             )
         )
     return Reply(polls, top.get("fresh") == "1")

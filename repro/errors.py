@@ -84,6 +84,10 @@ class HostKeyError(ConnectError):
     """The host's key is unknown or differs from known_hosts. Never bypassed."""
 
 
+class CredentialsError(ConnectError):
+    """The host refused our credentials, or our key cannot be used: waiting will not help."""
+
+
 class StepFailed(HostError):
     """A playbook step exited non-zero on the host."""
 

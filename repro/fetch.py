@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from repro.artifacts import safe_name
+from repro.paths import safe_name
 from repro.compare import ArtifactComparison, Comparison
 from repro.errors import HostError, ReproError
 from repro.events import Event, EventKind, Listener, ignore

@@ -21,6 +21,8 @@ class Seen:
     """Step `index` showed it began (for the hashing: its steps all ended, it is next)."""
 
     index: int
+    #: seconds since it began, by the host's clock (None: not begun yet, or not said)
+    elapsed: float | None = None
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ class RoundFollower:
                 hashing = self.index == hashing_at
                 if seen < self.index and (hashing or p.started or p.data or p.done):
                     seen = self.index
-                    yield Seen(self.index)
+                    yield Seen(self.index, p.elapsed if p.started else None)
                 if p.data:
                     if hashing:
                         hash_out += p.data

@@ -7,6 +7,7 @@ removes run directories repro made under the host's work base. The git mirrors s
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Callable
@@ -96,6 +97,8 @@ async def after_run(
     for plan, result in zip(prep.plans, run.hosts):
         policy = retention(plan.host.vars)
         why = keep_after(comparison.verdict, run.hosts, list(comparison.artifacts), policy)
+        if getattr(prep, "aborted", None):  # stopped by a signal: --resume may follow it again
+            why = why or "kept: can be resumed"
         if result.status == "unreachable" or (why and policy.keep_runs is None):
             continue  # nothing to do there (or nothing we could do)
         hosts.append((plan.host, None if why else prep.run_id, policy.keep_runs))
@@ -122,18 +125,29 @@ async def after_run(
 
 
 def resumable(out_dir: Path) -> list[str]:
-    """Run ids under `out_dir` with a plan but no report: running now, or resumable."""
+    """Run ids under `out_dir` that are running now or can be resumed: a plan and no report,
+    or a plan that says the run has not finished (stopped by a signal, its builds going on)."""
     if not out_dir.is_dir():
         return []
     return sorted(
         d.name
         for d in out_dir.iterdir()
-        if RUN_ID_RE.match(d.name)
-        and d.is_dir()
-        and not d.is_symlink()
-        and RunDir(d).plan.is_file()
-        and not RunDir(d).report("json").is_file()
+        if RUN_ID_RE.match(d.name) and d.is_dir() and not d.is_symlink() and _unfinished(d)
     )
+
+
+def _unfinished(run_dir: Path) -> bool:
+    store = RunDir(run_dir)
+    if not store.plan.is_file():
+        return False
+    if not store.report("json").is_file():
+        return True
+    try:
+        plan = json.loads(store.plan.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    # only plans that record the end say so (older ones have no finished_at at all)
+    return isinstance(plan, dict) and "finished_at" in plan and plan["finished_at"] is None
 
 
 def clean_controller(out_dir: Path, keep: int) -> Cleaned:
@@ -153,7 +167,7 @@ def clean_controller(out_dir: Path, keep: int) -> Cleaned:
     waiting = set(resumable(out_dir))
     for d in runs[keep:]:
         if d.name in waiting:
-            out.kept.append((d.name, "no report yet"))
+            out.kept.append((d.name, "not finished"))
             continue
         try:
             shutil.rmtree(d)  # never follows a symlink inside the tree

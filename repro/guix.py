@@ -15,7 +15,7 @@ from repro.results import HostResult
 CHANNEL_FACT = "guix_channel_commit"
 #: how much of a describe file is read: a channel list is a few hundred bytes
 DESCRIBE_MAX = 65536
-_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 
 
 def read_describe_command(path: str) -> str:
@@ -34,7 +34,7 @@ def commit_from_describe(text: str) -> str:
     for chan in data:
         if isinstance(chan, dict) and chan.get("name") == "guix":
             commit = chan.get("commit")
-            if isinstance(commit, str) and _COMMIT_RE.match(commit):
+            if isinstance(commit, str) and _COMMIT_RE.fullmatch(commit):
                 return commit
     return ""
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from string import ascii_letters
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from repro import yamlsafe
 from repro.errors import InputError, InventoryError, UnknownHostError, UsageError
 from repro.inventory_model import (  # re-exported: repro.inventory is the public face
     _ADDRESS,
@@ -61,7 +62,7 @@ def _read_yaml(path: Path, error: type[InputError], what: str) -> Any:
     except OSError as exc:
         raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
     try:
-        return yaml.safe_load(text)
+        return yamlsafe.load(text)
     except yaml.MarkedYAMLError as exc:
         line = f" at line {exc.problem_mark.line + 1}" if exc.problem_mark else ""
         problem = _one_line(exc.problem or exc.context or "syntax error")
@@ -426,7 +427,10 @@ def _assemble(parser: _Parser, layers: Layers, extra: dict[str, Any]) -> Invento
     _link_groups(parser)
     depth = _depths(parser)
     rank = {name: (depth[name], group.priority, name) for name, group in parser.groups.items()}
-    hosts = {name: build_host(parser, layers, name, rank, extra) for name in parser.host_vars}
+    hosts = {
+        name: replace(build_host(parser, layers, name, rank, extra), inventory=str(parser.path))
+        for name in parser.host_vars
+    }
     members = {name: tuple(h.name for h in hosts.values() if name in h.groups) for name in rank}
     return Inventory(
         path=parser.path,
@@ -520,18 +524,22 @@ def _via_ansible(paths: list[Path], extra: dict[str, Any], why: Exception | None
     return _assemble(parser, Layers(), extra)
 
 
-def parse_extra_vars(items: Sequence[str]) -> dict[str, Any]:
-    """`-e KEY=VALUE` (values stay strings) and `-e @vars.yaml` (a mapping); later items win."""
+def parse_extra_vars(items: Sequence[str], *, flag: str = "-e") -> dict[str, Any]:
+    """`-e KEY=VALUE` (values stay strings) and `-e @vars.yaml` (a mapping); later items win.
+
+    `flag` "--secret" for secret values: never shown in an error message."""
     result: dict[str, Any] = {}
     for item in items:
+        # a --secret item is never echoed: without its `=` the whole item may be the value
+        shown = _show(item) if flag == "-e" else "(value not shown)"
         if item.startswith("@"):
             result.update(_extra_vars_file(item[1:]))
             continue
         key, sep, value = item.partition("=")
         if not sep:
-            raise UsageError(f"-e {_show(item)}: expected KEY=VALUE or @file.yaml")
+            raise UsageError(f"{flag} {shown}: expected KEY=VALUE or @file.yaml")
         if not _IDENTIFIER.match(key):
-            raise UsageError(f"-e {_show(item)}: {_show(key)} is not a variable name")
+            raise UsageError(f"{flag} {shown}: {_show(key)} is not a variable name")
         result[key] = value
     return result
 

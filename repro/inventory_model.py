@@ -34,6 +34,8 @@ class Host:
     # Variables whose Jinja failed: an error only once something uses them (Ansible is lazy too)
     var_errors: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    # the inventory file it came from, for the commands a message suggests (`-i FILE`)
+    inventory: str = field(default="", compare=False)
 
     def __repr__(self) -> str:
         where = "local" if self.connection == "local" else f"{self.address}:{self.port}"

@@ -11,13 +11,14 @@ import os
 import re
 import shlex
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from repro import secrets, yamlsafe
 from repro.paths import RELPATH_RE, glob_problem, relpath_ok
 from repro.errors import PlaybookError
 
@@ -86,6 +87,7 @@ class Playbook:
     manifests: tuple[ManifestSpec, ...] = ()
     files: tuple[FileSpec, ...] = ()
     quorum: int = 2  # hosts that must produce every artifact for a conclusive verdict
+    require: tuple[str, ...] = ()  # kinds of machine among them: intel, amd, vm, bare-metal
     requires: Requirements = field(default_factory=Requirements)
     # Builds per host, each in its own work dir: 2 tells "not deterministic on one machine"
     # apart from "differs between machines" (what `guix build --rounds=2` checks, on every host).
@@ -93,6 +95,9 @@ class Playbook:
     # A `guix describe --format=json` file the build writes (relative to the work dir): the
     # Guix channel commit each host really used is read from it and compared across hosts.
     guix_describe: str | None = None
+    # Variables whose values are secret (repro.secrets): steps get them from the environment,
+    # never in their script, and every report and log shows them as ***.
+    secrets: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"Playbook({self.name!r}, {len(self.steps)} steps)"
@@ -115,7 +120,7 @@ class RenderedStep:
 
 TOP_KEYS = (
     "name", "description", "extends", "vars", "quorum", "rounds", "requires", "files",
-    "steps", "artifacts", "manifests", "guix_describe",
+    "steps", "artifacts", "manifests", "guix_describe", "secrets",
 )  # fmt: skip
 STEP_KEYS = ("name", "run", "uses", "timeout", "env")
 # `uses: NAME`: a step script shipped with repro (repro/hostside/<file>), written once for every
@@ -267,10 +272,24 @@ def _value_texts(name: str, values: Mapping[str, Any], where: _Where) -> list[st
     return texts
 
 
-def _render_shell(template: str, values: Mapping[str, Any], where: _Where) -> str:
-    """Shell text: each substitution becomes quoted words, the rest is the author's script."""
+def _secret_text(name: str, values: Mapping[str, Any], where: _Where) -> str:
+    """A secret's one text (checked like any value; a list would need one word per item)."""
+    texts = _value_texts(name, values, where)
+    if len(texts) != 1 or isinstance(values.get(name), (list, tuple)):
+        raise where.fail(name, "is secret and must be one string, number or boolean, not a list")
+    return texts[0]
+
+
+def _render_shell(
+    template: str, values: Mapping[str, Any], where: _Where, secret: frozenset[str] = frozenset()
+) -> str:
+    """Shell text: each substitution becomes quoted words, the rest is the author's script.
+    A secret becomes a reference to its environment variable (checked, never written)."""
 
     def word(name: str) -> str:
+        if name in secret:
+            _secret_text(name, values, where)
+            return secrets.reference(name)
         return " ".join(shlex.quote(t) for t in _value_texts(name, values, where))
 
     try:
@@ -279,17 +298,37 @@ def _render_shell(template: str, values: Mapping[str, Any], where: _Where) -> st
         raise PlaybookError(f"{where.playbook}: step {where.step!r}: {where.key}: {exc}") from None
 
 
-def _render_env(template: str, values: Mapping[str, Any], where: _Where) -> str:
-    """An env value is a string: substitute raw texts, then quote the whole as one word."""
+def _render_env(
+    template: str, values: Mapping[str, Any], where: _Where, secret: frozenset[str] = frozenset()
+) -> str:
+    """An env value is a string: substitute raw texts, then quote the whole as one word.
+    A secret splits it: the quoted pieces around it and its reference make one shell word."""
+    marks: list[str] = []
+
+    def text(name: str) -> str:
+        if name in secret:
+            _secret_text(name, values, where)
+            marks.append(name)
+            return "\0"  # never in a value (control characters are refused)
+        return " ".join(_value_texts(name, values, where))
+
     try:
-        text = _substitute(template, lambda n: " ".join(_value_texts(n, values, where)))
+        whole = _substitute(template, text)
     except _TemplateError as exc:
         raise PlaybookError(f"{where.playbook}: step {where.step!r}: {where.key}: {exc}") from None
-    return shlex.quote(text)
+    pieces = whole.split("\0")
+    out = [shlex.quote(pieces[0])]
+    for name, piece in zip(marks, pieces[1:]):
+        out += [secrets.reference(name), shlex.quote(piece)]
+    return "".join(out)
 
 
 def render(
-    playbook: Playbook, variables: Mapping[str, Any], *, source: str = ""
+    playbook: Playbook,
+    variables: Mapping[str, Any],
+    *,
+    source: str = "",
+    secret: Iterable[str] = (),
 ) -> list[RenderedStep]:
     """The playbook's steps as complete shell scripts for one host, numbered from 1.
 
@@ -298,14 +337,15 @@ def render(
     Each script starts with `set -e`, then one `export KEY=<quoted>;` line per env entry.
     """
     values: dict[str, Any] = {**playbook.vars, **variables}
+    hidden = frozenset(secret) | frozenset(playbook.secrets)
     rendered: list[RenderedStep] = []
     for index, step in enumerate(playbook.steps, start=1):
         lines = ["set -e"]
         for key, template in step.env.items():
             where = _Where(str(playbook.path), source, step.name, f"env {key}")
-            lines.append(f"export {key}={_render_env(template, values, where)};")
+            lines.append(f"export {key}={_render_env(template, values, where, hidden)};")
         where = _Where(str(playbook.path), source, step.name, "run")
-        lines.append(_render_shell(step.run, values, where))
+        lines.append(_render_shell(step.run, values, where, hidden))
         rendered.append(RenderedStep(index, step.name, "\n".join(lines), step.timeout))
     return rendered
 
@@ -360,9 +400,11 @@ def _read_yaml(src: _Source) -> dict[str, Any]:
     if len(raw) > MAX_PLAYBOOK_BYTES:
         raise PlaybookError(f"{src.shown}: larger than {MAX_PLAYBOOK_BYTES} bytes")
     try:
-        data = yaml.safe_load(raw.decode("utf-8"))
+        data = yamlsafe.load(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise PlaybookError(f"{src.shown}: not UTF-8 text") from None
+    except yamlsafe.YamlTooLarge as exc:
+        raise PlaybookError(f"{src.shown}: not valid YAML: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" (line {mark.line + 1})" if mark is not None else ""
@@ -416,6 +458,7 @@ def _build(path: Path, data: dict[str, Any], origin: dict[str, _Source]) -> Play
     steps = data.get("steps")
     if steps is None:
         raise root.fail("steps", "missing (a playbook needs at least one step)")
+    quorum, require = _quorum(src("quorum"), data.get("quorum", 2))
     return Playbook(
         path=path,
         name=_name(src("name"), "name", name),
@@ -425,11 +468,28 @@ def _build(path: Path, data: dict[str, Any], origin: dict[str, _Source]) -> Play
         artifacts=_artifacts(src("artifacts"), data.get("artifacts")),
         manifests=_manifests(src("manifests"), data.get("manifests")),
         files=_files(src("files"), data.get("files")),
-        quorum=_int(src("quorum"), "quorum", data.get("quorum", 2), 1, None),
+        quorum=quorum,
+        require=require,
         requires=_requires(src("requires"), data.get("requires")),
         rounds=_int(src("rounds"), "rounds", data.get("rounds", 1), 1, MAX_ROUNDS),
         guix_describe=_guix_describe(src("guix_describe"), data.get("guix_describe")),
+        secrets=_secret_names(src("secrets"), data.get("secrets")),
     )
+
+
+def _quorum(src: _Source, value: object) -> tuple[int, tuple[str, ...]]:
+    from repro.quorum import parse_quorum
+
+    try:
+        return parse_quorum(value)
+    except ValueError as exc:
+        raise src.fail("quorum", str(exc)) from None
+def _secret_names(src: _Source, value: object) -> tuple[str, ...]:
+    names = _list(src, "secrets", value)
+    for name in names:
+        if not isinstance(name, str) or not _IDENT_RE.fullmatch(name):
+            raise src.fail("secrets", f"{_show(name)} is not a variable name")
+    return tuple(dict.fromkeys(names))
 
 
 def _name(src: _Source, key: str, value: object, step: str | None = None) -> str:

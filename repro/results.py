@@ -71,6 +71,8 @@ class RunResult:
     quorum: int = 2
     playbook_path: str = ""
     commit: str | None = None  # the resolved source commit, when the playbook builds one
+    require: tuple[str, ...] = ()  # kinds of machine the quorum asks for (repro.quorum.TRAITS)
+    expected: dict[str, str] = field(default_factory=dict)  # published hashes (--expect)
 
     def __repr__(self) -> str:
         return f"RunResult({self.run_id!r}, {len(self.hosts)} hosts)"

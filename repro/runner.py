@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
 from repro import artifacts, detach, guix, variations
+from repro import secrets as repro_secrets
+from repro.secrets import Masker
 from repro.errors import (
     Cancelled,
     ConnectError,
+    CredentialsError,
     HostError,
     HostKeyError,
     StepFailed,
@@ -85,12 +88,25 @@ class FanOut:
             await transport.connect()
 
 
+def host_time(elapsed: float | None) -> str:
+    """When something happened `elapsed` seconds ago by the host's clock (seconds since its
+    boot, as a reply reports it), on the controller's clock: the offset between the two is
+    measured by each reply. None (the host did not say): now."""
+    if elapsed is None:
+        return utcnow()
+    when = datetime.fromtimestamp(time.time() - max(0.0, elapsed), timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @dataclass
 class HostPlan:
     """What one host will do: its record and its rendered steps (same for every round)."""
 
     host: Host
     steps: list[RenderedStep]
+    #: secret name -> value, sent to the host in a 0600 file (value "" after a --resume:
+    #: the host has it already); never in a step's script, a command line or a report
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
         return f"HostPlan({self.host.name!r}, {len(self.steps)} steps)"
@@ -108,6 +124,8 @@ class RunOptions:
     # keep an ok host's connection open past its end (Runner.held), for what the run's ending
     # does on the hosts (retention): no second handshake per host
     hold: bool = False
+    #: bytes of a step's log kept on the controller (head and tail); the host keeps it all
+    log_cap: int = 16 * 1024 * 1024
     # --vary: host -> the axis values of each round (repro.variations), applied before each step
     variations: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
@@ -120,6 +138,9 @@ class _HostState:
     started: float = field(default_factory=time.monotonic)
     remote: RemoteRun = RemoteRun("")  # the run's directory on the host, once resolved
     follower: RoundFollower | None = None  # the round followed now: its step is what a kill stops
+    secrets_sent: bool = False
+    #: the run's masker plus this host's secret values read back from it (after --resume)
+    masker: Masker | None = None
 
 
 class Runner:
@@ -137,6 +158,7 @@ class Runner:
         options: RunOptions | None = None,
         variables: dict[str, Any] | None = None,
         commit: str | None = None,
+        masker: Masker | None = None,
     ) -> None:
         self.playbook = playbook
         self.plans = plans
@@ -147,14 +169,17 @@ class Runner:
         self.options = options or RunOptions()
         self.variables = dict(variables or {})
         self.commit = commit
+        self.masker = masker or Masker()
         self._cancelled = asyncio.Event()
         self.held: dict[str, Transport] = {}  # host name -> its open connection (options.hold)
+        self._keep_builds = False
         self.result = RunResult(
             run_id=run_id,
             playbook=playbook.name,
             started_at=utcnow(),
             vars=self.variables,
             quorum=playbook.quorum,
+            require=playbook.require,
             playbook_path=str(playbook.path),
             commit=commit,
             hosts=[HostResult(name=p.host.name, address=p.host.address) for p in plans],
@@ -164,8 +189,11 @@ class Runner:
     def rounds(self) -> int:
         return self.options.rounds or self.playbook.rounds
 
-    def cancel(self) -> None:
-        """Stop every host: running steps' process groups are killed on the hosts."""
+    def cancel(self, *, kill: bool = True) -> None:
+        """Stop every host: running steps' process groups are killed on the hosts, unless
+        `kill` is False (the controller goes away; the builds go on for --resume)."""
+        if not self._cancelled.is_set():
+            self._keep_builds = not kill
         self._cancelled.set()
 
     async def run(self) -> RunResult:
@@ -183,6 +211,7 @@ class Runner:
     def _emit(
         self, st: _HostState, kind: EventKind, message: str = "", step: str | None = None
     ) -> None:
+        message = (st.masker or self.masker).text(message)
         self.listener(Event(st.result.name, kind, message, step, time.monotonic() - st.started))
 
     async def _host(
@@ -194,7 +223,8 @@ class Runner:
                 raise Cancelled("cancelled", host=st.result.name)
             self._emit(st, "connecting", f"{plan.host.address}:{plan.host.port}")
             async with handshakes:
-                await self._unless_cancelled(st, st.transport.connect())
+                # a host away at the start gets the same reconnect window as one lost later
+                await self._retrying(st, st.transport.connect)
             self._emit(st, "connected")
             if self.options.gather_facts:
                 st.remote = RemoteRun(await self._facts(st))  # facts also make the run dir
@@ -209,6 +239,8 @@ class Runner:
         except Cancelled as exc:
             result.status = "failed"
             result.error = _one_line(exc.args[0] if exc.args else str(exc))
+            if self._keep_builds and st.follower:
+                result.error = "the controller stopped following; the build goes on (--resume)"
             await self._kill_current(st)  # cancelled mid-command: the step may still run
         except ConnectError as exc:
             result.status = "unreachable"
@@ -229,6 +261,10 @@ class Runner:
                 self.held[result.name] = st.transport
             else:
                 await _quietly(st.transport.close())
+            await self._forget_secrets(st)
+            await _quietly(st.transport.close())
+            masker = st.masker or self.masker
+            result.error = masker.text(result.error) if result.error else result.error
             self._emit(
                 st,
                 "done",
@@ -242,7 +278,11 @@ class Runner:
         A leading `~` is the host's $HOME, expanded by the host's shell; the rest is quoted.
         """
         requested = requested_run_dir(st.plan.host, self.run_id)
-        cmd = f'd={shell_path(requested)}; mkdir -p -- "$d" && test -w "$d" && printf "%s\\n" "$d"'
+        # umask: what repro makes is the build user's alone (see docs/security.md)
+        cmd = (
+            f"umask 077; d={shell_path(requested)}; "
+            'mkdir -p -- "$d" && test -w "$d" && printf "%s\\n" "$d"'
+        )
         res = await self._retrying(st, lambda: st.transport.run(cmd, timeout=30))
         why = _one_line(res.stderr)[-200:]
         return self._checked_run_dir(st, requested, res.stdout.strip(), res.exit_status == 0, why)
@@ -299,6 +339,8 @@ class Runner:
         remote = st.remote
         if self.playbook.files:
             await self._upload(st, remote.work(rnd), remote.plan_lock(rnd))
+        if not st.secrets_sent:
+            await self._send_secrets(st, remote.steps)
         steps = st.plan.steps
         keys = [remote.key(rnd, s.index) for s in steps] + [remote.hash_key(rnd)]
         varied = self.options.variations.get(st.result.name, [])
@@ -333,12 +375,20 @@ class Runner:
         st.follower = follower
         watch: _StepWatch | None = None
         seen: dict[int, float] = {}  # when the controller first saw each step running
+        ended: StepResult | None = None  # the step that ended last, until the next one starts
         try:
             async for ev in follower:
+                poll = ev.poll if isinstance(ev, (Ended, Waiting)) else None
+                elapsed = ev.elapsed if isinstance(ev, Seen) else poll.elapsed if poll else None
+                if ended is not None and elapsed is not None and (poll is None or poll.started):
+                    # the step before ended when this one started (the supervisor goes
+                    # straight on), by the host's clock: not when a controller noticed
+                    ended.finished_at = min(ended.finished_at or "~", host_time(elapsed))
+                    ended = None
                 if isinstance(ev, Output):
                     assert watch is not None
-                    watch.write(ev.data)
-                    self._emit(st, "step-output", ev.data.decode("utf-8", "replace"), watch.label)
+                    shown = watch.write(ev.data)
+                    self._emit(st, "step-output", shown, watch.label)
                 elif isinstance(ev, Waiting):
                     if ev.poll.started:
                         seen.setdefault(ev.index, time.monotonic())
@@ -350,12 +400,13 @@ class Runner:
                         raise Cancelled("cancelled", host=st.result.name)
                 elif isinstance(ev, Seen):
                     if ev.index < len(steps):
-                        watch = self._open_step(st, rnd, steps[ev.index])
+                        watch = self._open_step(st, rnd, steps[ev.index], ev.elapsed)
                     else:
                         self._emit(st, "hashing")
                 elif isinstance(ev, Ended) and ev.index < len(steps):
                     assert watch is not None
-                    self._step_done(st, watch, steps[ev.index], ev.poll.exit_status)
+                    ended = watch.result
+                    self._step_done(st, watch, steps[ev.index], ev.poll)
                     watch = None
                 elif isinstance(ev, Ended):
                     hashes = await self._hashes(st, follower.key, ev.poll, ev.output)
@@ -377,29 +428,37 @@ class Runner:
         shortest = min((s.timeout for s in steps), default=HASH_TIMEOUT)
         return max(1, min(self.options.poll_wait * LAUNCH_WAITS, int(shortest * 100)))
 
-    def _open_step(self, st: _HostState, rnd: int, step: RenderedStep) -> _StepWatch:
+    def _open_step(
+        self, st: _HostState, rnd: int, step: RenderedStep, elapsed: float | None = None
+    ) -> _StepWatch:
         label = step.name if self.rounds == 1 else f"{step.name} (round {rnd})"
         local_log = self.store.step_log(st.result.name, rnd, step.index, step.name)
         sr = StepResult(
             index=step.index,
             name=label,
-            started_at=utcnow(),
+            started_at=host_time(elapsed),
             log=self.store.relative(local_log),
         )
         st.result.steps.append(sr)
         self._emit(st, "step-start", label, step=label)
         local_log.parent.mkdir(parents=True, exist_ok=True)
-        return _StepWatch(label, sr, open(local_log, "wb"))
+        host_log = st.remote.log(st.remote.key(rnd, step.index))
+        fh = open(local_log, "wb")
+        masker = st.masker or self.masker
+        return _StepWatch(label, sr, fh, masker, self.options.log_cap, host_log)
 
     def _step_done(
-        self, st: _HostState, watch: _StepWatch, step: RenderedStep, status: int | None
+        self, st: _HostState, watch: _StepWatch, step: RenderedStep, p: detach.Poll
     ) -> None:
+        status = p.exit_status
         watch.close()
         watch.result.exit_status = status
         watch.result.finished_at = utcnow()
         self._emit(st, "step-done", f"exit {status}", step=watch.label)
         if status != 0:
             last = watch.tail.last_line()
+            if p.no_space:  # its own complaint may not have fit in its log
+                last = f"no space left on device in {st.remote.root} (the host's disk is full)"
             raise StepFailed(
                 f"step '{watch.label}' exited {status}" + (f": {last}" if last else ""),
                 host=st.result.name,
@@ -459,8 +518,11 @@ class Runner:
             res = await self._retrying(
                 st, lambda: st.transport.run(f"head -c 2000 -- {shlex.quote(err)}", timeout=30)
             )
+            why = _one_line(res.stdout)[-200:]
+            if p.no_space:
+                why = f"no space left on device in {st.remote.root} (the host's disk is full)"
             raise HostError(
-                f"hashing the artifacts failed (exit {p.exit_status}): {_one_line(res.stdout)[-200:]}",
+                f"hashing the artifacts failed (exit {p.exit_status}): {why}",
                 host=st.result.name,
                 exit_status=p.exit_status,
             )
@@ -472,6 +534,34 @@ class Runner:
             st.result.artifacts = hashes
         else:
             st.result.extra_rounds.append(hashes)
+
+    async def _send_secrets(self, st: _HostState, steps_dir: str) -> None:
+        """The host's secret values, in a 0600 file its steps read (never on a command line:
+        the bytes go on stdin). After a --resume the values are not known (run.json keeps only
+        the names) and the host has them already, unless given again with --secret."""
+        values = {k: v for k, v in st.plan.secrets.items() if v}
+        dest = f"{steps_dir}/{repro_secrets.FILE_NAME}"
+        if values:
+            data = repro_secrets.file_text(values)
+            await self._retrying(
+                st, lambda: st.transport.put(data, dest, mode=0o600, make_parent=True)
+            )
+        if len(values) < len(st.plan.secrets):
+            # Resumed: the logs echo values this controller was not given; what the host
+            # holds is what must be masked in them (read for masking only, never used).
+            cmd = f"cat -- {shlex.quote(dest)} 2>/dev/null || :"
+            res = await self._retrying(st, lambda: st.transport.run(cmd, timeout=30))
+            held = repro_secrets.parse_file(res.stdout, st.plan.secrets)
+            st.masker = Masker([*self.masker.values, *held.values(), *values.values()])
+        st.secrets_sent = True
+
+    async def _forget_secrets(self, st: _HostState) -> None:
+        """Remove the secrets file once the host is done (not when the builds go on without
+        us: they still read it). Best effort, bounded: `repro cancel` removes it too."""
+        if not st.secrets_sent or not st.plan.secrets or self._keep_builds:
+            return
+        path = shlex.quote(f"{st.remote.steps}/{repro_secrets.FILE_NAME}")
+        await _quietly(asyncio.wait_for(st.transport.run(f"rm -f -- {path}", timeout=10), 15))
 
     async def _upload(self, st: _HostState, work: str, plan_lock: str) -> None:
         # On a resumed run the upload already happened; re-uploading under a running build
@@ -502,7 +592,7 @@ class Runner:
 
     async def _kill_current(self, st: _HostState) -> None:
         follower = st.follower
-        if follower is None:
+        if follower is None or self._keep_builds:
             return
         try:
             # Bounded: TERM, 2 s grace, KILL. A host that is away is not waited for (Ctrl-C
@@ -531,7 +621,7 @@ class Runner:
         while True:
             try:
                 return await self._unless_cancelled(st, op())
-            except HostKeyError:
+            except (HostKeyError, CredentialsError):
                 raise  # a changed key never heals by retrying, and must not be waited out
             except (ConnectError, TimeoutError, OSError) as exc:
                 lost: BaseException = exc
@@ -539,14 +629,16 @@ class Runner:
             while True:
                 if time.monotonic() >= deadline:
                     raise _gone(st.result.name, lost)
-                self._emit(st, "reconnecting", _one_line(str(lost) or type(lost).__name__))
+                # a HostError's str() starts with the host's name, which the event carries
+                said = lost.args[0] if isinstance(lost, HostError) and lost.args else str(lost)
+                self._emit(st, "reconnecting", _one_line(str(said)) or type(lost).__name__)
                 await _quietly(st.transport.close())
                 pause = min(delay, max(0.0, deadline - time.monotonic()))
                 await self._unless_cancelled(st, asyncio.sleep(pause))
                 delay = min(delay * 2, 10.0)
                 try:
                     await self._unless_cancelled(st, st.transport.connect())
-                except HostKeyError:
+                except (HostKeyError, CredentialsError):
                     raise
                 except (ConnectError, TimeoutError, OSError) as exc:
                     lost = exc  # report why the host is still away, not "not connected"
@@ -591,23 +683,72 @@ def _host_reconnect_timeout(host: Host, default: float) -> float:
 
 
 class _StepWatch:
-    """A step being followed: its result, its local log file and the tail for messages."""
+    """A step being followed: its result, its local log file and the tail for messages.
 
-    def __init__(self, label: str, result: StepResult, fh: Any) -> None:
+    Secret values are masked before anything is kept. The local log is capped at `cap`
+    bytes: the first half as it comes, then only the last half, written after a line that
+    marks the cut when the step ends (the host keeps the whole log at `host_log`).
+    """
+
+    def __init__(
+        self,
+        label: str,
+        result: StepResult,
+        fh: Any,
+        masker: Masker | None = None,
+        cap: int = 16 * 1024 * 1024,
+        host_log: str = "",
+    ) -> None:
         self.label = label
         self.result = result
         self.fh = fh
         self.tail = _Tail()
         self._decode = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._mask = (masker or Masker()).stream()
+        self._head = max(0, cap // 2)
+        self._keep = max(0, cap - self._head)
+        self._written = 0
+        self._end = bytearray()  # the last `_keep` bytes once the head is full
+        self._cut = 0
+        self._host_log = host_log
 
-    def write(self, data: bytes) -> None:
-        self.fh.write(data)
-        self.fh.flush()
-        self.tail.add(self._decode.decode(data))
+    def write(self, data: bytes) -> str:
+        """Keep `data` (masked); returns the masked text, for whoever streams the output."""
+        data = self._mask.feed(data)
+        self._keep_bytes(data)
+        text = self._decode.decode(data)
+        self.tail.add(text)
+        return text
+
+    def _keep_bytes(self, data: bytes) -> None:
+        room = self._head - self._written
+        if room > 0:
+            self.fh.write(data[:room])
+            self.fh.flush()
+            self._written += min(room, len(data))
+            data = data[room:]
+        if data:
+            self._end += data
+            if len(self._end) > self._keep:
+                drop = len(self._end) - self._keep
+                self._cut += drop
+                del self._end[:drop]
 
     def close(self) -> None:
-        if not self.fh.closed:
-            self.fh.close()
+        if self.fh.closed:
+            return
+        rest = self._mask.end()
+        if rest:
+            self._keep_bytes(rest)
+            self.tail.add(self._decode.decode(rest))
+        if self._cut:
+            where = f" in {self._host_log}" if self._host_log else ""
+            self.fh.write(
+                f"\n[repro: {self._cut} bytes cut here; the whole log is on the host{where}]\n"
+                .encode()
+            )
+        self.fh.write(bytes(self._end))
+        self.fh.close()
 
 
 class _Tail:

@@ -34,6 +34,8 @@ def to_dict(run: RunResult, comparison: Comparison) -> dict[str, Any]:
         "commit": run.commit,
         "vars": copy.deepcopy(run.vars),
         "quorum": run.quorum,
+        "require": list(run.require),
+        "expected": dict(run.expected),
         "verdict": comparison.verdict,
         "exit_code": comparison.exit_code,
         "reasons": list(comparison.reasons),
@@ -178,12 +180,22 @@ def from_dict(data: Any, *, source: str = "report") -> tuple[RunResult, Comparis
         quorum=top.integer("quorum"),
         playbook_path=top.text("playbook_path"),
         commit=top.maybe_text("commit"),
+        # absent from reports written before quorum diversity and --expect
+        require=top.texts("require") if "require" in data else (),
+        expected=_expected(top) if "expected" in data else {},
     )
     verdict = top.choice("verdict", tuple(EXIT_CODES))
     if top.integer("exit_code") != EXIT_CODES[verdict]:
         top.fail("exit_code", f"{EXIT_CODES[verdict]} for verdict {verdict}")
     artifacts = tuple(_artifact(f, set(names)) for f in top.objects("artifacts"))
     return run, Comparison(verdict, artifacts, top.texts("reasons"))
+
+
+def _expected(top: _Fields) -> dict[str, str]:
+    expected = top.mapping("expected")
+    if not all(isinstance(v, str) and _SHA256.fullmatch(v) for v in expected.values()):
+        top.fail("expected", "an object of artifact name -> sha256")
+    return expected
 
 
 def _host_hashes(f: _Fields, mapping: dict[str, Any], key: str) -> dict[str, ArtifactHash]:

@@ -21,10 +21,12 @@ from repro.errors import Aborted, InventoryError, ReportError, ReportWriteError,
 from repro.events import Listener, ignore
 from repro.explain import WhyOptions, explain, record_paths
 from repro.inventory import Host, load_inventory, select
+from repro import secrets as repro_secrets
 from repro.playbook import Playbook, RenderedStep, load_playbook, render, used_vars
 from repro.report import write_report
 from repro.results import RunResult
-from repro.runner import HostPlan, RunOptions, Runner, close_held
+from repro.runlock import RunLock
+from repro.runner import HostPlan, RunOptions, Runner, close_held, utcnow
 from repro.source import resolve_ref
 from repro.store import RUN_ID_RE, RunDir, atomic_write, new_run_id
 from repro.transport import TRANSPORTS, make_transport
@@ -54,9 +56,22 @@ class Prepared:
     options: RunOptions = field(default_factory=RunOptions)
     history: Path | None = None  # the history file; None: <out_dir>/history.sqlite
     notes: list[str] = field(default_factory=list)  # what the run's ending wants said
+    expected: dict[str, str] = field(default_factory=dict)  # published hashes (--expect)
+    #: names given with --secret (secret whatever the playbook says)
+    secret_names: tuple[str, ...] = ()
+    #: the run's original start, kept across --resume
+    started_at: str | None = None
+    #: set when the run ended, unless aborted: nothing is left to resume
+    finished_at: str | None = None
+    #: the signal that aborted the run (SIGINT, SIGTERM, SIGHUP), if one did
+    aborted: str | None = None
     vary: tuple[str, ...] = ()  # --vary axes (repro.variations)
     why: WhyOptions = field(default_factory=WhyOptions)  # fetch + diffoscope on a mismatch
     warnings: tuple[str, ...] = ()  # Ansible settings the inventory has that repro ignores
+
+    @property
+    def all_secret_names(self) -> tuple[str, ...]:
+        return (*self.playbook.secrets, *self.secret_names)
 
     @property
     def store(self) -> RunDir:
@@ -81,15 +96,19 @@ def prepare(
     transport: str | None = None,
     options: RunOptions | None = None,
     run_id: str | None = None,
+    secret_vars: dict[str, Any] | None = None,
     vary: tuple[str, ...] = (),
     why: WhyOptions | None = None,
     inventory_via: str = "auto",
 ) -> Prepared:
-    """Load and check everything; render every step for every host. Raises InputError (exit 2)."""
+    """Load and check everything; render every step for every host. Raises InputError (exit 2).
+
+    `secret_vars` (--secret) are extra vars whose values are secret (repro.secrets)."""
     if transport is not None and transport not in TRANSPORTS:
         raise UsageError(f"--transport {transport!r}: choose {' or '.join(TRANSPORTS)}")
     pb = load_playbook(playbook)
-    variables = dict(extra_vars)
+    variables = dict(extra_vars) | dict(secret_vars or {})
+    secret_names = tuple(sorted(secret_vars or {}))
     commit = None
     if ref is not None:
         repo_url = variables.get("repo_url", pb.vars.get("repo_url"))
@@ -112,7 +131,7 @@ def prepare(
         hosts = [_with_transport(h, transport) for h in hosts]
     opts = options or RunOptions()
     hosts = _varied(hosts, vary, opts, pb)
-    plans = [HostPlan(h, _render_for(pb, h, rid)) for h in hosts]
+    plans = [_plan_for(pb, h, rid, secret_names) for h in hosts]
     return Prepared(
         run_id=rid,
         playbook=pb,
@@ -124,6 +143,7 @@ def prepare(
         limit=limit,
         transport=transport,
         options=opts,
+        secret_names=secret_names,
         vary=vary,
         why=why or WhyOptions(),
         warnings=inv.warnings,
@@ -142,14 +162,38 @@ def _varied(hosts: list[Host], vary: tuple[str, ...], opts: RunOptions, pb: Play
     ]
 
 
-def _render_for(pb: Playbook, host: Host, run_id: str) -> list[RenderedStep]:
+def _plan_for(pb: Playbook, host: Host, run_id: str, secret_names: tuple[str, ...]) -> HostPlan:
     for name in used_vars(pb):
         if name in host.var_errors:  # its Jinja failed, and now it is used: bad input
             raise InventoryError(host.var_errors[name])
     values = dict(host.vars)
     values.setdefault("inventory_hostname", host.name)
     values["repro_run_id"] = run_id
-    return render(pb, values, source=host.name)
+    # a secret may have its value from the playbook's defaults too
+    merged = {**pb.vars, **values}
+    names = repro_secrets.names_for((*pb.secrets, *secret_names), merged)
+    steps = render(pb, values, source=host.name, secret=names)
+    shown = {n: merged[n] for n in names if merged.get(n) is not None}
+    for n, v in shown.items():
+        if problem := repro_secrets.check_value(n, str(v)):
+            raise UsageError(f"host {host.name}: {problem}")
+    return HostPlan(host, steps, {n: str(_scalar(v)) for n, v in shown.items()})
+
+
+def _scalar(value: Any) -> Any:
+    # how a boolean renders in a step (playbook._scalar_text); other scalars as str() does
+    return ("true" if value else "false") if isinstance(value, bool) else value
+
+
+def masker(prep: Prepared) -> repro_secrets.Masker:
+    """Masks every secret value of every host of the run."""
+    return repro_secrets.Masker(v for p in prep.plans for v in p.secrets.values())
+
+
+def _masked_host(plan: HostPlan) -> dict[str, Any]:
+    data = _host_record(plan.host)
+    data["vars"] = repro_secrets.masked_vars(plan.host.vars, plan.secrets)
+    return data | {"steps": [asdict(s) for s in plan.steps], "secrets": sorted(plan.secrets)}
 
 
 def _with_transport(host: Host, transport: str) -> Host:
@@ -164,14 +208,19 @@ def save_plan(prep: Prepared) -> None:
         "playbook_path": str(Path(prep.playbook.path).resolve()),
         "inventory_path": str(Path(prep.inventory_path).resolve()),
         "limit": prep.limit,
-        "variables": prep.variables,
+        "variables": repro_secrets.masked_vars(prep.variables, prep.all_secret_names),
+        "secret_names": list(prep.secret_names),
+        "started_at": prep.started_at,
+        "finished_at": prep.finished_at,
         "commit": prep.commit,
         "transport": prep.transport,
         "rounds": prep.options.rounds,
         "vary": list(prep.vary),
-        "hosts": [_host_record(p.host) | {"steps": [asdict(s) for s in p.steps]} for p in prep.plans],
+        "hosts": [_masked_host(p) for p in prep.plans],
     }
-    atomic_write(prep.store.plan, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    # Secret values are masked above, but the plan is still nobody else's business: 0600.
+    text = masker(prep).text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    atomic_write(prep.store.plan, text, mode=0o600)
 
 
 def _host_record(host: Host) -> dict[str, Any]:
@@ -189,6 +238,7 @@ def load_plan(
     *,
     options: RunOptions | None = None,
     to_cancel: bool = False,
+    secret_vars: dict[str, Any] | None = None,
 ) -> Prepared:
     """Rebuild a Prepared run from its run.json (for --resume and, `to_cancel`, for cancel:
     that also takes a run of the previous plan schema, whose host-side files it can kill)."""
@@ -210,12 +260,21 @@ def load_plan(
         )
     if not isinstance(data, dict) or data.get("schema") != PLAN_SCHEMA:
         raise ReportError(f"{path}: not a repro run plan ({PLAN_SCHEMA})")
+    if data.get("finished_at") and not to_cancel:
+        raise UsageError(
+            f"run {run_id} finished at {data['finished_at']}: nothing to resume "
+            f"(its report: repro report {path.parent})"
+        )
     pb = load_playbook(data["playbook_path"])
     plans = []
     for h in data["hosts"]:
         steps = [RenderedStep(**s) for s in h.pop("steps")]
+        # Only the names were saved: the values are on the hosts already (sent before their
+        # first round), or come again with --secret.
+        names = h.pop("secrets", [])
         h["groups"] = tuple(h.get("groups", ()))
-        plans.append(HostPlan(Host(**h), steps))
+        again = {n: str(v) for n, v in (secret_vars or {}).items() if n in names}
+        plans.append(HostPlan(Host(**h), steps, {n: again.get(n, "") for n in names}))
     opts = options or RunOptions()
     if data.get("rounds"):
         opts.rounds = int(data["rounds"])
@@ -235,6 +294,8 @@ def load_plan(
         limit=data.get("limit"),
         transport=data.get("transport"),
         options=opts,
+        secret_names=tuple(data.get("secret_names") or ()),
+        started_at=data.get("started_at"),
         vary=vary,
     )
 
@@ -269,11 +330,22 @@ async def execute_async(
 ) -> tuple[RunResult, Comparison]:
     try:
         prep.report_dir.mkdir(parents=True, exist_ok=True)
-        save_plan(prep)
+        prep.report_dir.chmod(0o700)  # the run's own state (run.json, logs): its owner's only
     except OSError as e:
-        raise ReportWriteError(
-            f"{e.filename or prep.report_dir}: cannot write the run's plan: {e.strerror}"
-        ) from e
+        raise ReportWriteError(f"{prep.report_dir}: cannot make the run's directory: {e.strerror}")
+    with RunLock(prep.report_dir, prep.run_id):
+        return await _locked(prep, listener, transport_factory, formats, on_runner)
+
+
+async def _locked(
+    prep: Prepared,
+    listener: Listener,
+    transport_factory: Callable[[Host], Transport],
+    formats: tuple[str, ...] | None,
+    on_runner: Callable[[Runner], None] | None,
+) -> tuple[RunResult, Comparison]:
+    prep.started_at = prep.started_at or utcnow()  # a resumed run keeps its first start
+    _save_plan_or_fail(prep)
     runner = Runner(
         prep.playbook,
         prep.plans,
@@ -286,26 +358,28 @@ async def execute_async(
         options=replace(
             prep.options, hold=(prep.options.forks or len(prep.plans)) >= len(prep.plans)
         ),
-        variables=prep.variables,
+        variables=repro_secrets.masked_vars(prep.variables, prep.all_secret_names),
         commit=prep.commit,
+        masker=masker(prep),
     )
+    runner.result.started_at = prep.started_at
     for plan, host in zip(prep.plans, runner.result.hosts):
-        secrets = getattr(prep.playbook, "secrets", ())
-        host.variables = masked({**prep.playbook.vars, **plan.host.vars}, secrets)
+        secret = (*prep.all_secret_names, *plan.secrets)
+        host.variables = runner.masker.obj(masked({**prep.playbook.vars, **plan.host.vars}, secret))
         host.variations = prep.options.variations.get(host.name, [])
     if on_runner:
         on_runner(runner)
     loop = asyncio.get_running_loop()
     installed = []
-    aborted: list[str] = []  # the signal that stopped the run, if one did
 
     def abort(sig: signal.Signals) -> None:
-        aborted.append(sig.name)
-        runner.cancel()
+        prep.aborted = prep.aborted or sig.name
+        # SIGHUP (the terminal went away): the builds go on, detached, for --resume; Ctrl-C
+        # and SIGTERM stop them (every host kills its running step's process group).
+        runner.cancel(kill=sig != signal.SIGHUP)
 
-    # Ctrl-C, SIGTERM and SIGHUP (the terminal went away) cancel cleanly: every host kills its
-    # running step's process group and the report is still written with what was gathered.
-    # Only in the main thread, where asyncio can install handlers.
+    # Every abort still writes the report with what was gathered. Only in the main thread,
+    # where asyncio can install handlers.
     for sig in ABORT_SIGNALS:
         try:
             loop.add_signal_handler(sig, abort, sig)
@@ -323,9 +397,10 @@ async def execute_async(
                 ticker.cancel()
             for sig in installed:
                 loop.remove_signal_handler(sig)
+        result.expected = dict(prep.expected)
         comparison = compare(result)
         record_paths(result, prep.playbook)
-        if comparison.verdict == "mismatch" and prep.why.enabled and not aborted:
+        if comparison.verdict == "mismatch" and prep.why.enabled and not prep.aborted:
             try:
                 comparison = await explain(
                     result,
@@ -352,12 +427,31 @@ async def execute_async(
         await _after(prep, result, comparison, reuse)
     finally:
         await close_held(runner)
-    if aborted:
-        raise Aborted(
-            f"aborted by {aborted[0]}; the report of what was gathered is in {prep.report_dir}",
-            outcome=(result, comparison),
-        )
+    if prep.aborted:
+        raise Aborted(_aborted_message(prep), outcome=(result, comparison))
+    prep.finished_at = result.finished_at  # a --resume of it now has nothing to do
+    _save_plan_or_fail(prep)
     return result, comparison
+
+
+def _save_plan_or_fail(prep: Prepared) -> None:
+    try:
+        save_plan(prep)
+    except OSError as e:
+        raise ReportWriteError(
+            f"{e.filename or prep.report_dir}: cannot write the run's plan: {e.strerror}"
+        ) from e
+
+
+def _aborted_message(prep: Prepared) -> str:
+    """What a signal did to the run, and to the builds on the hosts."""
+    where = f"the report of what was gathered is in {prep.report_dir}"
+    if prep.aborted == "SIGHUP":
+        return (
+            f"stopped following by SIGHUP; the builds go on on the hosts (repro run --resume "
+            f"{prep.run_id} --out {prep.out_dir} follows them again); {where}"
+        )
+    return f"aborted by {prep.aborted}; the running steps were killed on the hosts; {where}"
 
 
 async def _after(

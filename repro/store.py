@@ -37,7 +37,7 @@ DIFF_DIR = "diff"  # copies fetched on a mismatch and diffoscope's reports (repr
 HOSTS_DIR = "hosts"
 STEPS_DIR = "steps"
 #: a host's answer for its run dir must be a plain absolute path: it goes into every command
-_SAFE_REMOTE_PATH = re.compile(r"^/[A-Za-z0-9_./+@=,:-]*$")
+_SAFE_REMOTE_PATH = re.compile(r"/[A-Za-z0-9_./+@=,:-]*")
 
 
 def new_run_id() -> str:
@@ -130,7 +130,7 @@ def shell_path(path: str) -> str:
 
 def plain_remote_path(path: str) -> bool:
     """Whether a host's answer for a directory is a plain absolute path, safe in a command."""
-    return bool(_SAFE_REMOTE_PATH.match(path)) and "/../" not in path + "/"
+    return bool(_SAFE_REMOTE_PATH.fullmatch(path)) and "/../" not in path + "/"
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 # The system packages the test suite needs (sshd for the real-OpenSSH tier, iproute2 and
 # util-linux for its network namespaces, gcc for the demo playbook, git for the Guix fixtures,
 # shellcheck for the host-side scripts, dash and busybox to run them as a host's /bin/sh,
-# bubblewrap for the guix test double's `guix shell --container`, diffoscope-minimal and dpkg-dev
-# (and make) for "why it differs").
+# bubblewrap for the guix test double's `guix shell --container`, gpg and ssh-keygen for
+# signed evidence, diffoscope-minimal and dpkg-dev (and make) for "why it differs").
 # Installs only what is missing, and only where it can (root with apt-get); elsewhere it says
 # what is missing and the suite skips the tier that needs it (or fails, under
 # REPRO_REQUIRE_NETNS=1, as in CI).
@@ -16,6 +16,8 @@ command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 command -v pkill >/dev/null 2>&1 || need+=(procps)
+command -v gpg >/dev/null 2>&1 || need+=(gpg)
+command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 command -v busybox >/dev/null 2>&1 || need+=(busybox)
 command -v dash >/dev/null 2>&1 || need+=(dash)

@@ -111,3 +111,16 @@ def netlab_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
 def netlab(netlab_factory: Callable[..., NetnsLab]) -> NetnsLab:
     """A started 3-host lab (h1..h3): `ssh` via lab.ssh_argv, inventory at lab.inventory_path."""
     return netlab_factory(3)
+
+
+# --- real gpg keys (tests/gpgkeys.py) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gpg_keys() -> Iterator[Any]:
+    """A throwaway GNUPGHOME to make builder keys in, sign with and export from."""
+    from tests.gpgkeys import GpgKeys
+
+    keys = GpgKeys()
+    yield keys
+    keys.close()

@@ -15,11 +15,15 @@ T = TypeVar("T")
 
 class LabThread:
     def __init__(
-        self, base_dir: Path, n: int = 3, host_vars: dict[str, dict[str, Any]] | None = None
+        self,
+        base_dir: Path,
+        n: int = 3,
+        host_vars: dict[str, dict[str, Any]] | None = None,
+        names: list[str] | None = None,
     ):
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.lab = LocalLab(base_dir, n=n, host_vars=host_vars)
+        self.lab = LocalLab(base_dir, n=n, names=names, host_vars=host_vars)
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)

@@ -9,6 +9,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from repro.netlab import NetnsLab
 
 REPO = Path(__file__).resolve().parent.parent
 #: the longest a controller started by `controller` gets to finish a scenario
@@ -98,3 +102,29 @@ def starts(home: Path, step: str = "build") -> int:
     $HOME/starts-<step> each time it starts, so a test sees a step that ran twice."""
     f = home / f"starts-{step}"
     return len(f.read_text().splitlines()) if f.exists() else 0
+
+
+def state(path: Path) -> str | None:
+    """What a supervisor state file (`<key>.rc`, `.pid`, `.start`) holds: its number, or None
+    while it holds none (the supervisor makes them at launch, holding "-") or is missing."""
+    try:
+        words = path.read_text().split()
+    except FileNotFoundError:
+        return None
+    return words[0] if words and words[0].lstrip("-").isdigit() else None
+
+
+def marked(lab: NetnsLab, name: str, marker: str) -> list[str]:
+    """The host's live processes whose command line holds `marker` (its netns, not zombies)."""
+    script = r"""
+m=$1; shift
+for pid do
+  s=$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "/proc/$pid/status" 2>/dev/null) || continue
+  [ -n "$s" ] && [ "$s" != Z ] || continue
+  c=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null) || continue
+  case $c in *"$m"*) echo "$pid $c";; esac
+done
+"""
+    pids = [str(p) for p in lab.pids(name)]
+    done = lab.exec(name, ["sh", "-c", script, "scan", marker, *pids], timeout=30)
+    return [ln for ln in done.stdout.splitlines() if ln]

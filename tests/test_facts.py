@@ -586,7 +586,8 @@ def test_script_reports_the_temporary_directory_builds_use(tmp_path: Path) -> No
 
 #: the commands the script may run on a host without Guix: each gives a fact no file holds
 #: (sh itself is the one more process; with bash as sh, `date` is not needed either)
-CHEAP_COMMANDS = {"date", "nproc", "uname", "getconf", "systemd-detect-virt", "df", "mkdir"}
+CHEAP_COMMANDS = {"date", "nproc", "uname", "getconf", "systemd-detect-virt", "df", "mkdir",
+                  "stat"}  # stat: who may write to the run dir and above it (with create)
 
 
 def command_shims(tmp_path: Path) -> tuple[Path, Path]:
@@ -892,10 +893,10 @@ def test_runner_makes_the_run_dir(
     if gather:
         # one round trip for facts and the run dir: no separate mkdir command
         assert commands[0] == f"sh -s -- '~/runs/{RUN_ID}' create steps work"
-        assert not any(c.startswith("d=") for c in commands)
+        assert not any(c.startswith("umask 077; d=") for c in commands)
         assert result.facts["work_dir"] == str(run_dir) and result.facts["cores"]
     else:
-        assert commands[0].startswith("d=") and result.facts == {}
+        assert commands[0].startswith("umask 077; d=") and result.facts == {}
 
 
 @pytest.mark.parametrize("gather", [True, False])

@@ -4,6 +4,7 @@ on three SSH hosts that leaves at most the configured number of run dirs on each
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -128,20 +129,23 @@ def test_run_ids_and_settings_are_checked(tmp_path: Path) -> None:
     assert code == 2 and "repro_keep_runs 'lots'" in err
 
 
-def test_controller_gc_keeps_the_newest_and_runs_without_a_report(tmp_path: Path) -> None:
+def test_controller_gc_keeps_the_newest_and_runs_not_finished(tmp_path: Path) -> None:
     out = tmp_path / "reports"
-    for n in range(1, 6):
+    for n in range(1, 7):
         d = out / run_id(n)
         d.mkdir(parents=True)
-        (d / "run.json").write_text("{}")
+        # run 1 never wrote a report (running, or its controller died); run 2 was stopped by
+        # SIGHUP: its report is written, its plan says it has not finished (--resume follows it)
+        plan = {"finished_at": None} if n == 2 else {"finished_at": "2026-03-01T00:00:00Z"}
+        (d / "run.json").write_text(json.dumps(plan))
         if n != 1:
             (d / "report.json").write_text("{}")
     (out / "history.sqlite").write_text("")
     code, stdout, _ = run_cli("gc", "--keep", "2", "--out", str(out))
     assert code == 0 and "controller: removed 2 run dir(s)" in stdout
-    assert f"{run_id(1)} (no report yet)" in stdout
+    assert f"{run_id(1)} (not finished)" in stdout and f"{run_id(2)} (not finished)" in stdout
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [run_id(1), run_id(4), run_id(5), "history.sqlite"]
+        [run_id(1), run_id(2), run_id(5), run_id(6), "history.sqlite"]
     )
 
 

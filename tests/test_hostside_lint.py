@@ -91,5 +91,8 @@ def test_no_eval_and_no_dollar_zero_script() -> None:
         if path.name in STANDALONE:
             continue
         code = hostside.strip_comments(path.read_text())
-        assert "eval " not in code, path.name
+        # the one eval runs a step's script, which the supervisor holds in memory
+        evals = [ln.strip() for ln in code.split("\n") if "eval " in ln]
+        allowed = ['eval "unset _repro_s; $_repro_s"'] if path.name == "supervisor.sh" else []
+        assert evals == allowed, path.name
         assert '"$0"' not in code, path.name

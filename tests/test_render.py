@@ -312,6 +312,24 @@ def test_many_artifacts_get_rows_of_their_own() -> None:
     assert "spr, genoa" in text  # an identical artifact names every host in its one group
 
 
+def test_many_hosts_and_artifacts_read_whole_names_and_counts() -> None:
+    """A guix.sigs-sized run: names never cut in the middle (powerpc64 vs powerpc64le), a group
+    of everyone reads "all N agree", and Markdown stays one row per hash group."""
+    names = [f"bitcoin-30.0-{t}-debug.tar.gz" for t in
+             ("powerpc64-linux-gnu", "powerpc64le-linux-gnu", "riscv64-linux-gnu", "x86_64-linux-gnu")]  # fmt: skip
+    hosts = []
+    for i in range(30):
+        arts = {n: ArtifactHash(n, hashlib.sha256(n.encode()).hexdigest(), None) for n in names}
+        if i == 29:
+            arts[names[0]] = ArtifactHash(names[0], "f" * 64, None)
+        hosts.append(HostResult(f"builder{i:02d}", "ok", arts))
+    run = RunResult("r", "guix.sigs 30.0", "t", hosts=hosts)
+    text = render("table", run, compare(run), width=100)
+    assert all(f"{n}  " in text for n in names)
+    assert "all 30 agree" in text and "29: all but builder29" in text
+    md = render("md", run, compare(run))
+    assert "all 30 agree" in md and len(md) < 6000
+    assert "| `bitcoin-30.0-powerpc64le-linux-gnu-debug.tar.gz` | identical |" in md
 def test_a_new_format_is_one_line_of_the_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

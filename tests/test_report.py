@@ -65,8 +65,8 @@ def test_to_dict_has_exactly_the_documented_shape() -> None:
     run, comparison = sample()
     data = to_dict(run, comparison)
     assert set(data) == {
-        "schema", "run_id", "playbook", "playbook_path", "commit", "vars", "quorum", "verdict",
-        "exit_code", "reasons", "started_at", "finished_at", "hosts", "artifacts",
+        "schema", "run_id", "playbook", "playbook_path", "commit", "vars", "quorum", "require",
+        "expected", "verdict", "exit_code", "reasons", "started_at", "finished_at", "hosts", "artifacts",
     }  # fmt: skip
     assert (data["schema"], data["verdict"], data["exit_code"]) == (SCHEMA, "mismatch", 1)
     h1 = data["hosts"][0]

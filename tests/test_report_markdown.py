@@ -56,3 +56,17 @@ def test_log_links_and_no_absolute_playbook_path() -> None:
 def test_report_html_is_written_with_every_run() -> None:
     # report.py writes every saved format; tests/test_report.py checks the files themselves
     assert saved() == ("json", "md", "html")
+
+
+def test_variables_that_differ_between_hosts_are_shown() -> None:
+    run = _run(2)
+    for host in run.hosts:
+        host.variables = {"same": "x", "jobs": 8, "prefix_map": True, "token": "********"}
+    run.hosts[1].variables["prefix_map"] = False
+    run.hosts[2].variables["cc"] = "gcc-13 `rm -rf` |x|"
+    text = render("md", run, compare(run))
+    block = text.split("Variables that differ between hosts:", 1)[1].split("Step logs:")[0]
+    assert "| `prefix_map` | `true`: spr, cloud; `false`: zen4 |" in block
+    # a value the inventory set is still text in a table: no code span, no cell break
+    assert "| `cc` | (not set): spr, zen4; gcc-13 \\`rm -rf\\` \\|x\\|: cloud |" in block
+    assert "`same`" not in block and "`jobs`" not in block and "token" not in block

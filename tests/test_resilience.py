@@ -26,7 +26,7 @@ from repro.netlab import NetnsLab
 from repro.transport.asyncssh import AsyncsshTransport
 from repro.transport.base import Completed
 from tests.bothlabs import Lab, lab, run_processes  # noqa: F401 - lab is the fixture
-from tests.procs import controller, finish, starts, wait_for
+from tests.procs import controller, finish, starts, state, wait_for
 from tests.test_cli_inprocess import only_run_dir, report, run_cli
 
 # --- playbooks and checks ------------------------------------------------------------------------
@@ -109,7 +109,7 @@ def assert_logs_complete(lab: Lab, out_run: Path, name: str) -> None:
 
 def step_running(lab: Lab, name: str) -> bool:
     pids = list((lab.home(name) / ".cache" / "repro" / "runs").glob("*/steps/1-01.pid"))
-    return bool(pids) and pids[0].read_text().strip() != ""
+    return bool(pids) and state(pids[0]) is not None
 
 
 def assert_nothing_left(lab: Lab, run_id: str, names: tuple[str, ...] = ()) -> None:
@@ -293,7 +293,7 @@ def test_repro_cancel_stops_the_whole_run(lab: Lab, tmp_path: Path) -> None:
     code, stdout, _ = run_cli("cancel", run_id, "--out", str(out))
     assert code == 0 and stdout.count("nothing running") == 3, stdout
     code, _, err = run_cli("run", "--resume", run_id, "--out", str(out))
-    assert code == 3, err
+    assert code == 2 and "nothing to resume" in err, err  # the run ended: refused (issue 10)
     assert [starts(lab.home(n), "hang") for n in lab.names] == [1, 1, 0]
     assert_nothing_left(lab, run_id)
 
@@ -340,10 +340,11 @@ def test_link_down_for_good_is_unreachable_and_others_finish(
     # The build itself went on without the controller: the detached step is not tied to SSH.
     netlab.link_up("h2")
     rc = lab.run_dir("h2", data["run_id"]) / "steps" / "1-02.rc"
-    assert not rc.exists(), "h2's build waits for its go"
+    assert state(rc) is None, "h2's build waits for its go"
     (lab.home("h2") / "go").touch()
-    wait_for(rc.exists, "the orphaned step on h2 to finish on its own", timeout=10)
-    assert rc.read_text().strip() == "0" and starts(lab.home("h2")) == 1
+    wait_for(lambda: state(rc) is not None, "the orphaned step on h2 to finish on its own",
+             timeout=10)  # fmt: skip
+    assert state(rc) == "0" and starts(lab.home("h2")) == 1
 
 
 @pytest.mark.netns

@@ -81,7 +81,8 @@ def test_changed_host_key_mid_run_stops_that_host_only(netlab: NetnsLab, tmp_pat
     assert f"host key for {address}:22 has CHANGED" in error, error
     assert f"known {old}, offered {new}" in error, error
     assert f"ssh-keygen -R {address} -f {netlab.known_hosts_path}" in error
-    assert "`repro hosts trust --limit h2`" in error
+    # the hint is a command that works as it is: it names the inventory (issue 10)
+    assert f"`repro hosts trust -i {netlab.inventory_path} --limit h2`" in error, error
     assert "[h2]" in err and "CHANGED" in err, "the terminal names the host and the reason"
     assert re.search(r"(?m)^h2 .* unreachable\b", stdout), stdout
     assert data["verdict"] == "inconclusive"
@@ -109,7 +110,7 @@ def test_hosts_trust_records_real_keys_and_never_replaces_one(
     assert code == 3, err
     data = report(tmp_path / "r0")
     assert {h["status"] for h in data["hosts"]} == {"unreachable"}
-    assert all("repro hosts trust --limit " + h["name"] in h["error"] for h in data["hosts"])
+    assert all(f"repro hosts trust -i {inv} --limit {h['name']}" in h["error"] for h in data["hosts"])
 
     # No terminal and no --yes: refuse, exit 2, write nothing.
     code, _, err = finish(controller("hosts", "trust", "-i", str(inv)), timeout=60)
@@ -153,7 +154,7 @@ def test_hosts_trust_records_real_keys_and_never_replaces_one(
     assert code == 3, err
     error = next(h["error"] for h in report(tmp_path / "r2")["hosts"] if h["name"] == "h3")
     forget = re.search(r"`(ssh-keygen -R [^`]+)`", error)
-    assert forget and "`repro hosts trust --limit h3`" in error, error
+    assert forget and f"`repro hosts trust -i {inv} --limit h3`" in error, error
     done = subprocess.run(
         shlex.split(forget.group(1)), capture_output=True, text=True, timeout=30, check=False
     )

@@ -58,7 +58,7 @@ def test_shell_path_expands_only_a_leading_tilde() -> None:
 
 def test_a_hosts_answer_must_be_a_plain_absolute_path() -> None:
     assert plain_remote_path("/home/b/.cache/repro/runs/x")
-    for bad in ("", "relative", "/a/../b", "/a/..", "/a b", "/a\nb", "/a;b", "/$(x)"):
+    for bad in ("", "relative", "/a/../b", "/a/..", "/a b", "/a\nb", "/a\n", "/a;b", "/$(x)"):
         assert not plain_remote_path(bad), bad
 
 

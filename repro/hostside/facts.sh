@@ -204,12 +204,49 @@ _rf_df() {
   _rf_dft=$(df -Pk -- "$2")
 }
 
+# _rf_unsafe DIR...: whether another local user could swap or change DIR (the run dir), the
+# DIRs after it (its subdirs) or a dir above it; $_rf_why says which and how. Each must be this
+# user's (a dir above the run dir may be root's) and not writable by group or others unless it
+# has the sticky bit (like /tmp). One `stat` for all (not POSIX, but GNU's and busybox's).
+_rf_unsafe() {
+  _rf_why=
+  _rf_have stat || { _rf_why="refusing $1: cannot check who may write to it (no stat)"; return 0; }
+  _rf_n=$#
+  _rf_a=$1
+  while :; do
+    case $_rf_a in */*) _rf_a=${_rf_a%/*} ;; *) break ;; esac
+    [ -n "$_rf_a" ] || break
+    set -- "$_rf_a" "$@"
+  done
+  case $1 in /*) set -- / "$@" ;; esac
+  _rf_above=$(($# - _rf_n))
+  _rf_o=$(stat -L -c '%u %a' -- "$@") || { _rf_why="refusing $1: cannot stat it"; return 0; }
+  _rf_o=$_rf_o$_rf_nl
+  _rf_i=0
+  for _rf_a do
+    _rf_i=$((_rf_i + 1))
+    _rf_l=${_rf_o%%"$_rf_nl"*} _rf_o=${_rf_o#*"$_rf_nl"}
+    _rf_u=${_rf_l%% *} _rf_m=${_rf_l#* }
+    case $_rf_u$_rf_m in '' | *[!0-9]*) _rf_why="refusing $_rf_a: cannot stat it"; return 0 ;; esac
+    if [ ! -O "$_rf_a" ] && { [ "$_rf_i" -gt "$_rf_above" ] || [ "$_rf_u" != 0 ]; }; then
+      _rf_why="refusing $_rf_a: it belongs to another user (uid $_rf_u)"
+      return 0
+    fi
+    if [ $((0$_rf_m & 022)) -ne 0 ] && [ $((0$_rf_m & 01000)) -eq 0 ]; then
+      _rf_why="refusing $_rf_a: others may write to it (mode $_rf_m, no sticky bit)"
+      return 0
+    fi
+  done
+  return 1
+}
+
 # _rf_work_dir [create [SUBDIR...]]: the work dir $_rf_w as "[path]" (so that no leading or
 # trailing space is lost; a relative path is unknown here), made first with "create" (and the
 # names after it inside it: the run's subdirectories, one mkdir), then whether it is writable
 # (mkdir's complaint, if any, comes before: the verdict is always the last line). Measures the
 # free space of it and of the temporary dir for the df sections.
 _rf_work_dir() {
+  _rf_why=
   case $_rf_w in
     *"$_rf_nl"*) ;;
     /*) [ "${#_rf_w}" -gt 4096 ] || printf '[%s]\n' "$_rf_w" ;;
@@ -219,9 +256,17 @@ _rf_work_dir() {
     _rf_n=$#
     for _rf_s do set -- "$@" "$_rf_w/$_rf_s"; done
     shift "$_rf_n"
+    # what repro makes is the build user's alone: the run dir 0700, and everything in it
+    umask 077
     { [ -d "$_rf_w" ] && [ $# -eq 0 ]; } || mkdir -p -- "$_rf_w" "$@" 2>&1
+    # and another local user must not be able to change it under us
+    [ -d "$_rf_w" ] && [ -w "$_rf_w" ] && _rf_unsafe "$_rf_w" "$@" && printf '%s\n' "$_rf_why"
   fi
-  if [ -d "$_rf_w" ] && [ -w "$_rf_w" ]; then echo writable; else echo not-writable; fi
+  if [ -z "$_rf_why" ] && [ -d "$_rf_w" ] && [ -w "$_rf_w" ]; then
+    echo writable
+  else
+    echo not-writable
+  fi
   _rf_existing "$_rf_w"
   _rf_dw=$_rf_d
   _rf_existing "${TMPDIR:-/tmp}"

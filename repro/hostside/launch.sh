@@ -11,9 +11,10 @@
 # polling.
 set -u
 sup=$1; d=$2; p=$3; w=$4; wt=$5; chunk=$6; how=$7; m=$8; shift 8
-i=1; off=0; fresh=0; exact=0; keys=
+i=1; off=0; fresh=0; exact=0; ended=0; keys=
 while [ "$m" -gt 0 ]; do keys="$keys $1"; shift; m=$((m - 1)); done
-{ [ -d "$d" ] && [ -d "$w" ]; } || mkdir -p -- "$d" "$w" || exit 90
+# what repro makes is the build user's alone (the run dir 0700: the facts round trip made it so)
+{ [ -d "$d" ] && [ -d "$w" ]; } || (umask 077 && mkdir -p -- "$d" "$w") || exit 90
 clock
 set -C
 if [ -e "$d/cancelled" ] && { echo "$now" > "$d/$p.lock"; } 2>/dev/null; then
@@ -24,13 +25,20 @@ if [ -e "$d/cancelled" ] && { echo "$now" > "$d/$p.lock"; } 2>/dev/null; then
 elif { echo "$now" > "$d/$p.lock"; } 2>/dev/null; then
   set +C
   fresh=1
+  # The scripts are the user's alone (0600): they may hold secrets. The steps get the login's
+  # umask back, read without a `$(…)` process.
+  umask > "$d/$p.umask" && IFS= read -r mask < "$d/$p.umask" || exit 91
+  umask 077
   for k in $keys; do
     if [ "$how" = arg ]; then printf '%s\n' "$1" > "$d/$k.sh" || exit 91; shift
     elif [ ! -f "$d/$k.sh" ]; then echo "repro: $k.sh was not uploaded" >&2; exit 92; fi
   done
+  umask "$mask"
   trap : CHLD
+  cookie "$p"
   # shellcheck disable=SC2086  # the keys are words
-  (cd -- "$w" && exec setsid sh -c "$sup" repro-supervisor "$d" "$p" $keys) > /dev/null 2>&1 < /dev/null &
+  (cd -- "$w" && REPRO_COOKIE=$c && export REPRO_COOKIE &&
+    exec setsid sh -c "$sup" "repro-supervisor:$c" "$d" "$p" $keys) > /dev/null 2>&1 < /dev/null &
   pid=$!
   if [ "$wt" -ge 50 ]; then
     # A timer that ended before `wait` began would leave it waiting for the whole round: a
@@ -39,6 +47,7 @@ elif { echo "$now" > "$d/$p.lock"; } 2>/dev/null; then
     sleep "$((wt / 100)).$f" &
     timer=$!
     wait "$pid"
+    kill -0 "$pid" 2>/dev/null || ended=1
     kill "$timer" 2>/dev/null
   else
     for k in $keys; do follow; break; done

@@ -1,6 +1,6 @@
 # shellcheck shell=sh
 # The reply of the launch and of the poll (after lib.sh; expects d, p, keys, i, off, chunk,
-# exact and fresh). One header line for the round, one per step reported, then the steps' log
+# exact, fresh and ended). One header line for the round, one per step reported, then the steps' log
 # bytes one after the other (each header says how many). Steps from the $i-th key of $keys on
 # (its log from byte $off), for as long as they ended with status 0 and their whole log fits in
 # the $chunk budget. Liveness is read BEFORE the rc file: a step that ends in between is seen
@@ -14,7 +14,16 @@
 # record's words as their arguments.
 nl='
 '
-record() { k=$1 rc=$2 a=$3 s=$4 x=$5 t=$6 h=$7; }
+# Has the round's supervisor ended? The launcher knows when it waited for it; otherwise /proc
+# says, not a file a step could write: no process has the name the launcher gave it (a
+# process's command line is its own; `-e` glued to the pattern, so grep does not find itself).
+gone() {
+  [ "$ended" = 1 ] && return 0
+  cookie "$p"
+  # shellcheck disable=SC2062  # the glob is the files; the pattern is glued to -e
+  ! grep -qszxF "-erepro-supervisor:$c" /proc/[0-9]*/cmdline
+}
+record() { k=$1 rc=$2 a=$3 s=$4 x=$5 t=$6 h=$7 ns=$8; }
 part() { k=$1 want=$2 o=$3; }
 reply() {
   cnt=0; j=0; logs=; recs=
@@ -22,15 +31,20 @@ reply() {
     j=$((j + 1)); [ $j -lt "$i" ] && continue
     cnt=$((cnt + 1))
     a=0; running && a=1
-    rc=-; num "$d/$k.rc"; [ -n "$v" ] && rc=$v
+    rd "$d/$k.rc"
+    ns=0; case $v in *' nospace'*) ns=1 ;; esac
+    rc=-; has "$d/$k.rc" && rc=$v
+    # the hashing's status counts once the supervisor is gone and has written it again: until
+    # then it may be a step's forgery (with a forged list of hashes beside it)
+    case $k in *-hash) [ "$rc" = - ] || gone || { rc=-; ns=0; } ;; esac
     s=0; [ -e "$d/$k.lock" ] && s=1
     x=0; [ -e "$d/$k.killed" ] && x=1
     # not started, and its round's supervisor was killed on purpose (`repro cancel` between
     # two steps): this step was cancelled too
     [ $s = 0 ] && [ -e "$d/$p.killed" ] && x=1
-    t=-; num "$d/$k.start"; [ -n "$v" ] && t=$v
+    t=-; has "$d/$k.start" && t=$v
     h=0; [ -s "$d/$k.log" ] && { h=1; logs="$logs$nl$d/$k.log"; }
-    recs="$recs$k $rc $a $s $x $t $h$nl"
+    recs="$recs$k $rc $a $s $x $t $h $ns$nl"
     [ "$rc" = 0 ] || break
   done
   # lists hold one path per line (the step dir may have spaces; never a newline)
@@ -54,7 +68,7 @@ reply() {
     want=$((size - o)); [ $want -lt 0 ] && want=0
     [ $want -gt "$left" ] && want=$left
     left=$((left - want))
-    heads="${heads}repro-poll key=$k rc=$rc alive=$a started=$s killed=$x size=$size take=$want t0=$t$nl"
+    heads="${heads}repro-poll key=$k rc=$rc alive=$a started=$s killed=$x size=$size take=$want t0=$t nospace=$ns$nl"
     { [ "$o" -eq 0 ] && [ "$want" -eq "$size" ] && [ "$rc" != - ]; } || all=0
     [ "$want" -eq 0 ] || { cats="$cats$nl$d/$k.log"; parts="$parts$k $want $o$nl"; }
     # a step whose log is not all sent ends the reply: the next poll goes on from there

@@ -13,6 +13,7 @@ from repro.results import HostResult, RunResult
 
 LABELS = {"reproducible": "Reproducible", "mismatch": "Mismatch", "inconclusive": "Inconclusive"}
 SHORT_HASH = 12
+_LISTED = 6  # at most this many names in a cell; beyond, "all but …" or a count
 
 
 def ordered_hosts(run: RunResult, comparison: Comparison) -> list[HostResult]:
@@ -62,6 +63,8 @@ def headline(run: RunResult, comparison: Comparison, name: Callable[[str], str])
     ok = sum(1 for h in run.hosts if h.status == "ok")
     if comparison.verdict == "mismatch":
         differs = [a.name for a in comparison.artifacts if a.status == "differs"]
+        if not differs:
+            return "the hosts agree, but not with the published hashes (--expect)"
         verb = "differs" if len(differs) == 1 else "differ"
         return f"{_listed(differs, name)} {verb} between hosts"
     if comparison.verdict == "reproducible":
@@ -69,7 +72,9 @@ def headline(run: RunResult, comparison: Comparison, name: Callable[[str], str])
         return f"{_count(ok, 'host')} built {built} with identical bytes"
     if any(a.status == "differs" for a in comparison.artifacts):
         # only when the hosts did not run the same pinned toolchain (compare decides that)
-        return "artifacts differ, but the hosts did not build with the same toolchain; see the reasons"
+        return (
+            "artifacts differ, but the hosts did not build with the same toolchain; see the reasons"
+        )
     return f"no difference seen among {_count(ok, 'host')} that finished, but see the reasons"
 
 
@@ -79,6 +84,19 @@ def _listed(names: list[str], name: Callable[[str], str]) -> str:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def who(hosts: tuple[str, ...], everyone: list[str]) -> str:
+    """A hash group's hosts (or signers) among `everyone`, as short as stays exact."""
+    if set(hosts) == set(everyone):
+        # a few names say more than "all 3 agree"; past a screenful, the count is what reads
+        return f"all {len(everyone)} agree" if len(everyone) > _LISTED else ", ".join(hosts)
+    if len(hosts) <= _LISTED:
+        return ", ".join(hosts)
+    rest = [h for h in everyone if h not in hosts]
+    if len(rest) <= _LISTED:
+        return f"{len(hosts)}: all but {', '.join(rest)}"
+    return f"{len(hosts)} of {len(everyone)}"
 
 
 # --- why it differs: the same bounded lines for every renderer --------------------------------

@@ -5,6 +5,7 @@ Every string that came from a host (or a report file) is escaped: it can add no 
 
 from __future__ import annotations
 
+import json
 from pathlib import PurePosixPath
 from urllib.parse import quote
 
@@ -16,6 +17,7 @@ from repro.render.common import (
     headline,
     ordered_hosts,
     status_text,
+    who,
     why_lines,
 )
 from repro.render.safe import md_code, md_escape
@@ -31,7 +33,7 @@ def render(run: RunResult, comparison: Comparison, *, width: int = 100, color: b
         "",
     ]
     if len(comparison.artifacts) > MAX_HASH_COLUMNS:
-        lines += [*_table(run, comparison, hashes=False), "", *_artifact_rows(comparison)]
+        lines += [*_table(run, comparison, hashes=False), "", *_artifact_rows(run, comparison)]
     else:
         lines += _table(run, comparison, hashes=True)
     if comparison.reasons:
@@ -41,8 +43,41 @@ def render(run: RunResult, comparison: Comparison, *, width: int = 100, color: b
         if found:
             lines += ["", f"Why {md_code(artifact.name)} differs:", ""]
             lines += [f"{'  ' * depth}- {md_escape(text)}" for depth, text in found]
+    lines += _variables(run)
     lines += _logs(run)
     return "\n".join(lines) + "\n"
+
+
+_MAX_VARIABLE_ROWS = 50
+_MAX_VALUE = 80
+_UNSET = "(not set)"
+
+
+def _variables(run: RunResult) -> list[str]:
+    """The effective variables (as recorded, secrets masked) that are not the same on every
+    host, each value with the hosts that had it: the ones the same everywhere explain nothing."""
+    hosts = [h for h in run.hosts if h.variables]
+    if len(hosts) < 2:
+        return []
+    rows = []
+    for key in sorted({k for h in hosts for k in h.variables}):
+        by_value: dict[str, list[str]] = {}
+        for host in hosts:
+            value = host.variables[key] if key in host.variables else _UNSET
+            shown = value if isinstance(value, str) else json.dumps(value, default=str)
+            if len(shown) > _MAX_VALUE:
+                shown = shown[: _MAX_VALUE - 1] + "…"
+            by_value.setdefault(shown, []).append(host.name)
+        if len(by_value) > 1:
+            cells = [f"{md_code(v)}: {md_escape(', '.join(n))}" for v, n in by_value.items()]
+            rows.append(_line([md_code(key), "; ".join(cells)]))
+    if not rows:
+        return []
+    more = len(rows) - _MAX_VARIABLE_ROWS
+    shown_rows = rows[:_MAX_VARIABLE_ROWS]
+    tail = ["", f"… and {more} more (report.json has every host's variables)"] if more > 0 else []
+    head = ["", "Variables that differ between hosts:", ""]
+    return [*head, _line(["Variable", "value: hosts"]), _line(["---"] * 2), *shown_rows, *tail]
 
 
 #: past this many artifacts, one row per artifact (hosts grouped by hash) instead of a column each
@@ -50,15 +85,16 @@ MAX_HASH_COLUMNS = 3
 _SHORT = 16  # hex digits of a hash shown in the per-artifact table (report.json has all 64)
 
 
-def _artifact_rows(comparison: Comparison) -> list[str]:
+def _artifact_rows(run: RunResult, comparison: Comparison) -> list[str]:
     rows = [_line(["Artifact", "status", "hosts by sha256"]), _line(["---"] * 3)]
+    everyone = [h.name for h in run.hosts if h.status == "ok"]  # 30 builders: "all 30 agree"
     for artifact in comparison.artifacts:
         groups = [
-            f"{md_code(g.sha256[:_SHORT])}…: {md_escape(', '.join(g.hosts))}"
+            f"{md_code(g.sha256[:_SHORT])}…: {md_escape(who(g.hosts, everyone))}"
             for g in artifact.groups
         ]
         if artifact.missing:
-            groups.append(f"*missing*: {md_escape(', '.join(artifact.missing))}")
+            groups.append(f"*missing*: {md_escape(who(artifact.missing, everyone))}")
         cell = "; ".join(groups) or "-"
         rows.append(_line([md_code(artifact.name), md_escape(artifact.status), cell]))
     return rows

@@ -19,6 +19,14 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _MD_PUNCT = re.compile(r"([\\`*_\[\]|~$])")
 _LEADING = re.compile(r"^([#+=-]|\d+(?=[.)]))")
 _CODE_SAFE = re.compile(r"[A-Za-z0-9._+/-]+")
+# What GitHub (and GitLab) turn into live links or notifications in a comment, from text alone:
+# @mentions, #123 / GH-123 references, bare URLs and www. links. A zero-width space (as an
+# entity: it survives copying as text) after the sigil keeps the text and kills the link.
+_LIVE = re.compile(
+    r"(?:[@#]|\bGH-|\b(?:https?|ftp|mailto|xmpp)(?=:)|\bwww(?=\.))(?=[A-Za-z0-9_/.:-])",
+    re.IGNORECASE,
+)
+_ZWSP = "&#8203;"
 
 
 def term_safe(s: str) -> str:
@@ -41,7 +49,8 @@ def md_escape(s: str) -> str:
     # Escaped at the start too, so a value that opens a list item cannot become a heading.
     text = _LEADING.sub(lambda m: m[0] + "\\" if m[0].isdigit() else "\\" + m[0], text)
     # Entities, not backslashes, for HTML: a renderer that allows raw HTML must never see a tag.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _LIVE.sub(lambda m: m[0] + _ZWSP, text)
 
 
 def md_code(s: str) -> str:

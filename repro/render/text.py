@@ -21,6 +21,7 @@ from repro.render.common import (
     headline,
     ordered_hosts,
     status_text,
+    who,
     why_lines,
 )
 from repro.render.safe import term_safe
@@ -78,20 +79,18 @@ def _render_stacked(run: RunResult, comparison: Comparison, *, width: int, color
             for r, h in zip(host_rows, hosts)
         ]
     art_rows: list[list[str]] = []
+    everyone = [h.name for h in hosts if h.status == "ok"]
     for artifact in comparison.artifacts:
         name, status = term_safe(artifact.name), str(artifact.status)
         for i, group in enumerate(artifact.groups):
             sha = group.sha256[:SHORT_HASH]
             if color and len(artifact.groups) > 1:
                 sha = _ansi(sha, _GROUP_COLOURS[i % len(_GROUP_COLOURS)])
-            art_rows.append([name, status, sha, term_safe(", ".join(group.hosts))])
+            art_rows.append([name, status, sha, term_safe(who(group.hosts, everyone))])
             name, status = "", ""
         if artifact.missing:
-            art_rows.append([name, status, "missing", term_safe(", ".join(artifact.missing))])
-    # the name gets what the other columns leave (status 9, hash, hosts, two-space gaps)
-    hosts_w = max((len(r[3]) for r in art_rows), default=5)
-    name_w = max(20, width - 9 - SHORT_HASH - min(hosts_w, 40) - 3 * _GAP)
-    art_rows = [[_shorten(r[0], name_w, middle=True), *r[1:]] for r in art_rows]
+            art_rows.append([name, status, "missing", term_safe(who(artifact.missing, everyone))])
+    # Names stay whole: powerpc64 and powerpc64le builds differ only in the middle.
     lines = [
         _title(run, width),
         "",

@@ -14,9 +14,17 @@ from typing import Any
 
 import asyncssh
 
-from repro.errors import ConnectError, HostKeyError, InventoryError
+from repro.errors import ConnectError, CredentialsError, HostKeyError, InventoryError
 from repro.inventory import Host
-from repro.transport.base import Completed, Sink, Transport, read_tail
+from repro.transport.base import (
+    Completed,
+    ReplyTooLarge,
+    Sink,
+    Transport,
+    check_reply_size,
+    os_reason,
+    read_tail,
+)
 from repro.transport.route import Hop, resolve
 
 #: host vars (name, default) that tune the connection; seconds, except the count
@@ -85,12 +93,21 @@ class AsyncsshTransport(Transport):
                 # happened; a connection that is really gone shows in wait() below.
                 pass
         try:
-            done = await proc.wait(check=False, timeout=timeout)
-        except asyncssh.TimeoutError:
+            async with asyncio.timeout(timeout):
+                # Read as it comes, bounded: a host must not be able to fill our memory.
+                out, err = await asyncio.gather(
+                    _bounded(proc.stdout, command, self.host.name),
+                    _bounded(proc.stderr, command, self.host.name),
+                )
+                done = await proc.wait(check=False)
+        except TimeoutError:
             _abandon(proc)
             raise TimeoutError(
                 f"{self.host.name}: command timed out after {timeout:g}s: {command[:80]}"
             ) from None
+        except ReplyTooLarge:
+            _abandon(proc)
+            raise
         except (asyncssh.Error, OSError) as exc:
             raise self._lost(command, exc) from None
         except asyncio.CancelledError:
@@ -100,9 +117,7 @@ class AsyncsshTransport(Transport):
         if status is None:
             # Neither a status nor a signal: the channel closed under us (sshd died).
             raise self._lost(command, None)
-        return Completed(
-            command, status, _text(done.stdout), _text(done.stderr), _raw(done.stdout)
-        )
+        return Completed(command, status, _text(bytes(out)), _text(bytes(err)), bytes(out))
 
     async def stream(
         self, command: str, sink: Sink, *, timeout: float | None = None
@@ -269,7 +284,9 @@ async def _open_hop(
             raise await _host_key_error(host, hop, known_hosts, tunnel) from None
         raise _connect_error(host, hop, f"key exchange failed: {_one_line(exc.reason)}") from None
     except asyncssh.PermissionDenied:
-        raise _connect_error(host, hop, f"authentication failed for user {hop.user}") from None
+        raise _connect_error(
+            host, hop, f"authentication failed for user {hop.user}", CredentialsError
+        ) from None
     except TimeoutError:
         seconds = _number_var(host, CONNECT_TIMEOUT)
         raise _connect_error(host, hop, f"timed out after {seconds:g}s") from None
@@ -279,7 +296,9 @@ async def _open_hop(
         raise _connect_error(host, hop, f"cannot resolve host name {hop.address!r}") from None
     except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
         keys = ", ".join(hop.key_files)
-        raise _connect_error(host, hop, f"cannot use key {keys}: {_one_line(str(exc))}") from None
+        raise _connect_error(
+            host, hop, f"cannot use key {keys}: {_one_line(str(exc))}", CredentialsError
+        ) from None
     except asyncssh.ChannelOpenError as exc:
         # The jump host would not forward to this hop (AllowTcpForwarding no, or unreachable).
         raise _connect_error(
@@ -290,7 +309,7 @@ async def _open_hop(
     except OSError as exc:
         if exc.filename:  # a key or config file, not the network
             raise _connect_error(host, hop, f"cannot read {exc.filename}: {exc.strerror}") from None
-        raise _connect_error(host, hop, _one_line(exc.strerror or str(exc))) from None
+        raise _connect_error(host, hop, os_reason(exc)) from None
 
 
 def _named(hop: Hop) -> str:
@@ -300,8 +319,10 @@ def _named(hop: Hop) -> str:
     return hop.where
 
 
-def _connect_error(host: Host, hop: Hop, reason: str) -> ConnectError:
-    return ConnectError(f"cannot connect to {_named(hop)}: {reason}", host=host.name)
+def _connect_error(
+    host: Host, hop: Hop, reason: str, kind: type[ConnectError] = ConnectError
+) -> ConnectError:
+    return kind(f"cannot connect to {_named(hop)}: {reason}", host=host.name)
 
 
 def _trusted_keys(hop: Hop, known_hosts: Path) -> list[asyncssh.SSHKey]:
@@ -314,9 +335,9 @@ def _trusted_keys(hop: Hop, known_hosts: Path) -> list[asyncssh.SSHKey]:
 
 
 def trust_command(host: Host) -> str:
-    """The command that records this host's key (the transport does not know the inventory
-    path, so `-i` is left to the user)."""
-    return f"repro hosts trust --limit {host.name}"
+    """The command that records this host's key, with the inventory the host came from."""
+    inventory = f"-i {shlex.quote(host.inventory)} " if host.inventory else ""
+    return f"repro hosts trust {inventory}--limit {host.name}"
 
 
 async def _host_key_error(
@@ -402,10 +423,13 @@ def _abandon(proc: asyncssh.SSHClientProcess[bytes]) -> None:
     proc.close()
 
 
-def _raw(data: bytes | str | None) -> bytes:
-    if data is None:
-        return b""
-    return data.encode() if isinstance(data, str) else bytes(data)
+async def _bounded(stream: Any, command: str, host: str) -> bytearray:
+    """All of `stream`, or ReplyTooLarge as soon as it passes MAX_REPLY bytes."""
+    buf = bytearray()
+    while chunk := await stream.read(65536):
+        buf += chunk
+        check_reply_size(len(buf), command, host)
+    return buf
 
 
 def _text(data: bytes | str | None) -> str:

@@ -9,6 +9,7 @@ transport only needs short commands to be reliable.
 from __future__ import annotations
 
 import abc
+import errno
 import hashlib
 import os
 import shlex
@@ -17,8 +18,48 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from repro.errors import UntrustedOutput
+
 if TYPE_CHECKING:
     from repro.inventory import Host
+
+
+#: the most bytes one command may send back on stdout (and on stderr): every reply repro asks
+#: for is far smaller (a poll brings 256 KiB of log at most), and a host whose ~/.bashrc prints
+#: a gigabyte must not take the controller's memory with it
+MAX_REPLY = 8 * 1024 * 1024
+
+
+class ReplyTooLarge(UntrustedOutput):
+    """A command sent back more than MAX_REPLY bytes; it was stopped."""
+
+
+def check_reply_size(size: int, command: str, host: str) -> None:
+    if size > MAX_REPLY:
+        raise ReplyTooLarge(
+            f"the host sent more than {MAX_REPLY // (1024 * 1024)} MiB in reply to one command"
+            " (does a login file such as ~/.bashrc print something?); stopped reading",
+            host=host,
+            command=command,
+        )
+
+
+_ERRNO_REASONS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ENETUNREACH: "network unreachable",
+    errno.EHOSTUNREACH: "host unreachable (no route to host)",
+    errno.ETIMEDOUT: "timed out",
+    errno.ECONNRESET: "connection reset",
+    errno.EACCES: "blocked on the way (permission denied)",
+    errno.EPERM: "blocked on the way (operation not permitted)",
+}
+
+
+def os_reason(exc: OSError) -> str:
+    """Why a connection failed, the same words on every transport (errno, not its wrapper)."""
+    if exc.errno in _ERRNO_REASONS:
+        return _ERRNO_REASONS[exc.errno]
+    return " ".join((exc.strerror or str(exc) or type(exc).__name__).split())
 
 
 @dataclass(frozen=True)
@@ -131,6 +172,8 @@ class Transport(abc.ABC):
         )
         if make_parent:
             cmd = f"mkdir -p -- {shlex.quote(remote_path.rsplit('/', 1)[0] or '/')} && {cmd}"
+        # The temp file is never readable by others, even before its chmod (a secret's file).
+        cmd = f"umask 077 && {cmd}"
         if unless_exists is not None:
             cmd = f"if [ -e {shlex.quote(unless_exists)} ]; then cat >/dev/null; else {cmd}; fi"
         result = await self.run(cmd, stdin=data)

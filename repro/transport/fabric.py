@@ -5,6 +5,7 @@ always checked against the same known_hosts as asyncssh, every blocking call in 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import select
 import socket
@@ -22,7 +23,7 @@ import paramiko
 from paramiko.common import MSG_CHANNEL_REQUEST, cMSG_CHANNEL_REQUEST, cMSG_CHANNEL_SUCCESS
 from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 
-from repro.errors import ConnectError, HostKeyError, UsageError
+from repro.errors import ConnectError, CredentialsError, HostKeyError, UsageError
 from repro.inventory import Host
 from repro.transport.asyncssh import (
     CONNECT_TIMEOUT,
@@ -35,10 +36,22 @@ from repro.transport.asyncssh import (
     _one_line,
     trust_command,
 )
-from repro.transport.base import Completed, Sink, Transport
+from repro.transport.base import (
+    Completed,
+    ReplyTooLarge,
+    Sink,
+    Transport,
+    check_reply_size,
+    os_reason,
+)
 from repro.transport.route import Hop, Route, resolve
 
 T = TypeVar("T")
+
+# paramiko logs what a server sends (its banner, its errors) with tracebacks; with no handler
+# configured, Python's last-resort handler would print that raw to stderr, escape sequences
+# and all, before the host key is even checked. Its failures reach the user as our errors.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 #: environment variable sizing the one thread pool every FabricTransport shares
 POOL_SIZE_VAR = "REPRO_FABRIC_THREADS"
@@ -189,6 +202,8 @@ class FabricTransport(Transport):
             raise TimeoutError(
                 f"{self.host.name}: command timed out after {timeout:g}s: {command[:80]}"
             ) from None
+        except ReplyTooLarge as exc:  # raised in the worker, which knows no host
+            raise ReplyTooLarge(exc.args[0], host=self.host.name, command=command) from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise self._lost(command, exc, conn) from None
         except asyncio.CancelledError:
@@ -420,13 +435,17 @@ def _connect_failure(
             f"host key for {where} has CHANGED since it was trusted in {known_hosts} "
             f"(known_hosts has {exc.expected_key.fingerprint}, the host offers "
             f"{exc.key.fingerprint}: a reinstalled host, or someone in the middle); "
-            "verify it before trusting again",
+            f"verify it out of band; only if it is right, remove the old key and run "
+            f"`{trust_command(host)}`",
             host=host.name,
         )
     reason = _failure_reason(conn, settings, exc)
     if reason is None:
         return None
-    return ConnectError(f"cannot connect to {where}: {reason}", host=host.name)
+    # what waiting cannot mend: the run does not retry it for the reconnect window
+    refused = isinstance(exc, (paramiko.AuthenticationException, paramiko.PasswordRequiredException))
+    kind = CredentialsError if refused or str(exc) == _NO_AUTH_METHODS else ConnectError
+    return kind(f"cannot connect to {where}: {reason}", host=host.name)
 
 
 def _failure_reason(conn: Any, settings: _Settings, exc: BaseException) -> str | None:
@@ -438,22 +457,19 @@ def _failure_reason(conn: Any, settings: _Settings, exc: BaseException) -> str |
         # (the second: paramiko had no key at all to offer, not even from the agent)
         return f"authentication failed for user {conn.user}"
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
-        kinds = {type(e) for e in exc.errors.values()}
-        if kinds == {ConnectionRefusedError}:
-            return "connection refused"
-        return _one_line(str(exc))
+        # paramiko's own text drops the errno ("[Errno None] Unable to connect to port 22")
+        reasons = [os_reason(e) for e in exc.errors.values() if isinstance(e, OSError)]
+        return "; ".join(dict.fromkeys(reasons)) or _one_line(str(exc))
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve host name {conn.host!r}"
     if isinstance(exc, TimeoutError) or _negotiation_timed_out(conn, exc):
         return f"timed out after {settings.timeout:g}s"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
     if isinstance(exc, paramiko.PasswordRequiredException):
         return f"cannot use key {_key_names(conn)}: it is encrypted and no passphrase was given"
     if isinstance(exc, OSError):
         if exc.filename:  # a key or config file, not the network
             return f"cannot read {exc.filename}: {exc.strerror}"
-        return _one_line(exc.strerror or str(exc))
+        return os_reason(exc)
     if isinstance(exc, (paramiko.SSHException, EOFError, ValueError)):
         return _one_line(str(exc)) or "disconnected"
     return None
@@ -564,8 +580,9 @@ def _exchange(
     chan = transport.open_session(timeout=open_timeout)
     try:
         chan.exec_command(command)
-        on_err = err.extend if sink is None else partial(_keep_tail, err)
-        _pump(chan, stdin, deadline, stop, out.extend if sink is None else sink, on_err)
+        # A reply is kept whole only up to MAX_REPLY: a host must not fill our memory.
+        on_err = partial(_bounded, err) if sink is None else partial(_keep_tail, err)
+        _pump(chan, stdin, deadline, stop, partial(_bounded, out) if sink is None else sink, on_err)
         _wait_status(chan, deadline, stop)
     except BaseException:
         _abandon(chan)
@@ -573,6 +590,11 @@ def _exchange(
     chan.close()
     status = chan.exit_status if chan.exit_status >= 0 else None
     return _Outcome(status, getattr(chan, _SIGNAL_ATTR, None), bytes(out), bytes(err))
+
+
+def _bounded(buf: bytearray, data: bytes) -> None:
+    buf += data
+    check_reply_size(len(buf), "", "")  # the caller names the host
 
 
 def _keep_tail(buf: bytearray, data: bytes) -> None:
