@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))  # repro.netlab, when run from a checkout without 
 
 from workload import COMMANDS, HELLO_SHA256, STEPS, check_outputs, read_outputs
 
-from repro.netlab import NetnsLab, cleanup_stale
+from repro.netlab import MAX_HOSTS, NetnsLab, cleanup_stale
 
 LAB_PREFIX = "rbench"
 ANSIBLE_VENV = BENCH / ".venv-ansible"
@@ -668,8 +668,8 @@ def parse_hosts(text: str) -> list[int]:
         ns = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise SystemExit(f"fanout: --hosts {text!r}: give host counts like 10,50,100") from None
-    if not ns or any(not 1 <= n <= 200 for n in ns):
-        raise SystemExit(f"fanout: --hosts {text!r}: each count must be 1..200")
+    if not ns or any(not 1 <= n <= MAX_HOSTS for n in ns):
+        raise SystemExit(f"fanout: --hosts {text!r}: each count must be 1..{MAX_HOSTS}")
     return ns
 
 

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from repro.secrets import MASK, is_ansible_secret
+
 #: host facts worth lining up with a split (the rest, like free disk or the clock, move anyway)
 FACTS = (
     "cpu_vendor", "microarch", "cpu_model_name", "microcode", "isa", "cores", "kernel", "distro",
@@ -22,8 +24,7 @@ BUILD_ENV = (
 HOST_UNIQUE = frozenset({"hostname", "home", "build path"})
 #: variables that say how to reach a host (or name it), not how it builds
 _CONNECTION = re.compile(r"^(ansible_|repro_|inventory_hostname$|group_names$)")
-#: where a secret's value would be, its place is held by this
-MASK = "(secret)"
+#: names that look secret even when nobody declared them (masked too: more, never less)
 _SECRET_NAME = re.compile(r"(pass(word)?|secret|token|api_?key|private_key|credential)", re.I)
 _MAX_FACTORS = 8
 _MAX_VALUE = 80
@@ -61,10 +62,10 @@ class Attribution:
 
 
 def is_secret(name: str, declared: Sequence[str] = ()) -> bool:
-    """Whether a variable's value must never be written down: declared in the playbook's
-    `secrets:`, or named like a password, token or key (Ansible's ansible_password,
-    ansible_become_pass, ansible_ssh_pass …)."""
-    return name in declared or bool(_SECRET_NAME.search(name))
+    """Whether a variable's value must never be written down: repro.secrets' rule (declared
+    in the playbook's `secrets:` or with --secret, or an Ansible password variable), and
+    anything named like a password, token or key."""
+    return name in declared or is_ansible_secret(name) or bool(_SECRET_NAME.search(name))
 
 
 def masked(variables: Mapping[str, Any], declared: Sequence[str] = ()) -> dict[str, Any]:

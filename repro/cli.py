@@ -79,6 +79,33 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long a host may stay away before it is unreachable (default 300)",
     )
+    r.add_argument(
+        "--keepalive-interval",
+        type=float,
+        metavar="SECONDS",
+        help="SSH keepalive every this often on a quiet link (default 5; repro_keepalive_interval)",
+    )
+    r.add_argument(
+        "--keepalive-count",
+        type=int,
+        metavar="N",
+        help="a link is dead after N keepalives go unanswered (default 3, so a dead host is"
+        " noticed in about 20 s; repro_keepalive_count_max)",
+    )
+    r.add_argument(
+        "--connect-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long one connection attempt may take (default 10; repro_connect_timeout)",
+    )
+    r.add_argument(
+        "--host-wait",
+        type=int,
+        default=120,
+        metavar="SECONDS",
+        help="while a step runs, each host answers at least this often (default 120; a step's"
+        " end, or output shown live, answers at once)",
+    )
     r.add_argument("--resume", metavar="RUN_ID", help="reattach to a run whose controller died")
     r.add_argument(
         "--secret",

@@ -79,10 +79,27 @@ def make_listener(hosts: list[str], err: TextIO, args: argparse.Namespace) -> Li
         return ignore
     if args.heartbeat < 0:
         raise UsageError(f"--heartbeat {args.heartbeat:g}: must be 0 (none) or more seconds")
-    if is_tty(err) and not args.verbose and os.environ.get("CI") is None:
+    if _live_terminal(err, args):
         size = shutil.get_terminal_size((100, 24))
         return LiveProgress(hosts, err, width=term_width(err), height=size.lines)
     return LineProgress(err, verbose=args.verbose > 0, heartbeat=args.heartbeat)
+
+
+def _live_terminal(err: TextIO, args: argparse.Namespace) -> bool:
+    return is_tty(err) and not args.verbose and os.environ.get("CI") is None
+
+
+def output_gap(err: TextIO, args: argparse.Namespace) -> int:
+    """How soon (seconds) a growing log should end a wait on a host, for what the progress
+    shows: at once for output shown as it comes (-v, a terminal's live view), every heartbeat
+    for the log size in CI heartbeats, never when nothing is shown (only a step's end)."""
+    from repro.detach import LIVE_GAP
+
+    if args.quiet:
+        return 0
+    if args.verbose > 0 or _live_terminal(err, args):
+        return LIVE_GAP
+    return max(0, int(args.heartbeat))
 
 
 def playbooks_dir() -> Path:
@@ -177,6 +194,24 @@ def _secret_item(item: str) -> str:
     return f"{item}={os.environ[item]}"
 
 
+def _link_settings(args: argparse.Namespace) -> dict[str, float]:
+    """The host vars the link flags of `run` stand for (an inventory's own value wins)."""
+    flags = (
+        ("keepalive_interval", "repro_keepalive_interval"),
+        ("keepalive_count", "repro_keepalive_count_max"),
+        ("connect_timeout", "repro_connect_timeout"),
+    )
+    link: dict[str, float] = {}
+    for attr, var in flags:
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        if value <= 0:
+            raise UsageError(f"--{attr.replace('_', '-')} {value:g}: must be positive")
+        link[var] = value
+    return link
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.runner import HANDSHAKES, RunOptions
     from repro.session import execute, load_plan, prepare
@@ -187,6 +222,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"--rounds {args.rounds}: must be 1 to 5")
     if args.reconnect_timeout <= 0:
         raise UsageError(f"--reconnect-timeout {args.reconnect_timeout}: must be positive")
+    if args.host_wait < 1:
+        raise UsageError(f"--host-wait {args.host_wait}: must be at least 1 second")
+    link = _link_settings(args)
     if args.handshakes is not None and args.handshakes < 1:
         raise UsageError(f"--handshakes {args.handshakes}: must be at least 1")
     from repro.playbook import parse_size
@@ -209,6 +247,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         rounds=args.rounds,
         handshakes=args.handshakes or HANDSHAKES,
         reconnect_timeout=args.reconnect_timeout,
+        host_wait=args.host_wait,
+        live_gap=output_gap(err, args),
+        link=link,
         log_cap=log_cap,
     )
     if args.resume:
@@ -238,6 +279,10 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     warn(err, prep.warnings)
     warn(err, config_warnings([p.host for p in prep.plans]))
     names = [p.host.name for p in prep.plans]
+    from repro import fdlimit
+
+    short = fdlimit.ensure(min(len(names), args.forks or len(names)))
+    warn(err, [short] if short else [])
     if not args.quiet:
         err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")
     with shown_anyway(args.format, out):

@@ -40,6 +40,13 @@ from repro.transport.base import Completed, Transport
 #: a poll waits on the host up to this long (hundredths of a second) for the step to finish, so
 #: quick steps cost one round trip and a long one is looked at about once a second.
 POLL_WAIT = 100
+#: while a step runs, the controller's one channel to a host waits there up to this long
+#: (seconds) for news before it answers anyway (`--host-wait`, `repro_host_wait`): a step that
+#: ends, or vanishes, answers within about a second whatever this is
+HOST_WAIT = 120
+#: with live output wanted (a terminal's progress, -v), a growing log answers the wait after
+#: this long (seconds)
+LIVE_GAP = 1
 #: the most log bytes one reply brings back; a chattier step is simply followed over more polls.
 LOG_CHUNK = 256 * 1024
 #: the round's scripts travel in the exec request up to this size in all, quoted; larger ones
@@ -55,6 +62,7 @@ MAX_COMMAND = 32768 - 1024
 # once: every command is `sh -c SCRIPT NAME ARGS...`, the arguments quoted.
 _LAUNCH = hostside.program("launch")
 _POLL = hostside.program("poll")
+_WAIT = hostside.program("wait")
 #: the supervisor's own `sh -c` script: the launcher gets it as its first argument
 _SUPERVISOR = hostside.program("supervisor")
 _KILL = hostside.program("kill")
@@ -155,11 +163,18 @@ async def poll(
     *,
     wait: int = POLL_WAIT,
     exact: bool = False,
+    news: tuple[int, int] | None = None,
 ) -> Reply:
-    """Look at a round from `keys[index]` on (its log from `offset`)."""
+    """Look at a round from `keys[index]` on (its log from `offset`); with `news` (bound, gap)
+    it is a `wait`."""
     _plain(step_dir)
-    cmd = _sh(_POLL, step_dir, plan, index + 1, offset, wait, LOG_CHUNK, int(exact), *keys)
-    res = await transport.run(cmd, timeout=60 + wait / 100)
+    if news is None:
+        cmd = _sh(_POLL, step_dir, plan, index + 1, offset, wait, LOG_CHUNK, int(exact), *keys)
+        timeout = 60 + wait / 100
+    else:
+        cmd = _sh(_WAIT, step_dir, plan, index + 1, offset, *news, LOG_CHUNK, *keys)
+        timeout = 60 + news[0]
+    res = await transport.run(cmd, timeout=timeout)
     reply = _parse(transport, res, cmd, offset, f"could not read the state of {keys[index]}")
     if reply is None:
         if exact:
@@ -170,6 +185,25 @@ async def poll(
             )
         return await poll(transport, step_dir, plan, keys, index, offset, wait=0, exact=True)
     return reply
+
+
+async def wait(
+    transport: Transport,
+    step_dir: str,
+    plan: str,
+    keys: list[str],
+    index: int,
+    offset: int,
+    *,
+    bound: int = HOST_WAIT,
+    gap: int = 0,
+) -> Reply:
+    """Like `poll`, but the host answers only when `keys[index]` ends or is gone, its log grows
+    past `offset` (after `gap` seconds; 0: growth does not end the wait), or `bound` seconds
+    pass. It costs the host no process per check (repro/hostside/wait.sh)."""
+    return await poll(
+        transport, step_dir, plan, keys, index, offset, news=(max(1, bound), max(0, gap))
+    )
 
 
 def _parse(

@@ -43,6 +43,8 @@ class WhyOptions:
     fetch: FetchOptions = field(default_factory=FetchOptions)
     diff_timeout: float = diffoscope.DEFAULT_TIMEOUT
     max_report: int = diffoscope.MAX_REPORT
+    # the run's secret values out of the summary (an artifact may hold one): repro.secrets
+    mask: Callable[[str], str] = str
 
 
 def record_paths(run: RunResult, playbook: Playbook) -> None:
@@ -146,8 +148,7 @@ async def _pairs(
         stem = str(Path(left.local or "").parent / f"{_tag(left)}-vs-{_tag(right)}")
         listener(Event("diffoscope", "diffing", f"{name}: {left.label} vs {right.label}",
                        None, time.monotonic() - started))  # fmt: skip
-        pairs.append(
-            await diffoscope.run_pair(
+        pairs.append(_masked(opts.mask, await diffoscope.run_pair(
                 name,
                 (f"{left.label} ({left.host})", run_dir / (left.local or "")),
                 (f"{right.label} ({right.host})", run_dir / (right.local or "")),
@@ -156,9 +157,16 @@ async def _pairs(
                 timeout=opts.diff_timeout,
                 max_report=opts.max_report,
                 strip=(f"{_tag(left)}-{left.host}-", f"{_tag(right)}-{right.host}-"),
-            )
-        )
+            )))  # fmt: skip
     return pairs
+
+
+def _masked(mask: Callable[[str], str], pair: PairDiff) -> PairDiff:
+    members = tuple(
+        dataclasses.replace(m, path=tuple(map(mask, m.path)), lines=tuple(map(mask, m.lines)))
+        for m in pair.members
+    )
+    return dataclasses.replace(pair, members=members)
 
 
 def _tag(c: Copy) -> str:

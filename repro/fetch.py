@@ -242,7 +242,9 @@ async def _fetch_one(
         return _copy(w, "", None, "failed", f"{w.artifact} in {work}: {why}")
     remote = f"{work}/{rel}"
     dest = run_dir / name
-    dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # private: the copies (and diffoscope's reports beside them) may hold what a build leaked
+    (run_dir / DIFF_DIR).mkdir(parents=True, exist_ok=True, mode=0o700)
+    dest.parent.mkdir(exist_ok=True, mode=0o700)
     emit(w.host, "fetching", f"{w.artifact} ({_size(w.claim.size)})")
     last = [0.0]
     loop = asyncio.get_running_loop()

@@ -1,7 +1,8 @@
 """The cursor over one round's replies on one host: which step is next, from which log offset,
 and what each reply means (a step seen, its output, its end, still running), in order.
 
-It launches the round and polls (repro.detach) through a `via` wrapper the runner gives it for
+It launches the round, then waits on the host (repro.detach.wait: one channel at a time that
+answers on news or after `host_wait` seconds) through a `via` wrapper the runner gives it for
 reconnects; timeouts, cancels and local logs are the runner's. Nothing here trusts the host.
 """
 
@@ -82,6 +83,9 @@ class RoundFollower:
         poll_wait: int = detach.POLL_WAIT,
         launch_wait: int = detach.POLL_WAIT,
         via: Via = _direct,
+        host_wait: int = detach.HOST_WAIT,
+        live_gap: int = 0,
+        limits: list[float] | None = None,
     ) -> None:
         self.transport = transport
         self.remote = remote
@@ -92,6 +96,9 @@ class RoundFollower:
         self.poll_wait = poll_wait
         self.launch_wait = launch_wait
         self.via = via
+        self.host_wait = host_wait
+        self.live_gap = live_gap  # 0: a growing log does not end a wait (nobody shows it live)
+        self.limits = limits or []  # each key's timeout (seconds): a wait ends in time for it
         self.index = 0  # the key asked about next
         self.offset = 0  # of its log
         self.finished = False
@@ -160,9 +167,27 @@ class RoundFollower:
             # a log only partly brought back is asked for again at once; else wait on the host
             more = last is not None and last.key == self.key and self.offset < last.size
             index, offset = self.index, self.offset
-            reply = await self.via(
-                lambda: detach.poll(
-                    self.transport, steps, self.plan, self.keys, index, offset,
-                    wait=0 if more else self.poll_wait,
-                )
-            )  # fmt: skip
+            if more or self.host_wait <= 0:  # host_wait 0: short polls, as before the waits
+                wait = 0 if more else self.poll_wait
+                reply = await self.via(
+                    lambda: detach.poll(
+                        self.transport, steps, self.plan, self.keys, index, offset, wait=wait
+                    )
+                )  # fmt: skip
+            else:
+                bound = self._bound(index, last)
+                reply = await self.via(
+                    lambda: detach.wait(
+                        self.transport, steps, self.plan, self.keys, index, offset,
+                        bound=bound, gap=self.live_gap,
+                    )
+                )  # fmt: skip
+
+    def _bound(self, index: int, last: detach.Poll | None) -> int:
+        """How long the next wait may last: `host_wait`, but never past the step's timeout
+        (on the host's clock) by more than a second, since only a reply lets the runner see it."""
+        bound = self.host_wait
+        if index < len(self.limits):
+            elapsed = last.elapsed if last is not None and last.elapsed is not None else 0.0
+            bound = min(bound, int(self.limits[index] - elapsed) + 1)
+        return max(1, bound)

@@ -48,6 +48,7 @@ def _host_groups(parser: _Parser, host: str, rank: dict[str, tuple[int, int, str
 #: per-host timeouts the transports and the runner read (seconds)
 _SECONDS_VARS = (
     "repro_connect_timeout", "repro_keepalive_interval", "repro_reconnect_timeout",
+    "repro_host_wait",
 )  # fmt: skip
 #: where runs go on the host: "~" or "~/…" (the host's $HOME) or an absolute path
 _WORK_DIR = re.compile(r"^(~|~/[A-Za-z0-9_./+@=,:-]*|/[A-Za-z0-9_./+@=,:-]*)$")

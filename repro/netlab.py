@@ -33,7 +33,11 @@ SSHD = "/usr/sbin/sshd"
 # Shared by every lab on the machine: id allocation lock, one lock file per live lab, and the
 # per-lab directory sshd and the holders see base_dir through (see _holder_script).
 STATE_DIR = Path("/run/repro-netlab")
-MAX_HOSTS = 200
+MAX_HOSTS = 500
+#: hosts a lab puts in its one subnet 198.18.<id>.0/24 (.10 to .254); a larger lab takes
+#: 198.19.<id>.0/24 too, 250 hosts in each (.2 to .251): both within 198.18.0.0/15
+_ONE_SUBNET = 245
+_PER_SUBNET = 250
 SSH_PORT = 22
 GROUP = "netlab"
 LAB_PREFIX = "rlab"  # `repro lab up` labs, apart from the tests' "rl" labs
@@ -119,7 +123,11 @@ class NetnsLab:
         self._closed = False
 
     def __repr__(self) -> str:
-        where = f"198.18.{self.lab_id}.0/24" if self.lab_id is not None else "not started"
+        where = (
+            " + ".join(f"{g.rsplit('.', 1)[0]}.0/24" for g in self.gateways)
+            if self.lab_id is not None
+            else "not started"
+        )
         return f"NetnsLab({self.prefix!r}, {len(self.names)} hosts, {where})"
 
     # --- context manager ------------------------------------------------------------------
@@ -161,6 +169,17 @@ class NetnsLab:
     def gateway(self) -> str:
         """The controller's address on the lab bridge (what hosts see connections come from)."""
         return f"198.18.{self._id()}.1"
+
+    @property
+    def gateways(self) -> list[str]:
+        """The bridge's address in each of the lab's subnets (the first is `gateway`)."""
+        subnets = 1 if len(self.names) <= _ONE_SUBNET else 2
+        return [f"198.{18 + s}.{self._id()}.1" for s in range(subnets)]
+
+    def _address(self, index: int) -> str:
+        if len(self.names) <= _ONE_SUBNET:
+            return f"198.18.{self._id()}.{index + 10}"
+        return f"198.{18 + index // _PER_SUBNET}.{self._id()}.{index % _PER_SUBNET + 2}"
 
     def host(self, name: str) -> NetHost:
         for host in self._hosts:
@@ -228,7 +247,7 @@ class NetnsLab:
         lab = self._id()
         return NetHost(
             name=name,
-            address=f"198.18.{lab}.{index + 10}",
+            address=self._address(index),
             netns=f"{self.prefix}-{lab}-{index}",
             home=self.base_dir / name / "home",
             tmp=self.base_dir / name / "tmp",
@@ -256,7 +275,7 @@ class NetnsLab:
                 [
                     f"link add name {self.bridge} type bridge",
                     f"link set dev {self.bridge} addrgenmode none",
-                    f"addr add {self.gateway}/24 dev {self.bridge}",
+                    *(f"addr add {g}/24 dev {self.bridge}" for g in self.gateways),
                     f"link set dev {self.bridge} up",
                 ],
                 what=f"bridge {self.bridge}",
@@ -739,9 +758,9 @@ def _netns_names() -> list[str]:
 
 
 def _used_lab_ids() -> set[int]:
-    """Subnet ids taken by any lab (any prefix), or by anything else routed in 198.18/16."""
+    """Subnet ids taken by any lab (any prefix), or by anything else routed in 198.18/15."""
     text = _ip_out("-o", "-4", "addr", "show") + _ip_out("-4", "route", "show", "table", "all")
-    used = {int(m) for m in re.findall(r"\b198\.18\.(\d+)\.", text)}
+    used = {int(m) for m in re.findall(r"\b198\.1[89]\.(\d+)\.", text)}
     used |= {
         int(m) for m in re.findall(r"^[a-z]+-(\d+)-\d+$", "\n".join(_netns_names()), re.MULTILINE)
     }

@@ -11,7 +11,7 @@ import asyncio
 import codecs
 import shlex
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
@@ -59,6 +59,10 @@ LAUNCH_WAITS = 3
 #: seconds past a step's timeout, on the controller's clock, after which it is killed whatever
 #: the host's clock says
 CLOCK_GRACE = 300.0
+#: how long a kill on a cancel (Ctrl-C) may take before the controller goes on without it
+KILL_WAIT = 5.0
+#: the same for a step past its timeout: its processes must not outlive it on a loaded host
+TIMEOUT_KILL_WAIT = 60.0
 
 
 def utcnow() -> str:
@@ -119,6 +123,13 @@ class RunOptions:
     rounds: int | None = None  # overrides the playbook's rounds
     reconnect_timeout: float = 300.0  # how long a host may stay away before it is unreachable
     poll_wait: int = detach.POLL_WAIT  # hundredths of a second a poll may wait on the host
+    host_wait: int = detach.HOST_WAIT  # seconds a wait on a running step may last
+    # how soon (seconds) a growing log ends a wait on a host: 1 when output is shown as it
+    # comes, a CI heartbeat's period for its log size, 0 when nobody looks (only a step's end)
+    live_gap: int = 0
+    # the link settings of the command line (repro_keepalive_interval, repro_keepalive_count_max,
+    # repro_connect_timeout): for every host whose inventory does not set them
+    link: dict[str, float] = field(default_factory=dict)
     gather_facts: bool = True
     preflight: bool = True
     # keep an ok host's connection open past its end (Runner.held), for what the run's ending
@@ -217,7 +228,10 @@ class Runner:
     async def _host(
         self, plan: HostPlan, result: HostResult, handshakes: asyncio.Semaphore
     ) -> None:
-        st = _HostState(plan, result, self.transport_factory(plan.host))
+        host = plan.host
+        if self.options.link:
+            host = replace(host, vars={**self.options.link, **host.vars})
+        st = _HostState(plan, result, self.transport_factory(host))
         try:
             if self._cancelled.is_set():  # cancelled while this host waited for a fork
                 raise Cancelled("cancelled", host=st.result.name)
@@ -371,6 +385,9 @@ class Runner:
             poll_wait=self.options.poll_wait,
             launch_wait=self._launch_wait(steps),
             via=lambda op: self._retrying(st, op),
+            host_wait=max(1, _host_int(st.plan.host, "repro_host_wait", self.options.host_wait)),
+            live_gap=self.options.live_gap,
+            limits=[s.timeout for s in steps] + [HASH_TIMEOUT],
         )
         st.follower = follower
         watch: _StepWatch | None = None
@@ -499,7 +516,8 @@ class Runner:
         host_says = p.elapsed is not None and p.elapsed > limit
         overdue = host_says or (mine is not None and mine > limit + CLOCK_GRACE)
         if p.exit_status is None and overdue:
-            await self._kill_current(st)
+            # no one waits for a prompt answer here: a loaded host gets time to kill
+            await self._kill_current(st, within=TIMEOUT_KILL_WAIT)
             if watch:
                 watch.result.finished_at = utcnow()
             raise StepTimeout(
@@ -590,7 +608,7 @@ class Runner:
                 f"{rel} does not name a 'guix' channel commit", host=st.result.name
             )
 
-    async def _kill_current(self, st: _HostState) -> None:
+    async def _kill_current(self, st: _HostState, within: float = KILL_WAIT) -> None:
         follower = st.follower
         if follower is None or self._keep_builds:
             return
@@ -601,7 +619,7 @@ class Runner:
                 detach.kill(
                     st.transport, follower.remote.steps, follower.key, grace=2, plan=follower.plan
                 ),
-                5,
+                within,
             )
             st.follower = None
         except Exception:
@@ -678,6 +696,15 @@ def _host_reconnect_timeout(host: Host, default: float) -> float:
     value = host.vars.get("repro_reconnect_timeout")
     try:
         return float(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _host_int(host: Host, var: str, default: int) -> int:
+    """A whole number of seconds from the inventory's `var`, else the run's setting."""
+    value = host.vars.get(var)
+    try:
+        return int(float(value)) if value is not None else default
     except (TypeError, ValueError):
         return default
 

@@ -410,7 +410,7 @@ async def _locked(
                     run_dir=prep.report_dir,
                     transport_factory=transport_factory,
                     listener=listener,
-                    options=prep.why,
+                    options=replace(prep.why, mask=runner.masker.text),
                 )
             except Exception as exc:  # the verdict and every hash stand: the report is written
                 why = f"could not explain the difference ({type(exc).__name__}: {exc})"

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from repro import detach
 from repro.errors import UntrustedOutput
 from repro.follow import Ended, Happening, Output, RoundFollower, Seen, Turn, Waiting
 from repro.inventory import Host
@@ -46,10 +47,10 @@ def reply(*polls: dict[str, Any], fresh: bool = True) -> bytes:
 class Asked:
     """One launch or poll as the host received it."""
 
-    verb: str  # "launch" or "poll"
+    verb: str  # "launch", "poll" (at once) or "wait" (on the host, for news)
     index: int | None  # poll: the key asked about (from 0)
     offset: int | None  # poll: of its log
-    wait: int  # hundredths of a second the host may wait
+    wait: int  # poll: hundredths of a second the host may wait; wait: its bound (seconds)
 
 
 @dataclass
@@ -75,9 +76,10 @@ class FakeTransport(Transport):
         at = words.index(REMOTE.steps)  # the scripts come first; the steps dir starts the args
         if words[at + 2] == REMOTE.work(1):  # launch: steps, plan, work dir, wait, …
             self.asked.append(Asked("launch", None, None, int(words[at + 3])))
-        else:  # poll: steps, plan, index (from 1), offset, wait, …
+        else:  # poll or wait: steps, plan, index (from 1), offset, wait or bound, …
             index, offset, wait = (int(w) for w in words[at + 2 : at + 5])
-            self.asked.append(Asked("poll", index - 1, offset, wait))
+            verb = "wait" if words[2] == detach._WAIT else "poll"
+            self.asked.append(Asked(verb, index - 1, offset, wait))
         if not self.replies:
             raise AssertionError(f"asked more than scripted: {self.asked}")
         out = self.replies.pop(0)
@@ -141,7 +143,7 @@ def test_a_log_not_all_sent_is_asked_for_at_once_from_where_it_stopped() -> None
     assert t.asked == [
         Asked("launch", None, None, 300),
         Asked("poll", 0, 4, 0),  # 6 bytes left on the host: no waiting
-        Asked("poll", 0, 10, 100),  # all read, still running: wait on the host
+        Asked("wait", 0, 10, detach.HOST_WAIT),  # all read, still running: wait on the host
     ]
 
 
@@ -157,7 +159,7 @@ def test_a_step_not_started_is_not_seen_and_the_next_poll_starts_at_it() -> None
         ("Seen", 0), ("Output", 0), ("Ended", 0), ("Waiting", 1), ("Turn", None),
         ("Seen", 1), ("Ended", 1), ("Seen", 2), ("Ended", 2),
     ]  # fmt: skip
-    assert t.asked[1] == Asked("poll", 1, 0, 100)
+    assert t.asked[1] == Asked("wait", 1, 0, detach.HOST_WAIT)
 
 
 def test_the_hashing_is_seen_when_reported_and_its_output_is_kept_not_streamed() -> None:

@@ -327,7 +327,7 @@ def test_ci_turns_unavailable_into_a_failure(
     ("kwargs", "message"),
     [
         ({"n": 0}, "n=0"),
-        ({"n": 201}, "n=201"),
+        ({"n": 501}, "n=501"),
         ({"prefix": "rl-1"}, "prefix"),
         ({"prefix": "toolong"}, "prefix"),
         ({"n": 2, "names": ["a", "a"]}, "'a' given twice"),
@@ -340,6 +340,24 @@ def test_ci_turns_unavailable_into_a_failure(
 def test_bad_arguments_are_usage_errors(tmp_path: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(UsageError, match=message.replace(".", r"\.")):
         NetnsLab(tmp_path, **kwargs)
+
+
+@pytest.mark.parametrize("n", [1, 245, 246, 500])
+def test_every_lab_size_has_distinct_addresses_in_its_subnets(tmp_path: Path, n: int) -> None:
+    """Up to 245 hosts keep 198.18.<id>.10 on; a larger lab (up to 500) takes 198.19.<id>.0/24
+    too: every host address unique, a usable host address, in a subnet of a bridge address."""
+    lab = NetnsLab(tmp_path, n)
+    lab.lab_id = 254  # as _allocate would set it (nothing is started)
+    nets = [ipaddress.ip_interface(f"{g}/24").network for g in lab.gateways]
+    assert all(net.subnet_of(ipaddress.ip_network("198.18.0.0/15")) for net in nets)
+    addresses = [ipaddress.ip_address(lab._address(i)) for i in range(n)]
+    assert len(set(addresses)) == n
+    gateways = {ipaddress.ip_address(g) for g in lab.gateways}
+    for a in addresses:
+        net = next(net for net in nets if a in net)
+        assert a not in (net.network_address, net.broadcast_address) and a not in gateways
+    if n <= 245:
+        assert str(addresses[0]) == "198.18.254.10" and len(nets) == 1
 
 
 def test_unavailable_reasons(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -433,3 +433,64 @@ def test_a_truncated_step_script_is_never_run(netlab: NetnsLab) -> None:
     assert (home / "cut" / "work" / "parts").read_text() == "part\n" * 50
     assert (home / "cut" / "steps" / "1-01.sh").read_text() == script
     assert not list((home / "cut" / "steps").glob("*.repro-tmp"))
+
+
+def gate_only_playbook(tmp: Path) -> Path:
+    """One step that runs until $HOME/go, or for 250 naps of 0.2 s (50 s at the very least)."""
+    pb = tmp / "gate.yaml"
+    pb.write_text(
+        textwrap.dedent("""\
+        name: gate
+        steps:
+          - name: build
+            timeout: 10m
+            run: |
+              i=0
+              while [ ! -e "$HOME/go" ] && [ $i -lt 250 ]; do sleep 0.2; i=$((i+1)); done
+              echo same-bytes > out.txt
+        artifacts:
+          - glob: out.txt
+        """)
+    )
+    return pb
+
+
+@pytest.mark.netns
+def test_a_dead_link_is_reported_with_default_settings_before_the_step_ends(
+    netlab: NetnsLab, tmp_path: Path
+) -> None:
+    """The controller waits on each host on one quiet channel; with nothing tuned, the
+    keepalives find h2's silent link while the steps run (before a step that runs 50 s at
+    least could have ended: the old 60-s poll timeout loses this race), and the run goes on
+    once the link is back."""
+    import threading
+
+    lab = _net(netlab)
+    out = tmp_path / "reports"
+    proc = controller("run", "-i", str(netlab.inventory_path), "-p",
+                      str(gate_only_playbook(tmp_path)), "--out", str(out))  # fmt: skip
+    lines: list[str] = []
+    assert proc.stderr is not None
+    stderr = proc.stderr
+    reader = threading.Thread(target=lambda: lines.extend(iter(stderr.readline, "")), daemon=True)
+    reader.start()
+    wait_for(lambda: all(step_running(lab, n) for n in lab.names), "steps", proc)
+    run_id = only_run_dir(out).name
+    netlab.link_down("h2")
+
+    def lost() -> bool:
+        return any("h2" in ln and "reconnecting" in ln for ln in list(lines))
+
+    wait_for(lost, "h2 reported reconnecting", proc, timeout=120)
+    # the order of events: h2 was reported lost while every step still ran
+    for name in lab.names:
+        rc = lab.run_dir(name, run_id) / "steps" / "1-01.rc"  # made at launch, holding "-"
+        assert rc.read_text().split() == ["-"], name
+    netlab.link_up("h2")
+    go(lab)
+    proc.stderr = None  # the reader thread owns it
+    code = proc.wait(timeout=180)
+    reader.join(timeout=10)
+    assert code == 0, "".join(lines)[-3000:]
+    data = report(out)
+    assert {h["name"]: h["status"] for h in data["hosts"]} == {n: "ok" for n in lab.names}

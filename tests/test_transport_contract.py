@@ -549,3 +549,28 @@ def test_the_inventory_takes_exactly_the_transports_of_the_table(tmp_path: Path)
         else:
             with pytest.raises(InventoryError, match="repro_transport.*'telnet'"):
                 load_inventory(inv)
+
+
+# --- long waits ------------------------------------------------------------------------------
+
+
+def test_a_quiet_long_command_outlives_many_keepalives(contract: Callable[[Body], None]) -> None:
+    """The runner waits on a host on one quiet channel for minutes (repro.detach.wait): the
+    keepalives that find a dead link must not take a live but silent one for dead. Tuned to
+    give up after ~0.6 s of no answer, a command silent for 3 s still ends normally."""
+
+    async def body(t: Transport, rig: Rig) -> None:
+        tuned = dataclasses.replace(
+            t.host,
+            vars={**t.host.vars, "repro_keepalive_interval": 0.2, "repro_keepalive_count_max": 2},
+        )
+        quiet = type(t)(tuned)
+        await quiet.connect()
+        try:
+            r = await quiet.run("sleep 3; echo still-here", timeout=20)
+            assert (r.exit_status, r.stdout) == (0, "still-here\n")
+            assert (await quiet.run("echo again")).stdout == "again\n"
+        finally:
+            await quiet.close()
+
+    contract(body)

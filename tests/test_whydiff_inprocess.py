@@ -252,3 +252,28 @@ def test_hosts_that_differ_and_rounds_that_disagree_get_both_pairs(tmp_path: Pat
     labels = [(p["left"], p["right"]) for p in art["why"]["pairs"]]
     assert labels == [("group 1 (lab1)", "group 2 (lab2)"), ("round 1 (lab1)", "round 2 (lab1)")]
     assert all(p["status"] == "differ" for p in art["why"]["pairs"])
+
+
+@needs_diffoscope
+def test_a_secret_the_build_leaked_is_masked_in_the_why(tmp_path: Path) -> None:
+    pb = tmp_path / "leaky.yaml"
+    pb.write_text(
+        "name: leaky\nsecrets: [token]\nvars: {bit: a, token: null}\n"
+        "steps:\n  - name: write\n    run: |\n      mkdir -p out\n"
+        "      echo {{ bit }}-{{ token }} > out/info.txt\n"
+        "artifacts: [{glob: info.txt, dir: out}]\n"
+    )
+    out = tmp_path / "reports"
+    with LabThread(tmp_path / "lab", host_vars={"lab3": {"bit": "b"}}) as lab:
+        code, stdout, err = run_cli(
+            "run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out),
+            "--secret", "token=s3cr3t-value",
+        )  # fmt: skip
+    assert code == 1, err
+    run_dir = only_run_dir(out)
+    art = artifact(report(out), "info.txt")
+    assert "-a-***" in member_text(art) and "+b-***" in member_text(art)
+    for name in ("report.json", "report.md"):
+        assert "s3cr3t-value" not in (run_dir / name).read_text()
+    assert "s3cr3t-value" not in stdout
+    assert (run_dir / "diff").stat().st_mode & 0o077 == 0  # copies stay private

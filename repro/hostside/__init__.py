@@ -36,6 +36,7 @@ def load(*names: str, comments: bool = False) -> str:
 PROGRAMS: dict[str, tuple[str, ...]] = {
     "launch": ("lib.sh", "follow.sh", "launch.sh", "reply.sh"),
     "poll": ("lib.sh", "follow.sh", "poll.sh", "reply.sh"),
+    "wait": ("lib.sh", "follow.sh", "wait.sh", "reply.sh"),
     "supervisor": ("lib.sh", "stop.sh", "supervisor.sh"),
     "kill": ("lib.sh", "stop.sh", "kill.sh"),
     "cancel": ("lib.sh", "stop.sh", "cancel.sh"),

@@ -21,7 +21,7 @@ running() {
 # Naps start short: a step about to end costs ~20 ms, a long one is looked at once a second.
 follow() {
   n=0
-  while ! has "$d/$k.rc" && [ $n -lt "$wt" ] && running; do
-    if [ $n -lt 20 ]; then sleep 0.02; n=$((n + 2)); else sleep 0.1; n=$((n + 10)); fi
+  while ! has "$d/$k.rc" && [ "$n" -lt "$wt" ] && running; do
+    if [ "$n" -lt 20 ]; then sleep 0.02; n=$((n + 2)); else sleep 0.1; n=$((n + 10)); fi
   done
 }

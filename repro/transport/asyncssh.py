@@ -27,10 +27,12 @@ from repro.transport.base import (
 )
 from repro.transport.route import Hop, resolve
 
-#: host vars (name, default) that tune the connection; seconds, except the count
+#: host vars (name, default) that tune the connection; seconds, except the count. A silent link
+#: is given up after about interval x (count + 1) seconds: 20 s by default (docs/README), so a
+#: dead host is noticed within 30 s even while its one channel waits quietly on a long step.
 CONNECT_TIMEOUT = ("repro_connect_timeout", 10.0)
-KEEPALIVE_INTERVAL = ("repro_keepalive_interval", 15.0)
-KEEPALIVE_COUNT_MAX = ("repro_keepalive_count_max", 4)
+KEEPALIVE_INTERVAL = ("repro_keepalive_interval", 5.0)
+KEEPALIVE_COUNT_MAX = ("repro_keepalive_count_max", 3)
 
 _CHUNK = 256 * 1024  # what one read of a streamed stdout takes at most
 _ERR_KEEP = 64 * 1024  # the tail of a streamed command's stderr that is kept

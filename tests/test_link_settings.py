@@ -1,0 +1,72 @@
+"""The link settings a user can see and set (the `run` flags stand for host vars, an
+inventory's own value wins, bad values are one line and exit 2, the defaults give up on a
+silent link within 30 s), and how often a growing log ends a wait on a host."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from repro.inventory import Host
+from repro.playbook import load_playbook, render
+from repro.runner import HostPlan, Runner, RunOptions
+from repro.transport.asyncssh import KEEPALIVE_COUNT_MAX, KEEPALIVE_INTERVAL
+from repro.transport.local import LocalTransport
+from tests.test_cli_inprocess import run_cli
+
+RUN_ID = "20260101T000000Z-abcdef"
+
+
+def test_the_flags_reach_every_host_the_inventory_leaves_unset(tmp_path: Path) -> None:
+    book = tmp_path / "book.yaml"
+    book.write_text("name: t\nsteps:\n  - name: one\n    run: 'true'\n")
+    pb = load_playbook(book)
+    seen: dict[str, dict[str, object]] = {}
+
+    def factory(host: Host) -> LocalTransport:
+        seen[host.name] = dict(host.vars)
+        return LocalTransport(host)
+
+    plans = []
+    for name, own in (("h1", {}), ("h2", {"repro_keepalive_interval": 9})):
+        host = Host(name=name, address="localhost", connection="local",
+                    vars={"repro_work_dir": str(tmp_path / name), **own})  # fmt: skip
+        steps = render(pb, {"inventory_hostname": name, "repro_run_id": RUN_ID}, source=name)
+        plans.append(HostPlan(host, steps))
+    link = {"repro_keepalive_interval": 2.0, "repro_keepalive_count_max": 2}
+    run = Runner(pb, plans, run_id=RUN_ID, report_dir=tmp_path / "reports",
+                 transport_factory=factory,
+                 options=RunOptions(gather_facts=False, preflight=False, link=link))  # fmt: skip
+    result = asyncio.run(asyncio.wait_for(run.run(), 60))
+    assert [h.status for h in result.hosts] == ["ok", "ok"]
+    assert seen["h1"]["repro_keepalive_interval"] == 2.0
+    assert seen["h2"]["repro_keepalive_interval"] == 9  # the inventory's own value
+    assert seen["h1"]["repro_keepalive_count_max"] == seen["h2"]["repro_keepalive_count_max"] == 2
+
+
+def test_a_bad_link_flag_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    for flag in ("--keepalive-interval", "--keepalive-count", "--connect-timeout"):
+        code, _, err = run_cli("run", "-p", "x", flag, "0")
+        assert code == 2, err
+        assert err.strip().splitlines() == [f"repro: error: {flag} 0: must be positive"]
+
+
+def test_the_default_keepalives_give_up_on_a_silent_link_within_30_s() -> None:
+    # asyncssh drops the link when count_max keepalives in a row got no answer, one interval
+    # apart, after an interval of silence: (count + 1) x interval
+    assert (KEEPALIVE_COUNT_MAX[1] + 1) * KEEPALIVE_INTERVAL[1] <= 30
+
+
+def test_a_growing_log_ends_a_wait_as_often_as_the_progress_shows_it() -> None:
+    import argparse
+    import io
+
+    from repro.commands import output_gap
+
+    def gap(quiet: bool = False, verbose: int = 0, heartbeat: float = 30.0) -> int:
+        args = argparse.Namespace(quiet=quiet, verbose=verbose, heartbeat=heartbeat)
+        return output_gap(io.StringIO(), args)  # not a terminal: plain lines
+
+    assert gap(verbose=1) == 1  # every line shown as it comes
+    assert gap() == 30  # CI heartbeats show the log's size every 30 s
+    assert gap(heartbeat=0) == 0 and gap(quiet=True) == 0  # nobody looks: a step's end only
