@@ -33,6 +33,8 @@ setup(
             "pytest>=8", "mypy>=1.8", "types-PyYAML", "types-tabulate", "types-paramiko",
             # tests/test_wheel.py builds the wheel offline, without build isolation
             "setuptools>=61", "wheel",
+            # docs/nightly.md's CI jobs are checked offline (the package vendors the schemas)
+            "check-jsonschema>=0.28",
             # the differential tests compare `repro inventory` with Ansible's own reading
             "ansible-core>=2.16",
         ],

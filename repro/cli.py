@@ -122,11 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="bytes of each step's log kept in the report dir, head and tail (default 16M)",
     )
     why_options(r)
-    report_format(r, "what to print at the end")
+    report_format(r, "what to print at the end (a file format is also saved in the run dir)")
     _heartbeat_arg(r)
     add_quorum_options(r)
     r.add_argument("--attest", action="store_true", help="write an in-toto statement of the run")
     add_signing_options(r)
+    from repro.cli_nightly import add_retention_options
+
+    add_retention_options(r)
 
     d = sub.add_parser("demo", help="run the demo playbook on a local lab of SSH hosts")
     d.add_argument("--hosts", type=int, default=3, help="how many lab hosts (default 3)")
@@ -134,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="reports")
     report_format(d, "what to print at the end")
     _heartbeat_arg(d)
+    add_retention_options(d)
 
     df = sub.add_parser(
         "diff", help="fetch a saved run's differing artifacts again and explain them"
@@ -182,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("run_id")
     x.add_argument("--out", default="reports")
 
+    from repro.cli_nightly import add_nightly_commands
+
+    add_nightly_commands(sub, common_hosts)
+    _heartbeat_arg(sub.choices["bisect"])  # its probes are runs: they show progress as run does
     _add_inventory_command(sub)
     completion = sub.add_parser("completion", help="print a shell completion script")
     completion.add_argument("shell", choices=["bash", "zsh"])

@@ -17,6 +17,7 @@ from pathlib import Path
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+from repro import commands_nightly as nightly
 from repro import evidence_cli
 from repro.compare import Comparison
 from repro.errors import ReportWriteError, ReproError, Unfinished, UsageError
@@ -42,6 +43,9 @@ def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "verify": evidence_cli.cmd_verify,
         "compare": evidence_cli.cmd_compare,
         "inventory": cmd_inventory,
+        "history": nightly.cmd_history,
+        "bisect": lambda a, o, e: nightly.cmd_bisect(a, o, e, make_listener, inventory_path(a)),
+        "gc": lambda a, o, e: nightly.cmd_gc(a, o, e, lambda: _hosts(a, e)),
     }[args.command]
     return handler(args, out, err)
 
@@ -127,24 +131,39 @@ def why_options(args: argparse.Namespace) -> Any:
 def finish(
     run: RunResult,
     comparison: Comparison,
-    report_dir: Path,
+    prep: Any,
     fmt: str,
     out: TextIO,
     err: TextIO,
     quiet: bool = False,
 ) -> int:
-    from repro.render import render
-
-    out.write(render(fmt, run, comparison, width=term_width(out), color=use_color(out)))
-    if quiet:
-        return comparison.exit_code
-    from repro.render import FORMATS, saved
+    from repro.render import FORMATS, render, saved
     from repro.store import RunDir
 
+    report_dir = prep.report_dir
+    out.write(render(fmt, run, comparison, width=term_width(out), color=use_color(out)))
+    warn(err, prep.notes)  # the run's ending: not recorded, not cleaned up
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:  # a GitHub Actions job: the Markdown report on the run's summary page
+        try:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(RunDir(report_dir).report("md").read_text(encoding="utf-8") + "\n")
+        except OSError as exc:
+            warn(err, [f"cannot append to GITHUB_STEP_SUMMARY: {exc.strerror}"])
+    if quiet:
+        return comparison.exit_code
     first, *rest = (RunDir(report_dir).report(str(FORMATS[f].ext)) for f in saved())
     also = f" (and {', '.join(p.name for p in rest)})" if rest else ""
     err.write(f"report: {first}{also}\n")
     return comparison.exit_code
+
+
+def _formats(fmt: str) -> tuple[str, ...]:
+    """The report files a run writes: the saved ones, and the one printed if it is a file
+    format (`--format junit` leaves report.junit.xml in the run dir for CI)."""
+    from repro.render import file_formats, saved
+
+    return saved() + ((fmt,) if fmt in file_formats() and fmt not in saved() else ())
 
 
 @contextlib.contextmanager
@@ -245,7 +264,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             inventory=inventory_path(args),
             inventory_via=args.inventory_via,
             playbook=args.playbook,
-            extra_vars=parse_extra_vars(args.extra_vars),
+            extra_vars=parse_extra_vars(args.extra_vars) | nightly.retention_vars(args),
             limit=args.limit,
             ref=args.ref,
             out_dir=args.out,
@@ -254,6 +273,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             secret_vars=secret_vars,
             vary=vary,
         )
+    prep.history = nightly.history_path(args)
     evidence_cli.apply_run_options(prep, args)
     prep.why = why
     warn(err, prep.warnings)
@@ -266,9 +286,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not args.quiet:
         err.write(f"run {prep.run_id}: playbook {prep.playbook.name} on {len(names)} hosts\n")
     with shown_anyway(args.format, out):
-        run, comparison = execute(prep, listener=make_listener(names, err, args))
+        run, comparison = execute(
+            prep, listener=make_listener(names, err, args), formats=_formats(args.format)
+        )
     evidence_cli.attest_run(args, run, comparison, prep.report_dir, err)
-    return finish(run, comparison, prep.report_dir, args.format, out, err, args.quiet)
+    return finish(run, comparison, prep, args.format, out, err, args.quiet)
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -295,18 +317,21 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             prep = prepare(
                 inventory=lab.inventory_path,
                 playbook=playbook,
-                extra_vars={},
+                extra_vars=nightly.retention_vars(args),
                 out_dir=args.out,
                 vary=vary,
                 why=why,
             )
+            prep.history = nightly.history_path(args)
             if not args.quiet:
                 err.write(
                     f"demo: {args.hosts} SSH hosts on 127.0.0.1 "
                     f"(ports {', '.join(str(h.port) for h in lab.hosts)}), run {prep.run_id}\n"
                 )
             run, comparison = await execute_async(
-                prep, listener=make_listener(names, err, args)
+                prep,
+                listener=make_listener(names, err, args),
+                formats=_formats(args.format),
             )
             return prep, run, comparison
 
@@ -315,7 +340,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             prep, run, comparison = asyncio.run(go())
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    return finish(run, comparison, prep.report_dir, args.format, out, err, args.quiet)
+    return finish(run, comparison, prep, args.format, out, err, args.quiet)
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -323,6 +348,10 @@ def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.report import load_report
 
     run, comparison = load_report(Path(args.run_dir))
+    if args.format == "junit":  # CI reads it from the run dir: written there too
+        from repro.report import write_report
+
+        write_report(Path(args.run_dir), run, comparison, formats=("junit",))
     text = render(
         args.format,
         run,

@@ -33,12 +33,14 @@ class HostFacts:
 
 
 async def _each(
-    hosts: list[Host], work: Callable[[Host, Transport], Awaitable[T]]
+    hosts: list[Host],
+    work: Callable[[Host, Transport], Awaitable[T]],
+    factory: Callable[[Host], Transport] = make_transport,
 ) -> list[T | ReproError | Exception]:
     fan = FanOut(len(hosts))
 
     async def one(h: Host) -> T | ReproError | Exception:
-        t = make_transport(h)
+        t = factory(h)
         try:
             await fan.connect(t)
             return await work(h, t)

@@ -195,6 +195,13 @@ class _HostBuilder:
             raise self.fail(
                 "repro_work_dir", work, "is not an absolute path or ~/path of plain characters"
             )
+        from repro.retention import retention
+
+        try:
+            retention(self.vars)
+        except ValueError as exc:
+            where = self.origins.get(str(exc).split(" ", 1)[0], str(self.path))
+            raise InventoryError(f"{where}: host {self.name!r}: {exc}") from None
 
     def transport(self) -> str:
         value = self.vars.get("repro_transport", DEFAULT_TRANSPORT)

@@ -132,6 +132,9 @@ class RunOptions:
     link: dict[str, float] = field(default_factory=dict)
     gather_facts: bool = True
     preflight: bool = True
+    # keep an ok host's connection open past its end (Runner.held), for what the run's ending
+    # does on the hosts (retention): no second handshake per host
+    hold: bool = False
     #: bytes of a step's log kept on the controller (head and tail); the host keeps it all
     log_cap: int = 16 * 1024 * 1024
     # --vary: host -> the axis values of each round (repro.variations), applied before each step
@@ -179,6 +182,7 @@ class Runner:
         self.commit = commit
         self.masker = masker or Masker()
         self._cancelled = asyncio.Event()
+        self.held: dict[str, Transport] = {}  # host name -> its open connection (options.hold)
         self._keep_builds = False
         self.result = RunResult(
             run_id=run_id,
@@ -267,6 +271,10 @@ class Runner:
             result.status = "failed"
             result.error = _one_line(f"{type(exc).__name__}: {exc}")
         finally:
+            if self.options.hold and result.status == "ok" and st.transport.connected:
+                self.held[result.name] = st.transport
+            else:
+                await _quietly(st.transport.close())
             await self._forget_secrets(st)
             await _quietly(st.transport.close())
             masker = st.masker or self.masker
@@ -798,6 +806,12 @@ def _duration(seconds: float) -> str:
     if seconds >= 60 and seconds % 60 == 0:
         return f"{int(seconds // 60)}m"
     return f"{seconds:g}s"
+
+
+async def close_held(runner: Runner) -> None:
+    """Close the connections a run kept open (RunOptions.hold) that nobody took."""
+    held, runner.held = runner.held, {}
+    await asyncio.gather(*(_quietly(t.close()) for t in held.values()))
 
 
 async def _quietly(aw: Awaitable[Any]) -> None:

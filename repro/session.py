@@ -26,7 +26,7 @@ from repro.playbook import Playbook, RenderedStep, load_playbook, render, used_v
 from repro.report import write_report
 from repro.results import RunResult
 from repro.runlock import RunLock
-from repro.runner import HostPlan, RunOptions, Runner, utcnow
+from repro.runner import HostPlan, RunOptions, Runner, close_held, utcnow
 from repro.source import resolve_ref
 from repro.store import RUN_ID_RE, RunDir, atomic_write, new_run_id
 from repro.transport import TRANSPORTS, make_transport
@@ -54,6 +54,8 @@ class Prepared:
     limit: str | None
     transport: str | None = None
     options: RunOptions = field(default_factory=RunOptions)
+    history: Path | None = None  # the history file; None: <out_dir>/history.sqlite
+    notes: list[str] = field(default_factory=list)  # what the run's ending wants said
     expected: dict[str, str] = field(default_factory=dict)  # published hashes (--expect)
     #: names given with --secret (secret whatever the playbook says)
     secret_names: tuple[str, ...] = ()
@@ -351,7 +353,11 @@ async def _locked(
         report_dir=prep.store,
         transport_factory=transport_factory,
         listener=listener,
-        options=prep.options,
+        # connections stay open for the run's ending when every host is worked on at once
+        # anyway (no more connections at a time than the run itself had)
+        options=replace(
+            prep.options, hold=(prep.options.forks or len(prep.plans)) >= len(prep.plans)
+        ),
         variables=repro_secrets.masked_vars(prep.variables, prep.all_secret_names),
         commit=prep.commit,
         masker=masker(prep),
@@ -384,35 +390,43 @@ async def _locked(
     tick = getattr(listener, "tick", None)
     ticker = asyncio.ensure_future(tick()) if callable(tick) else None
     try:
-        result = await runner.run()
-    finally:
-        if ticker:
-            ticker.cancel()
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-    result.expected = dict(prep.expected)
-    comparison = compare(result)
-    record_paths(result, prep.playbook)
-    if comparison.verdict == "mismatch" and prep.why.enabled and not prep.aborted:
         try:
-            comparison = await explain(
-                result,
-                comparison,
-                playbook=prep.playbook,
-                hosts={p.host.name: p.host for p in prep.plans},
-                run_dir=prep.report_dir,
-                transport_factory=transport_factory,
-                listener=listener,
-                options=replace(prep.why, mask=runner.masker.text),
-            )
-        except Exception as exc:  # the verdict and every hash stand: the report is written
-            why = f"could not explain the difference ({type(exc).__name__}: {exc})"
-            comparison = replace(comparison, reasons=(*comparison.reasons, why[:300]))
-    try:
-        write_report(prep.report_dir, result, comparison, formats=formats)
-    except ReportWriteError as exc:
-        exc.outcome = (result, comparison)  # what was gathered can still be shown
-        raise
+            result = await runner.run()
+        finally:
+            if ticker:
+                ticker.cancel()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+        result.expected = dict(prep.expected)
+        comparison = compare(result)
+        record_paths(result, prep.playbook)
+        if comparison.verdict == "mismatch" and prep.why.enabled and not prep.aborted:
+            try:
+                comparison = await explain(
+                    result,
+                    comparison,
+                    playbook=prep.playbook,
+                    hosts={p.host.name: p.host for p in prep.plans},
+                    run_dir=prep.report_dir,
+                    transport_factory=transport_factory,
+                    listener=listener,
+                    options=replace(prep.why, mask=runner.masker.text),
+                )
+            except Exception as exc:  # the verdict and every hash stand: the report is written
+                why = f"could not explain the difference ({type(exc).__name__}: {exc})"
+                comparison = replace(comparison, reasons=(*comparison.reasons, why[:300]))
+        try:
+            write_report(prep.report_dir, result, comparison, formats=formats)
+        except ReportWriteError as exc:
+            exc.outcome = (result, comparison)  # what was gathered can still be shown
+            raise
+
+        def reuse(host: Host) -> Transport:  # the run's own connection, while it is open
+            return runner.held.pop(host.name, None) or transport_factory(host)
+
+        await _after(prep, result, comparison, reuse)
+    finally:
+        await close_held(runner)
     if prep.aborted:
         raise Aborted(_aborted_message(prep), outcome=(result, comparison))
     prep.finished_at = result.finished_at  # a --resume of it now has nothing to do
@@ -438,3 +452,25 @@ def _aborted_message(prep: Prepared) -> str:
             f"{prep.run_id} --out {prep.out_dir} follows them again); {where}"
         )
     return f"aborted by {prep.aborted}; the running steps were killed on the hosts; {where}"
+
+
+async def _after(
+    prep: Prepared,
+    result: RunResult,
+    comparison: Comparison,
+    transport_factory: Callable[[Host], Transport],
+) -> None:
+    """Record the run in the history and clean its work dirs per the hosts' retention; neither
+    changes the verdict, so a failure is a note for the person, not an error."""
+    from repro import gc, history
+    from repro.schema import to_dict
+
+    try:
+        history.record_run(
+            prep.history or history.default_path(prep.out_dir),
+            to_dict(result, comparison),
+            prep.report_dir.resolve(),
+        )
+    except history.HistoryError as exc:
+        prep.notes.append(f"not recorded in the history: {exc}")
+    prep.notes.extend(await gc.after_run(prep, result, comparison, transport_factory))

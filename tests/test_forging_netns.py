@@ -36,7 +36,7 @@ def host_run_dir(lab: NetnsLab, out: Path, name: str = "h1") -> Path:
 
 
 def run(lab: NetnsLab, book: Path, out: Path, *extra: str) -> tuple[int, str]:
-    code, _, err = run_cli("run", "-i", str(lab.inventory_path), "-p", str(book),
+    code, _, err = run_cli("run", "--keep-work", "-i", str(lab.inventory_path), "-p", str(book),
                            "--out", str(out), *extra)  # fmt: skip
     return code, err
 
@@ -139,7 +139,7 @@ def test_repro_cancel_finds_what_left_the_process_group(netlab: NetnsLab, tmp_pa
         artifacts: [{glob: out.txt}]
         """)
     out = tmp_path / "reports"
-    proc = controller("run", "-i", str(netlab.inventory_path), "-p", str(book),
+    proc = controller("run", "--keep-work", "-i", str(netlab.inventory_path), "-p", str(book),
                       "--limit", "h1", "--out", str(out))  # fmt: skip
     wait_for(lambda: bool(marked(netlab, "h1", "sleep 4712")), "the escaped child", proc)
     run_id = only_run_dir(out).name
@@ -171,7 +171,7 @@ def test_a_work_dir_another_user_can_change_is_refused(netlab: NetnsLab, tmp_pat
     os.chown(shared, 65534, 65534)
     inv = inventory_with(netlab, tmp_path / "inv.yaml", {"h1": {"repro_work_dir": "/tmp/shared"}})
     out = tmp_path / "reports"
-    code, _, err = run_cli("run", "-i", str(inv), "-p", str(playbook(tmp_path, SIMPLE)),
+    code, _, err = run_cli("run", "--keep-work", "-i", str(inv), "-p", str(playbook(tmp_path, SIMPLE)),
                            "--limit", "h1", "--out", str(out))  # fmt: skip
     assert code != 0, err
     (host,) = report(out)["hosts"]
@@ -183,7 +183,7 @@ def test_a_work_dir_another_user_can_change_is_refused(netlab: NetnsLab, tmp_pat
     os.chown(shared, 0, 0)
     shared.chmod(0o775)
     out2 = tmp_path / "reports2"
-    run_cli("run", "-i", str(inv), "-p", str(playbook(tmp_path, SIMPLE)), "--limit", "h1",
+    run_cli("run", "--keep-work", "-i", str(inv), "-p", str(playbook(tmp_path, SIMPLE)), "--limit", "h1",
             "--out", str(out2))  # fmt: skip
     (host,) = report(out2)["hosts"]
     assert "refusing /tmp/shared: others may write to it (mode 775" in (host["error"] or ""), host
@@ -191,7 +191,7 @@ def test_a_work_dir_another_user_can_change_is_refused(netlab: NetnsLab, tmp_pat
     # sticky like /tmp, and the user's: taken, and what repro makes there is the user's alone
     shared.chmod(0o1777)
     out3 = tmp_path / "reports3"
-    code, _, err = run_cli("run", "-i", str(inv), "-p", str(playbook(tmp_path, SIMPLE)),
+    code, _, err = run_cli("run", "--keep-work", "-i", str(inv), "-p", str(playbook(tmp_path, SIMPLE)),
                            "--limit", "h1", "--out", str(out3))  # fmt: skip
     (host,) = report(out3)["hosts"]
     assert host["status"] == "ok", err
@@ -219,7 +219,7 @@ def test_a_full_disk_is_called_so(netlab: NetnsLab, tmp_path: Path) -> None:
         artifacts: [{glob: big}]
         """)
     out = tmp_path / "reports"
-    code, _, err = run_cli("run", "-i", str(inv), "-p", str(book), "--limit", "h1",
+    code, _, err = run_cli("run", "--keep-work", "-i", str(inv), "-p", str(book), "--limit", "h1",
                            "--out", str(out))  # fmt: skip
     (host,) = report(out)["hosts"]
     assert host["status"] == "failed", err

@@ -79,7 +79,9 @@ def mission(netlab_factory: Factory) -> Callable[[Knobs], NetnsLab]:
 def run(
     lab: NetnsLab, repo: Path, out: Path, *extra: str, playbook: Path = CUPRATED
 ) -> tuple[int, str, str]:
-    return run_cli(*run_args(lab.inventory_path, repo, out, *extra, playbook=playbook))
+    # --keep-work: the tests look at what each host built, in its work dir
+    argv = run_args(lab.inventory_path, repo, out, "--keep-work", *extra, playbook=playbook)
+    return run_cli(*argv)
 
 
 def latest_report(out: Path) -> dict[str, Any]:

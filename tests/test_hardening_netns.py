@@ -87,7 +87,7 @@ def secret_run(
     extra.write_text(f"token: {token}\n")
     monkeypatch.setenv("api_key", api)
     proc = controller(
-        "run", "-i", str(inv), "-p", str(pb), "--out", str(out),
+        "run", "--keep-work", "-i", str(inv), "-p", str(pb), "--out", str(out),
         "-e", f"@{extra}", "--secret", "api_key", *argv,
     )  # fmt: skip
     return proc, out, (token, api, become)
@@ -181,7 +181,7 @@ def test_a_host_that_floods_its_replies_cannot_grow_the_controller(
     pb = tmp_path / "quick.yaml"
     pb.write_text(QUICK)
     out = tmp_path / "reports"
-    argv = ["run", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out)]
+    argv = ["run", "--keep-work", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out)]
     code, rss_kib, err = controller_rss([*argv, "--transport", transport], tmp_path)
     assert code == 3, err
     hosts = {h["name"]: h for h in report(out)["hosts"]}
@@ -211,7 +211,7 @@ def start_waiting(lab: NetnsLab, tmp: Path) -> tuple[subprocess.Popen[str], Path
     pb = tmp / "waiting.yaml"
     pb.write_text(WAITING)
     out = tmp / "reports"
-    proc = controller("run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out))
+    proc = controller("run", "--keep-work", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out))
     wait_for(lambda: all((h.home / "started").exists() for h in lab.hosts), "steps", proc)
     return proc, out
 
@@ -307,7 +307,7 @@ def test_a_host_away_at_the_first_connect_gets_the_reconnect_window(
     out = tmp_path / "reports"
     netlab.stop_sshd("h2")
     proc = controller(
-        "run", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out),
+        "run", "--keep-work", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out),
         "--reconnect-timeout", "60",
     )  # fmt: skip
     lines: list[str] = []
@@ -341,7 +341,7 @@ def test_why_a_host_is_unreachable_is_said_as_it_is(
     netlab.link_down("h3")  # nothing answers: timed out
     inv = inventory_with(netlab, tmp_path / "inv.yaml", {"h3": {"repro_connect_timeout": 1}})
     code, _, err = run_cli(
-        "run", "-i", str(inv), "-p", str(pb), "--out", str(out), "--transport", transport,
+        "run", "--keep-work", "-i", str(inv), "-p", str(pb), "--out", str(out), "--transport", transport,
         "--reconnect-timeout", "2",
     )  # fmt: skip
     assert code == 3, err
@@ -403,7 +403,7 @@ def test_a_step_that_writes_the_secrets_file_gets_nothing_run(
     extra = tmp_path / "vars.yaml"
     extra.write_text("token: the-token\n")
     code, _, err = run_cli(
-        "run", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out),
+        "run", "--keep-work", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out),
         "-e", f"@{extra}", "-l", "h1",
     )  # fmt: skip
     assert code == 1, err  # round 2 built with the value the step wrote: not stable
@@ -430,7 +430,7 @@ def test_a_chatty_step_keeps_head_and_tail_on_the_controller_and_all_on_the_host
         """))
     out = tmp_path / "reports"
     code, _, err = run_cli(
-        "run", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out),
+        "run", "--keep-work", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out),
         "-l", "h1", "--log-cap", "64K",
     )  # fmt: skip
     assert code == 3, err  # one host: below the quorum, inconclusive

@@ -143,7 +143,7 @@ def assert_cancelled_report(out: Path, word: str) -> dict[str, Any]:
 def test_sshd_killed_mid_step_and_restarted(lab: Lab, tmp_path: Path) -> None:
     first = lab.names[0]
     pb, out = gated_playbook(tmp_path), tmp_path / "reports"
-    proc = controller("run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out))
+    proc = controller("run", "--keep-work", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out))
     wait_for(lambda: all(starts(lab.home(n)) == 1 for n in lab.names), "builds started", proc)
     lab.stop_sshd(first)  # drops the controller's connection; new ones are refused
     time.sleep(1.5)  # how long the host stays away (not a measurement)
@@ -177,14 +177,14 @@ def test_killed_controller_resumes_with_the_same_result(lab: Lab, tmp_path: Path
     inv, pb = str(lab.inventory_path), gated_playbook(tmp_path)
     ref_out, out = tmp_path / "reference", tmp_path / "reports"
     go(lab)
-    code, _, err = run_cli("run", "-i", inv, "-p", str(pb), "--out", str(ref_out))
+    code, _, err = run_cli("run", "--keep-work", "-i", inv, "-p", str(pb), "--out", str(ref_out))
     assert code == 0, err
     reference = report(ref_out)
     for name in lab.names:  # from here on: the interrupted run only, and its builds wait
         for f in ("starts-prepare", "starts-build", "go"):
             (lab.home(name) / f).unlink()
 
-    proc = controller("run", "-i", inv, "-p", str(pb), "--out", str(out))
+    proc = controller("run", "--keep-work", "-i", inv, "-p", str(pb), "--out", str(out))
     wait_for(lambda: all(starts(lab.home(n)) == 1 for n in lab.names), "builds", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
@@ -214,7 +214,7 @@ def test_a_run_of_the_previous_layout_is_cancelled_but_never_resumed(
     out = tmp_path / "reports"
     go(lab)
     code, _, err = run_cli(
-        "run", "-i", str(lab.inventory_path), "-p", str(gated_playbook(tmp_path)),
+        "run", "--keep-work", "-i", str(lab.inventory_path), "-p", str(gated_playbook(tmp_path)),
         "--out", str(out),
     )  # fmt: skip
     assert code == 0, err
@@ -242,7 +242,7 @@ def test_resume_of_unknown_run_is_bad_input(tmp_path: Path) -> None:
 def test_step_timeout_kills_everything_of_the_run(lab: Lab, tmp_path: Path) -> None:
     out = tmp_path / "reports"
     code, _, err = run_cli(
-        "run", "-i", str(lab.inventory_path), "-p", str(hang_playbook(tmp_path, "2s")),
+        "run", "--keep-work", "-i", str(lab.inventory_path), "-p", str(hang_playbook(tmp_path, "2s")),
         "--out", str(out),
     )  # fmt: skip
     assert code == 3, err
@@ -257,7 +257,7 @@ def test_a_stop_kills_the_steps_and_keeps_what_was_gathered(
     lab: Lab, tmp_path: Path, sig: signal.Signals
 ) -> None:
     out = tmp_path / "reports"
-    argv = ["run", "-i", str(lab.inventory_path), "-p", str(hang_playbook(tmp_path))]
+    argv = ["run", "--keep-work", "-i", str(lab.inventory_path), "-p", str(hang_playbook(tmp_path))]
     proc = controller(*argv, "--out", str(out))
     wait_for(lambda: all(step_running(lab, n) for n in lab.names), "steps", proc)
     run_id = only_run_dir(out).name
@@ -274,7 +274,7 @@ def test_repro_cancel_stops_the_whole_run(lab: Lab, tmp_path: Path) -> None:
     starts one."""
     one, two, three = lab.names
     out = tmp_path / "reports"
-    argv = ["run", "-i", str(lab.inventory_path), "-p", str(hang_playbook(tmp_path))]
+    argv = ["run", "--keep-work", "-i", str(lab.inventory_path), "-p", str(hang_playbook(tmp_path))]
     proc = controller(*argv, "--forks", "2", "--out", str(out))
     wait_for(lambda: step_running(lab, one) and step_running(lab, two), "steps", proc)
     run_id = only_run_dir(out).name
@@ -319,7 +319,7 @@ def test_link_down_for_good_is_unreachable_and_others_finish(
     }
     inv = lab.inventory_with(tmp_path / "inv.yaml", {"h2": fast})
     out = tmp_path / "reports"
-    proc = controller("run", "-i", str(inv), "-p", str(gated_playbook(tmp_path)), "--out", str(out))
+    proc = controller("run", "--keep-work", "-i", str(inv), "-p", str(gated_playbook(tmp_path)), "--out", str(out))
     wait_for(lambda: all(starts(lab.home(n)) == 1 for n in lab.names), "builds started", proc)
     netlab.link_down("h2")  # packets vanish: no RST, no FIN, only silence
     for name in ("h1", "h3"):
@@ -352,7 +352,7 @@ def test_ctrl_c_is_prompt_while_a_host_is_away(netlab: NetnsLab, tmp_path: Path)
     """Default keepalive and reconnect timeouts (minutes): Ctrl-C must not wait them out."""
     lab = _net(netlab)
     out = tmp_path / "reports"
-    argv = ["run", "-i", str(netlab.inventory_path), "-p", str(hang_playbook(tmp_path))]
+    argv = ["run", "--keep-work", "-i", str(netlab.inventory_path), "-p", str(hang_playbook(tmp_path))]
     proc = controller(*argv, "--out", str(out))
     wait_for(lambda: all(step_running(lab, n) for n in lab.names), "steps", proc)
     run_id = only_run_dir(out).name

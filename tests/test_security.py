@@ -66,7 +66,7 @@ def test_changed_host_key_mid_run_stops_that_host_only(netlab: NetnsLab, tmp_pat
     old = known_fingerprint(netlab, "h2")
     # Default reconnect timeout (300 s): a changed key must stop h2 at once, not be waited out
     # (finish's bound is far below it).
-    proc = controller("run", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out))
+    proc = controller("run", "--keep-work", "-i", str(netlab.inventory_path), "-p", str(pb), "--out", str(out))
     wait_for(lambda: starts(netlab.host("h2").home) == 1, "the build step to start on h2", proc)
     new = fingerprint(netlab.regenerate_host_key("h2"))  # sshd restarts: the controller reconnects
     for h in netlab.hosts:
@@ -106,7 +106,7 @@ def test_hosts_trust_records_real_keys_and_never_replaces_one(
     pb.write_text(QUICK)
 
     # Nothing is trusted yet: a run refuses every host, and says how to trust them.
-    code, _, err = run_cli("run", "-i", str(inv), "-p", str(pb), "--out", str(tmp_path / "r0"))
+    code, _, err = run_cli("run", "--keep-work", "-i", str(inv), "-p", str(pb), "--out", str(tmp_path / "r0"))
     assert code == 3, err
     data = report(tmp_path / "r0")
     assert {h["status"] for h in data["hosts"]} == {"unreachable"}
@@ -129,7 +129,7 @@ def test_hosts_trust_records_real_keys_and_never_replaces_one(
             f"{h.name}: {h.address} offers ssh-ed25519 {known_fingerprint(netlab, h.name)}"
             in stdout
         )
-    code, _, err = run_cli("run", "-i", str(inv), "-p", str(pb), "--out", str(tmp_path / "r1"))
+    code, _, err = run_cli("run", "--keep-work", "-i", str(inv), "-p", str(pb), "--out", str(tmp_path / "r1"))
     assert code == 0, err
 
     # Trusting again is a no-op.
@@ -150,7 +150,7 @@ def test_hosts_trust_records_real_keys_and_never_replaces_one(
     assert stdout.count("already trusted") == 2
 
     # The run names h3 and the way out; following that advice on purpose lets h3 back in.
-    code, _, err = run_cli("run", "-i", str(inv), "-p", str(pb), "--out", str(tmp_path / "r2"))
+    code, _, err = run_cli("run", "--keep-work", "-i", str(inv), "-p", str(pb), "--out", str(tmp_path / "r2"))
     assert code == 3, err
     error = next(h["error"] for h in report(tmp_path / "r2")["hosts"] if h["name"] == "h3")
     forget = re.search(r"`(ssh-keygen -R [^`]+)`", error)
@@ -162,7 +162,7 @@ def test_hosts_trust_records_real_keys_and_never_replaces_one(
     code, stdout, err = run_cli("hosts", "trust", "-i", str(inv), "--limit", "h3", "--yes")
     assert code == 0, stdout + err
     assert f"{netlab.host('h3').address} {keyscan(netlab.host('h3').address)}" in known.read_text()
-    code, _, err = run_cli("run", "-i", str(inv), "-p", str(pb), "--out", str(tmp_path / "r3"))
+    code, _, err = run_cli("run", "--keep-work", "-i", str(inv), "-p", str(pb), "--out", str(tmp_path / "r3"))
     assert code == 0, err
 
 
@@ -212,7 +212,7 @@ def test_hostile_values_pass_through_literally(lab: Lab, tmp_path: Path) -> None
     inv = lab.inventory_with(tmp_path / "inv.yaml", {n: {"inv": v} for n, v in nasty.items()})
     pb = echo_playbook(tmp_path)
     out = tmp_path / "reports"
-    argv = ["run", "-i", str(inv), "-p", str(pb), "--out", str(out)]
+    argv = ["run", "--keep-work", "-i", str(inv), "-p", str(pb), "--out", str(out)]
     for i, value in enumerate(NASTY):
         argv += ["-e", f"v{i}={value}"]
     cwd_before = set(os.listdir())
@@ -229,7 +229,8 @@ def test_hostile_values_pass_through_literally(lab: Lab, tmp_path: Path) -> None
         assert (work / "env-inv.txt").read_text() == nasty[name]
     assert set(os.listdir()) == cwd_before and not list(tmp_path.rglob("*CANARY*"))
     assert data["verdict"] == "reproducible" and len(data["artifacts"]) == 2 * len(NASTY)
-    assert data["vars"] == {f"v{i}": v for i, v in enumerate(NASTY)}
+    # (--keep-work is a variable too: repro_keep_work, recorded like the others)
+    assert data["vars"] == {f"v{i}": v for i, v in enumerate(NASTY)} | {"repro_keep_work": True}
 
 
 # --- 8. hostile output: names, paths and escape sequences from a host -----------------------------
@@ -303,7 +304,7 @@ def test_hostile_output_never_reaches_terminal_report_or_disk(lab: Lab, tmp_path
     pb = tmp_path / "hostile.yaml"
     pb.write_text(HOSTILE)
     out = tmp_path / "reports"
-    code, screen = run_in_pty(["run", "-i", str(inv), "-p", str(pb), "--out", str(out)])
+    code, screen = run_in_pty(["run", "--keep-work", "-i", str(inv), "-p", str(pb), "--out", str(out)])
     assert code == 3, screen
     assert "\x1b[2K" in screen, "the live per-host view was drawn (a real terminal)"
     stray = OWN_ESCAPES.sub("", screen)
@@ -329,7 +330,7 @@ def test_hostile_output_never_reaches_terminal_report_or_disk(lab: Lab, tmp_path
         text = (run_dir / name).read_text()
         assert "\x1b" not in text and "\x07" not in text, name
     # the plain line view streams every step's output (-v): escaped there too
-    code, stdout, err = run_cli("run", "-i", str(inv), "-p", str(pb), "-v",
+    code, stdout, err = run_cli("run", "--keep-work", "-i", str(inv), "-p", str(pb), "-v",
                                 "--out", str(tmp_path / "lines"))  # fmt: skip
     assert code == 3 and "clear: \\x1b[2J" in err, err
     assert not {"\x1b", "\x07"} & set(stdout + err), ascii(stdout + err)[-2000:]
@@ -340,7 +341,13 @@ def test_hostile_output_never_reaches_terminal_report_or_disk(lab: Lab, tmp_path
     made = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     expected = [f"{run_dir.name}/hosts/{h}/01-make.log" for h in (h1, h2, h3)]
     expected += [f"{run_dir.name}/{f}" for f in ("report.html", "report.json", "report.md", "run.json")]
+    expected += ["history.sqlite"]  # the run's row in the history
     assert made == sorted(expected), made
+    # ... and the history shows what those hosts sent as text, never as markup or escapes
+    code, page, _ = run_cli("history", "--out", str(out), "--format", "html")
+    assert code == 0 and "\x1b" not in page and "<script" not in page.lower()
+    code, table, _ = run_cli("history", "--out", str(out))
+    assert code == 0 and "\x1b" not in table and "\x07" not in table
     # The build log is kept as the host wrote it (it is evidence), in the run's own directory.
     log = (run_dir / "hosts" / h1 / "01-make.log").read_bytes()
     assert b"\x1b]0;pwned\x07" in log
@@ -352,7 +359,7 @@ def test_value_that_cannot_be_made_safe_is_rejected(tmp_path: Path) -> None:
     inv = tmp_path / "inv.yaml"
     inv.write_text("all:\n  hosts:\n    h1:\n      ansible_host: 192.0.2.1\n")
     out = tmp_path / "reports"
-    argv = ["run", "-i", str(inv), "-p", str(pb), "--out", str(out)]
+    argv = ["run", "--keep-work", "-i", str(inv), "-p", str(pb), "--out", str(out)]
     code, _, err = run_cli(*argv, *(f"-e v{i}=x" for i in range(len(NASTY))), "-e", "inv=x",
                            "-e", "v0=bell\x07\x1b[2J")  # fmt: skip
     assert code == 2 and re.search(r"\bv0\b", err) and err.count("\n") == 1, err

@@ -40,6 +40,7 @@ PROGRAMS: dict[str, tuple[str, ...]] = {
     "supervisor": ("lib.sh", "stop.sh", "supervisor.sh"),
     "kill": ("lib.sh", "stop.sh", "kill.sh"),
     "cancel": ("lib.sh", "stop.sh", "cancel.sh"),
+    "gc": ("lib.sh", "stop.sh", "gc.sh"),  # repro/gc.py
 }
 
 

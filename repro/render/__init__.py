@@ -45,6 +45,7 @@ FORMATS: dict[str, Format] = {
         Format("json", "json", ext="json", saved=True),
         Format("md", "markdown", ext="md", saved=True),
         Format("html", "html", ext="html", saved=True),
+        Format("junit", "junit", ext="junit.xml"),
     )
 }
 #: `repro facts --format`: not a report of a run, but host records (repro.render.facts)

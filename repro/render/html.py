@@ -37,15 +37,7 @@ def render(run: RunResult, comparison: Comparison, *, width: int = 100, color: b
     title = html_text(f"repro {run.run_id}: {label}")
     summary = headline(run, comparison, lambda name: f"<code>{html_text(name)}</code>")
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
-        f"<title>{title}</title>",
-        f"<style>{_STYLE}</style>",
-        "</head>",
-        "<body>",
+        *page_start(title),
         f'<h1 class="{comparison.verdict}">{label}</h1>',
         f"<p>{summary} (exit {comparison.exit_code})</p>",
         _identity(run),
@@ -56,6 +48,21 @@ def render(run: RunResult, comparison: Comparison, *, width: int = 100, color: b
         "</html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"
+
+
+def page_start(title: str, style: str = "") -> list[str]:
+    """The head of a standalone page (`title` already escaped) up to the opened body."""
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
+        f"<title>{title}</title>",
+        f"<style>{_STYLE}{style}</style>",
+        "</head>",
+        "<body>",
+    ]
 
 
 def _identity(run: RunResult) -> str:

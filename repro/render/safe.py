@@ -31,6 +31,8 @@ _ZWSP = "&#8203;"
 
 def term_safe(s: str) -> str:
     """One line a terminal shows as-is: every control or invisible character becomes `\\xNN`."""
+    if s.isprintable():  # no Cc/Cf/Zl/Zp character in it (the common case, fast in C)
+        return s
     return "".join(_visible(ch) if unicodedata.category(ch) in _HIDDEN else ch for ch in s)
 
 
