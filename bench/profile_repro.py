@@ -82,8 +82,22 @@ KINDS: tuple[tuple[str, str], ...] = (
 )
 
 
+def _program_markers() -> tuple[tuple[str, str], ...]:
+    """Each host-side program (repro/hostside) by a line of its own last file: the programs
+    share lib.sh, so only the last file tells them apart."""
+    from repro import hostside
+
+    out = []
+    for name, files in hostside.PROGRAMS.items():
+        own = next(f for f in reversed(files) if f != "reply.sh")  # reply.sh ends several
+        lines = hostside.strip_comments(hostside.source(own)).split("\n")
+        line = next(ln for ln in lines if len(ln.strip()) > 12 and "'" not in ln)
+        out.append((line, f"{name} ({own})"))
+    return tuple(out)
+
+
 def kind_of(command: str) -> str:
-    for needle, kind in KINDS:
+    for needle, kind in _program_markers() + KINDS:
         if needle in command:
             return kind
     return "other: " + " ".join(command.split()[:3])[:40]
@@ -106,6 +120,8 @@ class CountingTransport(Transport):
         return self.inner.connected
 
     async def connect(self) -> None:
+        if self.inner.connected:  # a no-op: not a handshake
+            return
         start = time.monotonic()
         await self.inner.connect()
         self.rec.calls.append(Call(self.host.name, "connect (handshake)", start, time.monotonic()))

@@ -271,12 +271,13 @@ class Runner:
             result.status = "failed"
             result.error = _one_line(f"{type(exc).__name__}: {exc}")
         finally:
+            # The secrets file goes first, while the connection is certainly open; then the
+            # connection is either held for the run's ending (retention) or closed.
+            await self._forget_secrets(st)
             if self.options.hold and result.status == "ok" and st.transport.connected:
                 self.held[result.name] = st.transport
             else:
                 await _quietly(st.transport.close())
-            await self._forget_secrets(st)
-            await _quietly(st.transport.close())
             masker = st.masker or self.masker
             result.error = masker.text(result.error) if result.error else result.error
             self._emit(

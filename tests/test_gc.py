@@ -199,11 +199,19 @@ def test_the_cleanup_rides_the_runs_own_connections(tmp_path: Path) -> None:
     from repro.session import execute, prepare
     from repro.transport import make_transport
 
-    made: list[str] = []
+    made: list[str] = []  # one entry per SSH handshake (a transport may connect again)
 
     def counting(host: object) -> object:
-        made.append(host.name)  # type: ignore[attr-defined]
-        return make_transport(host)  # type: ignore[arg-type]
+        t = make_transport(host)  # type: ignore[arg-type]
+        connect = t.connect
+
+        async def counted() -> None:
+            if not t.connected:
+                made.append(host.name)  # type: ignore[attr-defined]
+            await connect()
+
+        t.connect = counted  # type: ignore[method-assign]
+        return t
 
     with LabThread(tmp_path / "lab") as lab:
         prep = prepare(inventory=lab.inventory_path, playbook=DEMO, extra_vars={},
