@@ -32,11 +32,11 @@ Host-side layout in `<run_dir>/steps/`, per round `<r>` (the plan, `<r>-plan`) a
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from repro import hostside
 from repro.errors import HostError
-from repro.transport.base import Completed, Transport
+from repro.transport.base import Completed, Held, Transport
 
 #: a poll waits on the host up to this long (hundredths of a second) for the step to finish, so
 #: quick steps cost one round trip and a long one is looked at about once a second.
@@ -114,6 +114,9 @@ class Reply:
 
     polls: list[Poll]
     fresh: bool  # this call launched the round (False: it was launched already)
+    # asked with hold: the round is over and the host waits, alive, for the run's verdict on
+    # its run dir (reply.sh's `held`; repro/gc.py sends it)
+    held: Held | None = None
 
 
 def _sh(script: str, *args: str | int) -> str:
@@ -137,20 +140,23 @@ async def launch(
     scripts: list[str] | None,
     *,
     wait: int = POLL_WAIT,
+    hold: bool = False,
 ) -> Reply:
     """Launch a round detached (never twice) and report it after waiting up to `wait`.
 
     `scripts` (one per key) travel with the command; None means they were uploaded already
-    as `<step_dir>/<key>.sh` (see `scripts_fit`).
+    as `<step_dir>/<key>.sh` (see `scripts_fit`). With `hold`, a reply that ends the round
+    comes with a `Held` (Reply.held).
     """
     _plain(step_dir, work_dir)
     how = "arg" if scripts is not None else "files"
-    args: list[str | int] = [step_dir, plan, work_dir, wait, LOG_CHUNK, how, len(keys), *keys]
-    cmd = _sh(_LAUNCH, _SUPERVISOR, *args, *(scripts or ()))
-    res = await transport.run(cmd, timeout=60 + wait / 100)
-    reply = _parse(transport, res, cmd, 0, f"could not launch the steps in {work_dir}")
+    args: list[str | int] = [step_dir, plan, work_dir, wait, LOG_CHUNK, how, int(hold)]
+    cmd = _sh(_LAUNCH, _SUPERVISOR, *args, len(keys), *keys, *(scripts or ()))
+    res, held = await _exchange(transport, cmd, 60 + wait / 100, hold)
+    what = f"could not launch the steps in {work_dir}"
+    reply = await _parse_held(transport, res, held, cmd, 0, what)
     if reply is None:  # a log grew between `wc` and `cat`: ask again, a `head -c` per log
-        return await poll(transport, step_dir, plan, keys, 0, 0, wait=0, exact=True)
+        return await poll(transport, step_dir, plan, keys, 0, 0, wait=0, exact=True, hold=hold)
     return reply
 
 
@@ -165,18 +171,21 @@ async def poll(
     wait: int = POLL_WAIT,
     exact: bool = False,
     news: tuple[int, int] | None = None,
+    hold: bool = False,
 ) -> Reply:
     """Look at a round from `keys[index]` on (its log from `offset`); with `news` (bound, gap)
     it is a `wait`."""
     _plain(step_dir)
+    at = (step_dir, plan, index + 1, offset)
     if news is None:
-        cmd = _sh(_POLL, step_dir, plan, index + 1, offset, wait, LOG_CHUNK, int(exact), *keys)
+        cmd = _sh(_POLL, *at, wait, LOG_CHUNK, int(exact), int(hold), *keys)
         timeout = 60 + wait / 100
     else:
-        cmd = _sh(_WAIT, step_dir, plan, index + 1, offset, *news, LOG_CHUNK, *keys)
+        cmd = _sh(_WAIT, *at, *news, LOG_CHUNK, int(hold), *keys)
         timeout = 60 + news[0]
-    res = await transport.run(cmd, timeout=timeout)
-    reply = _parse(transport, res, cmd, offset, f"could not read the state of {keys[index]}")
+    res, held = await _exchange(transport, cmd, timeout, hold)
+    what = f"could not read the state of {keys[index]}"
+    reply = await _parse_held(transport, res, held, cmd, offset, what)
     if reply is None:
         if exact:
             raise HostError(
@@ -184,7 +193,9 @@ async def poll(
                 host=transport.host.name,
                 command=cmd,
             )
-        return await poll(transport, step_dir, plan, keys, index, offset, wait=0, exact=True)
+        return await poll(
+            transport, step_dir, plan, keys, index, offset, wait=0, exact=True, hold=hold
+        )
     return reply
 
 
@@ -198,13 +209,39 @@ async def wait(
     *,
     bound: int = HOST_WAIT,
     gap: int = 0,
+    hold: bool = False,
 ) -> Reply:
     """Like `poll`, but the host answers only when `keys[index]` ends or is gone, its log grows
     past `offset` (after `gap` seconds; 0: growth does not end the wait), or `bound` seconds
     pass. It costs the host no process per check (repro/hostside/wait.sh)."""
-    return await poll(
-        transport, step_dir, plan, keys, index, offset, news=(max(1, bound), max(0, gap))
-    )
+    news = (max(1, bound), max(0, gap))
+    return await poll(transport, step_dir, plan, keys, index, offset, news=news, hold=hold)
+
+
+async def _exchange(
+    transport: Transport, cmd: str, timeout: float, hold: bool
+) -> tuple[Completed, Held | None]:
+    if hold:
+        return await transport.run_held(cmd, timeout=timeout)
+    return await transport.run(cmd, timeout=timeout), None
+
+
+async def _parse_held(
+    transport: Transport, res: Completed, held: Held | None, cmd: str, offset: int, what: str
+) -> Reply | None:
+    """`_parse`, and the held command in the Reply; dropped when the reply is not good."""
+    try:
+        reply = _parse(transport, res, cmd, offset, what)
+    except BaseException:
+        if held is not None:
+            await held.drop()
+        raise
+    if held is None:
+        return reply
+    if reply is None:  # not used: the command reads end of file and keeps the run dir
+        await held.drop()
+        return None
+    return replace(reply, held=held)
 
 
 def _parse(

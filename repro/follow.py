@@ -15,7 +15,7 @@ from repro import detach
 from repro.artifacts import MAX_OUTPUT
 from repro.errors import UntrustedOutput
 from repro.store import RemoteRun
-from repro.transport.base import Transport
+from repro.transport.base import Held, Transport
 
 @dataclass(frozen=True)
 class Seen:
@@ -86,6 +86,7 @@ class RoundFollower:
         host_wait: int = detach.HOST_WAIT,
         live_gap: int = 0,
         limits: list[float] | None = None,
+        hold: bool = False,
     ) -> None:
         self.transport = transport
         self.remote = remote
@@ -102,6 +103,10 @@ class RoundFollower:
         self.index = 0  # the key asked about next
         self.offset = 0  # of its log
         self.finished = False
+        # hold: the reply that ends the round stays open on the host, waiting for the run's
+        # verdict on its run dir (repro/gc.py); it is here once the hashing has Ended
+        self.hold = hold
+        self.held: Held | None = None
 
     @property
     def key(self) -> str:
@@ -123,13 +128,16 @@ class RoundFollower:
         reply = await self.via(
             lambda: detach.launch(
                 self.transport, steps, self.plan, self.work, self.keys, self.scripts,
-                wait=self.launch_wait,
+                wait=self.launch_wait, hold=self.hold,
             )
         )  # fmt: skip
         hashing_at = len(self.keys) - 1
         seen = -1  # the last index a Seen was given for
         hash_out = bytearray()
         while True:
+            if self.held is not None:  # a round goes on only after a reply that held nothing
+                await self.held.drop()
+            self.held = reply.held  # the caller drops it if the round does not end here
             last: detach.Poll | None = None
             for p in reply.polls:
                 if p.key != self.keys[self.index]:
@@ -171,7 +179,8 @@ class RoundFollower:
                 wait = 0 if more else self.poll_wait
                 reply = await self.via(
                     lambda: detach.poll(
-                        self.transport, steps, self.plan, self.keys, index, offset, wait=wait
+                        self.transport, steps, self.plan, self.keys, index, offset, wait=wait,
+                        hold=self.hold,
                     )
                 )  # fmt: skip
             else:
@@ -179,7 +188,7 @@ class RoundFollower:
                 reply = await self.via(
                     lambda: detach.wait(
                         self.transport, steps, self.plan, self.keys, index, offset,
-                        bound=bound, gap=self.live_gap,
+                        bound=bound, gap=self.live_gap, hold=self.hold,
                     )
                 )  # fmt: skip
 

@@ -7,6 +7,7 @@ removes run directories repro made under the host's work base. The git mirrors s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repro.errors import UsageError
+from repro.errors import ConnectError, UsageError
 from repro.retention import Retention, retention
 from repro.store import RUN_ID_RE, STEPS_DIR, RunDir, work_base
 
@@ -84,26 +85,56 @@ def keep_after(
     return None
 
 
+#: what a held last reply is told (reply.sh's `held`), and what its exit status means
+_REMOVE, _KEEP = b"remove\n", b"keep\n"
+_HELD_SAYS = {3: "not a run dir repro made", 4: "it could not be removed"}
+
+
 async def after_run(
-    prep: Any, run: Any, comparison: Any, factory: Callable[[Any], Any] | None = None
+    prep: Any,
+    run: Any,
+    comparison: Any,
+    factory: Callable[[Any], Any] | None = None,
+    finals: dict[str, Any] | None = None,
 ) -> list[str]:
     """Apply each host's retention once the run is over; returns notes for the person.
 
-    Hosts are reached again (the run's connections are closed by now): the decision needs
-    the verdict, which exists only once every host has finished."""
+    The decision needs the verdict, which exists only once every host has finished. A host
+    whose last reply is still held open (`finals`, repro.transport.base.Held) is told there,
+    with no new channel or shell; the others (and a `keep N` policy's older runs) are reached
+    with a command of their own."""
     from repro.hostops import _each, _error
 
-    hosts = []
+    finals = finals if finals is not None else {}
+    hosts, told, notes = [], [], []
     for plan, result in zip(prep.plans, run.hosts):
         policy = retention(plan.host.vars)
         why = keep_after(comparison.verdict, run.hosts, list(comparison.artifacts), policy)
         if getattr(prep, "aborted", None):  # stopped by a signal: --resume may follow it again
             why = why or "kept: can be resumed"
+        final = finals.pop(plan.host.name, None)
+        if final is not None:
+            told.append((plan.host, final, why, policy.keep_runs))
+            continue
         if result.status == "unreachable" or (why and policy.keep_runs is None):
             continue  # nothing to do there (or nothing we could do)
         hosts.append((plan.host, None if why else prep.run_id, policy.keep_runs))
+
+    async def tell(h: Any, final: Any, why: str | None, keep: int | None) -> None:
+        try:
+            status = await final.finish(_KEEP if why else _REMOVE, timeout=600)
+        except (ConnectError, TimeoutError):  # the reply is gone (it kept the dir): ask apart
+            if not why or keep is not None:
+                hosts.append((h, None if why else prep.run_id, keep))
+            return
+        if status in _HELD_SAYS and not why:
+            notes.append(f"{h.name}: the run's work dir was kept: {_HELD_SAYS[status]}")
+        if keep is not None:  # older runs beyond the newest `keep`: gc.sh, apart
+            hosts.append((h, None, keep))
+
+    await asyncio.gather(*(tell(*t) for t in told))
     if not hosts:
-        return []
+        return notes
     by_name = {h.name: (now_id, keep) for h, now_id, keep in hosts}
 
     async def work(h: Any, t: Any) -> Cleaned:
@@ -114,7 +145,6 @@ async def after_run(
             cleaned.error = f"cleaning exited {res.exit_status}"
         return cleaned
 
-    notes = []
     results = await _each([h for h, _, _ in hosts], work, *([factory] if factory else []))
     for (h, _, _), r in zip(hosts, results):
         if not isinstance(r, Cleaned):

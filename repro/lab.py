@@ -329,9 +329,7 @@ async def _pump(
     """Copy the channel to the command and back; kill the command if the channel goes away."""
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     feeder = asyncio.create_task(_feed(process, proc))
-    outputs: asyncio.Future[Any] = asyncio.gather(
-        _copy(proc.stdout, process.stdout), _copy(proc.stderr, process.stderr)
-    )
+    outputs: asyncio.Future[Any] = asyncio.ensure_future(_outputs(process, proc))
     channel_gone: asyncio.Future[Any] = asyncio.create_task(process.channel.wait_closed())
     exited = asyncio.create_task(proc.wait())
     try:
@@ -391,6 +389,19 @@ async def _feed(
         pass  # the channel closed; the pump kills the command
     finally:
         proc.stdin.close()
+
+
+async def _outputs(
+    process: asyncssh.SSHServerProcess[bytes], proc: asyncio.subprocess.Process
+) -> None:
+    """Both outputs to the channel, then end of file on it, as sshd does once a command has
+    closed stdout and stderr, whether or not it has exited (a held reply, repro.detach)."""
+    assert proc.stdout is not None and proc.stderr is not None
+    await asyncio.gather(_copy(proc.stdout, process.stdout), _copy(proc.stderr, process.stderr))
+    try:
+        process.stdout.write_eof()
+    except (OSError, asyncssh.Error):
+        pass  # the channel is closing already
 
 
 async def _copy(src: asyncio.StreamReader, dst: asyncssh.SSHWriter[bytes]) -> None:

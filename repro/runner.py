@@ -43,7 +43,7 @@ from repro.store import (
     requested_run_dir,
     shell_path,
 )
-from repro.transport.base import Transport
+from repro.transport.base import Held, Transport
 
 T = TypeVar("T")
 X = TypeVar("X")
@@ -152,6 +152,8 @@ class _HostState:
     secrets_sent: bool = False
     #: the run's masker plus this host's secret values read back from it (after --resume)
     masker: Masker | None = None
+    #: the last round's last reply, held open on the host for the run's verdict (RunOptions.hold)
+    final: Held | None = None
 
 
 class Runner:
@@ -183,6 +185,8 @@ class Runner:
         self.masker = masker or Masker()
         self._cancelled = asyncio.Event()
         self.held: dict[str, Transport] = {}  # host name -> its open connection (options.hold)
+        # host name -> its last reply, waiting on the host for the verdict on its run dir
+        self.finals: dict[str, Held] = {}
         self._keep_builds = False
         self.result = RunResult(
             run_id=run_id,
@@ -276,7 +280,11 @@ class Runner:
             await self._forget_secrets(st)
             if self.options.hold and result.status == "ok" and st.transport.connected:
                 self.held[result.name] = st.transport
+                if st.final is not None:
+                    self.finals[result.name] = st.final
             else:
+                if st.final is not None:
+                    await _quietly(st.final.drop())  # the host keeps the run dir
                 await _quietly(st.transport.close())
             masker = st.masker or self.masker
             result.error = masker.text(result.error) if result.error else result.error
@@ -389,6 +397,7 @@ class Runner:
             host_wait=max(1, _host_int(st.plan.host, "repro_host_wait", self.options.host_wait)),
             live_gap=self.options.live_gap,
             limits=[s.timeout for s in steps] + [HASH_TIMEOUT],
+            hold=self.options.hold and rnd == self.rounds,
         )
         st.follower = follower
         watch: _StepWatch | None = None
@@ -427,6 +436,7 @@ class Runner:
                     self._step_done(st, watch, steps[ev.index], ev.poll)
                     watch = None
                 elif isinstance(ev, Ended):
+                    st.final, follower.held = follower.held, None
                     hashes = await self._hashes(st, follower.key, ev.poll, ev.output)
                     self._round_done(st, rnd, hashes)
                     if rnd == 1:
@@ -435,6 +445,8 @@ class Runner:
         finally:
             if watch is not None:
                 watch.close()
+            if follower.held is not None:  # the round did not end as the held reply said
+                await _quietly(follower.held.drop())
 
     def _launch_wait(self, steps: list[RenderedStep]) -> int:
         """How long (hundredths of a second) the launch may wait on the host for the round.
@@ -812,6 +824,8 @@ def _duration(seconds: float) -> str:
 async def close_held(runner: Runner) -> None:
     """Close the connections a run kept open (RunOptions.hold) that nobody took."""
     held, runner.held = runner.held, {}
+    finals, runner.finals = runner.finals, {}
+    await asyncio.gather(*(_quietly(f.drop()) for f in finals.values()))  # they keep their dirs
     await asyncio.gather(*(_quietly(t.close()) for t in held.values()))
 
 

@@ -30,7 +30,7 @@ from repro.runner import HostPlan, RunOptions, Runner, close_held, utcnow
 from repro.source import resolve_ref
 from repro.store import RUN_ID_RE, RunDir, atomic_write, new_run_id
 from repro.transport import TRANSPORTS, make_transport
-from repro.transport.base import Transport
+from repro.transport.base import Held, Transport
 
 #: /2: the hosts run a round under one supervisor (repro.detach); a run started by a repro that
 #: launched steps one by one (/1) must not be resumed by this one: it could start a step twice.
@@ -424,7 +424,7 @@ async def _locked(
         def reuse(host: Host) -> Transport:  # the run's own connection, while it is open
             return runner.held.pop(host.name, None) or transport_factory(host)
 
-        await _after(prep, result, comparison, reuse)
+        await _after(prep, result, comparison, reuse, runner.finals)
     finally:
         await close_held(runner)
     if prep.aborted:
@@ -459,9 +459,11 @@ async def _after(
     result: RunResult,
     comparison: Comparison,
     transport_factory: Callable[[Host], Transport],
+    finals: dict[str, Held] | None = None,
 ) -> None:
     """Record the run in the history and clean its work dirs per the hosts' retention; neither
-    changes the verdict, so a failure is a note for the person, not an error."""
+    changes the verdict, so a failure is a note for the person, not an error. `finals`: the
+    hosts' last replies, held open for the verdict (taken from it as they are answered)."""
     from repro import gc, history
     from repro.schema import to_dict
 
@@ -473,4 +475,4 @@ async def _after(
         )
     except history.HistoryError as exc:
         prep.notes.append(f"not recorded in the history: {exc}")
-    prep.notes.extend(await gc.after_run(prep, result, comparison, transport_factory))
+    prep.notes.extend(await gc.after_run(prep, result, comparison, transport_factory, finals))

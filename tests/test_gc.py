@@ -200,17 +200,24 @@ def test_the_cleanup_rides_the_runs_own_connections(tmp_path: Path) -> None:
     from repro.transport import make_transport
 
     made: list[str] = []  # one entry per SSH handshake (a transport may connect again)
+    cleaned: list[str] = []  # hosts sent gc.sh as a command of its own
 
     def counting(host: object) -> object:
         t = make_transport(host)  # type: ignore[arg-type]
-        connect = t.connect
+        connect, run = t.connect, t.run
 
         async def counted() -> None:
             if not t.connected:
                 made.append(host.name)  # type: ignore[attr-defined]
             await connect()
 
+        async def running(command: str, **kw: object) -> object:
+            if "kept $id busy" in command:
+                cleaned.append(host.name)  # type: ignore[attr-defined]
+            return await run(command, **kw)  # type: ignore[arg-type]
+
         t.connect = counted  # type: ignore[method-assign]
+        t.run = running  # type: ignore[method-assign]
         return t
 
     with LabThread(tmp_path / "lab") as lab:
@@ -221,6 +228,8 @@ def test_the_cleanup_rides_the_runs_own_connections(tmp_path: Path) -> None:
         assert sorted(made) == ["lab1", "lab2", "lab3"]
         assert all(runs_on(h.root) == [] for h in lab.hosts)
         assert prep.notes == []
+        # nor a channel and a shell: each host's last reply was held open for the verdict
+        assert cleaned == []
         # with fewer forks than hosts nothing is held: the ending connects again
         made.clear()
         prep = prepare(inventory=lab.inventory_path, playbook=DEMO, extra_vars={},
@@ -229,3 +238,51 @@ def test_the_cleanup_rides_the_runs_own_connections(tmp_path: Path) -> None:
         execute(prep, transport_factory=counting)  # type: ignore[arg-type]
         assert sorted(made) == ["lab1", "lab1", "lab2", "lab2", "lab3", "lab3"]
         assert all(runs_on(h.root) == [] for h in lab.hosts)
+        assert sorted(cleaned) == ["lab1", "lab2", "lab3"]
+
+
+def test_a_held_last_reply_removes_only_a_run_dir_repro_made(tmp_path: Path) -> None:
+    """The host side of the held reply (reply.sh's `held`): told "remove", it removes its run
+    dir (read-only trees too); told anything else, or nothing (the controller gone), it keeps
+    it; a steps dir whose parent is not named like a run is refused (exit 3), never removed."""
+    import asyncio
+
+    from repro import detach
+    from repro.lab import LocalLab
+    from repro.transport.asyncssh import AsyncsshTransport
+
+    async def round_in(t: AsyncsshTransport, run_dir: Path) -> detach.Reply:
+        scripts = ["mkdir -p ro/sub && touch ro/sub/f && chmod 555 ro/sub ro", "echo hashes"]
+        return await detach.launch(t, str(run_dir / "steps"), "1-plan", str(run_dir / "work"),
+                                   ["1-01", "1-hash"], scripts, wait=1000, hold=True)  # fmt: skip
+
+    async def main() -> None:
+        async with LocalLab(tmp_path / "lab", n=1) as lab:
+            t = AsyncsshTransport(lab.host("lab1"))
+            await t.connect()
+            try:
+                base = lab.hosts[0].root / "runs"
+                said = {}
+                for name, word in ((run_id(1), b"remove\n"), (run_id(2), b"keep\n"),
+                                   ("not-a-run", b"remove\n"), (run_id(3), None)):  # fmt: skip
+                    reply = await round_in(t, base / name)
+                    assert reply.held is not None, name
+                    assert [p.exit_status for p in reply.polls] == [0, 0]
+                    if word is None:
+                        await reply.held.drop()
+                    else:
+                        said[name] = await reply.held.finish(word, timeout=30)
+                assert said == {run_id(1): 0, run_id(2): 0, "not-a-run": 3}
+                assert sorted(p.name for p in base.iterdir()) == sorted(
+                    ["not-a-run", run_id(2), run_id(3)]
+                )
+                # a round that has not ended is never held: its reply is a plain one
+                reply = await detach.launch(
+                    t, str(base / run_id(4) / "steps"), "1-plan", str(base / run_id(4) / "w"),
+                    ["1-01", "1-hash"], ["sleep 3", "true"], wait=10, hold=True,
+                )  # fmt: skip
+                assert reply.held is None and reply.polls[0].exit_status is None
+            finally:
+                await t.close()
+
+    asyncio.run(main())

@@ -513,6 +513,47 @@ def test_detached_process_survives_the_command(contract: Callable[[Body], None])
     contract(body)
 
 
+def test_a_held_command_sends_its_reply_then_waits_for_a_word(
+    contract: Callable[[Body], None],
+) -> None:
+    """run_held (the runner's last reply of a run, repro/gc.py): the reply comes back while the
+    command still runs, also where a login shell keeps the output open (it did not exec the
+    command); `finish` gives it a line and its status, `drop` gives it end of file. A transport
+    that cannot hold (local) runs it like `run`, stdin at end of file, and says None."""
+
+    async def body(t: Transport, rig: Rig) -> None:
+        work = shlex.quote(rig.workdir)
+        holder = (
+            "printf 'reply\\n'; printf 'repro-held\\n'; exec >&- 2>&-; "
+            f"IFS= read -r w || {{ echo eof > {work}/eof; exit 7; }}; "
+            '[ "$w" = go ] && exit 5; exit 6'
+        )
+        done, held = await t.run_held("echo plain; echo err >&2; exit 3", timeout=10)
+        assert (done.stdout, done.stderr, done.exit_status, held) == ("plain\n", "err\n", 3, None)
+        done, held = await t.run_held(holder, timeout=10)
+        if isinstance(t, LocalTransport):
+            assert held is None and done.exit_status == 7
+            return
+        assert held is not None and (done.stdout, done.exit_status) == ("reply\n", 0)
+        assert await held.finish(b"go\n", timeout=10) == 5
+        # the login shell as a parent that waits (bash with a trap, an old dash): the same
+        done, held = await t.run_held(f"sh -c {shlex.quote(holder)}; exit $?", timeout=10)
+        assert held is not None and done.stdout == "reply\n"
+        assert await held.finish(b"other\n", timeout=10) == 6
+        # dropped: end of file on its stdin; the connection goes on
+        done, held = await t.run_held(holder, timeout=10)
+        assert held is not None
+        await held.drop()
+        await held.drop()
+
+        async def saw_eof() -> bool:
+            return (await t.run(f"cat {work}/eof 2>/dev/null")).stdout == "eof\n"
+
+        assert await wait_until(saw_eof)
+
+    contract(body)
+
+
 # --- choosing a transport ---------------------------------------------------------------------
 
 

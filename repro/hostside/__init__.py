@@ -34,13 +34,13 @@ def load(*names: str, comments: bool = False) -> str:
 
 #: the detached rounds' commands (repro/detach.py): the files each is made of, in order
 PROGRAMS: dict[str, tuple[str, ...]] = {
-    "launch": ("lib.sh", "follow.sh", "launch.sh", "reply.sh"),
-    "poll": ("lib.sh", "follow.sh", "poll.sh", "reply.sh"),
-    "wait": ("lib.sh", "follow.sh", "wait.sh", "reply.sh"),
+    "launch": ("lib.sh", "follow.sh", "launch.sh", "rundir.sh", "reply.sh"),
+    "poll": ("lib.sh", "follow.sh", "poll.sh", "rundir.sh", "reply.sh"),
+    "wait": ("lib.sh", "follow.sh", "wait.sh", "rundir.sh", "reply.sh"),
     "supervisor": ("lib.sh", "stop.sh", "supervisor.sh"),
     "kill": ("lib.sh", "stop.sh", "kill.sh"),
     "cancel": ("lib.sh", "stop.sh", "cancel.sh"),
-    "gc": ("lib.sh", "stop.sh", "gc.sh"),  # repro/gc.py
+    "gc": ("lib.sh", "stop.sh", "rundir.sh", "gc.sh"),  # repro/gc.py
 }
 
 

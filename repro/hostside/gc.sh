@@ -1,10 +1,8 @@
 # shellcheck shell=sh
-# Remove old run directories under a host's work base (after lib.sh and stop.sh: rd, clock,
-# group_live). Only what repro made is touched: a directory (never a
-# symlink), owned by us, named like a run id, holding the steps directory every run has; `rm`
-# is given one plain name inside the base, so it can never be led out of it (GNU rm does not
-# follow symlinks while it recurses). A run with a round still alive on the host, that may still
-# be starting, or that the controller says can be resumed, is left alone and named.
+# Remove old run directories under a host's work base (after lib.sh, stop.sh and rundir.sh: rd,
+# clock, group_live, ours, rmrun). Only what repro made is touched (rundir.sh). A run with a
+# round still alive on the host, that may still be starting, or that the controller says can
+# be resumed, is left alone and named.
 #
 # $1 work base (a leading ~/ is this host's $HOME)  $2 the name of a run's steps dir
 # (repro.store)  $3 keep: how many of the newest run dirs to keep, -1 for no limit  $4 a run id
@@ -17,13 +15,6 @@ shift 4
 case $base in "~") base=$HOME ;; "~/"*) base=$HOME/${base#"~/"} ;; esac
 [ -d "$base" ] || exit 0
 cd -P -- "$base" || exit 1
-run_id_glob='[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]'
-
-ours() {  # $1: a run dir repro made, and nothing else
-  # shellcheck disable=SC2254  # the pattern is meant as a glob
-  case $1 in $run_id_glob) ;; *) return 1 ;; esac
-  [ -d "$1" ] && [ ! -L "$1" ] && [ -O "$1" ] && [ -d "$1/$steps" ] && [ ! -L "$1/$steps" ]
-}
 
 protected() {
   for p in "$@"; do [ "$p" = "$id" ] && return 0; done
@@ -60,13 +51,10 @@ remove() {  # $1 run id, $2... the protected ones
   shift
   if protected "$@"; then echo "kept $id protected"; return; fi
   if busy "$id"; then echo "kept $id busy"; return; fi
-  # Builds leave read-only trees (Go's module cache, copies out of a store); chmod -R does not
-  # follow the symlinks it meets, and rm -rf removes a symlink, never what it points to.
-  chmod -R u+w -- "$id" 2>/dev/null
-  if rm -rf -- "$id"; then echo "removed $id"; else echo "kept $id failed"; fi
+  if rmrun "$id"; then echo "removed $id"; else echo "kept $id failed"; fi
 }
 
-if [ "$now_id" != - ] && ours "$now_id"; then
+if [ "$now_id" != - ] && ours "$now_id" "$steps"; then
   remove "$now_id" "$@"
 fi
 [ "$keep" -ge 0 ] || exit 0
@@ -75,7 +63,7 @@ fi
 # names are checked run ids, so ls's one-per-line output splits safely.
 n=0
 # shellcheck disable=SC2012
-for id in $(for d in $run_id_glob; do ours "$d" && echo "$d/$steps"; done | xargs -r ls -1dt -- | sed 's,/.*,,'); do
+for id in $(for d in $run_id_glob; do ours "$d" "$steps" && echo "$d/$steps"; done | xargs -r ls -1dt -- | sed 's,/.*,,'); do
   n=$((n + 1))
   [ $n -le "$keep" ] && continue
   remove "$id" "$@"

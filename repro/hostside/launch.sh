@@ -1,16 +1,16 @@
 # shellcheck shell=sh
-# The launcher (after lib.sh, before reply.sh). $1 the supervisor's script (lib.sh +
+# The launcher (after lib.sh, follow.sh; before rundir.sh, reply.sh). $1 the supervisor's script (lib.sh +
 # supervisor.sh: it runs as `sh -c` of its own, in a new session), $2 step dir, $3 plan id, $4
 # work dir, $5 wait (hundredths), $6 chunk, $7 how the scripts come: `arg` (one argument each
 # after the keys: the exec request carries the whole command line or nothing, so a script never
-# arrives cut short) or `files` (uploaded already as <key>.sh), $8 the number of keys, then the
-# keys. The plan lock is created with noclobber (O_EXCL): if it exists the round was already
+# arrives cut short) or `files` (uploaded already as <key>.sh), $8 hold (1: a reply that ends
+# the round waits for the run's verdict, reply.sh), $9 the number of keys, then the keys. The plan lock is created with noclobber (O_EXCL): if it exists the round was already
 # launched (the reply to an earlier launch was lost with the connection, or this is --resume)
 # and this simply reports its state. The supervisor is this shell's child, so a quick round is
 # waited for with `wait`, bounded by a timer whose SIGCHLD also ends the wait: no naps, no
 # polling.
 set -u
-sup=$1; d=$2; p=$3; w=$4; wt=$5; chunk=$6; how=$7; m=$8; shift 8
+sup=$1; d=$2; p=$3; w=$4; wt=$5; chunk=$6; how=$7; hold=$8; m=$9; shift 9
 i=1; off=0; fresh=0; exact=0; ended=0; keys=
 while [ "$m" -gt 0 ]; do keys="$keys $1"; shift; m=$((m - 1)); done
 # what repro makes is the build user's alone (the run dir 0700: the facts round trip made it so)

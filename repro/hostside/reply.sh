@@ -1,6 +1,6 @@
 # shellcheck shell=sh
-# The reply of the launch and of the poll (after lib.sh; expects d, p, keys, i, off, chunk,
-# exact, fresh and ended). One header line for the round, one per step reported, then the steps' log
+# The reply of the launch, the poll and the wait (after lib.sh and rundir.sh; expects d, p, keys, i, off, chunk,
+# exact, fresh, ended and hold). One header line for the round, one per step reported, then the steps' log
 # bytes one after the other (each header says how many). Steps from the $i-th key of $keys on
 # (its log from byte $off), for as long as they ended with status 0 and their whole log fits in
 # the $chunk budget. Liveness is read BEFORE the rc file: a step that ends in between is seen
@@ -22,6 +22,27 @@ gone() {
   cookie "$p"
   # shellcheck disable=SC2062  # the glob is the files; the pattern is glued to -e
   ! grep -qszxF "-erepro-supervisor:$c" /proc/[0-9]*/cmdline
+}
+# The reply that ends a round, held: asked for with hold=1 (repro.detach: the last round of a
+# run whose ending can use it), once the hashing's status counts (its supervisor is gone)
+# and every log is sent, it says so as the last bytes of its stdout (HELD_MARK,
+# repro.transport.base: the controller has its whole reply then, even where a login shell that
+# did not exec the command keeps the output open), closes its output and waits for one line on
+# stdin: what becomes of
+# the run's dir, known once every host has answered (repro/gc.py). "remove" removes it; any
+# other line or end of file (the controller or the link gone) keeps it for `repro gc`. The
+# run dir is $d's parent (repro.store), looked at as gc.sh does (rundir.sh). Exit 0: done as
+# told; 3: not a run dir repro made; 4: it could not be removed. No channel, no shell more.
+held() {
+  printf 'repro-held\n'
+  exec >&- 2>&-
+  IFS= read -r _w || exit 0
+  [ "$_w" = remove ] || exit 0
+  _r=${d%/*}
+  cd -P -- "${_r%/*}" 2>/dev/null || exit 3
+  ours "${_r##*/}" "${d##*/}" || exit 3
+  rmrun "${_r##*/}" || exit 4
+  exit 0
 }
 record() { k=$1 rc=$2 a=$3 s=$4 x=$5 t=$6 h=$7 ns=$8; }
 part() { k=$1 want=$2 o=$3; }
@@ -89,6 +110,10 @@ reply() {
       if [ "$o" -eq 0 ]; then head -c "$want" -- "$d/$k.log"
       else tail -c +$((o + 1)) -- "$d/$k.log" | head -c "$want"; fi
     done
+  fi
+  # the last record is the hashing's, with its status, and every log went whole
+  if [ "$hold" = 1 ] && [ "$all" = 1 ]; then
+    case $k in *-hash) [ "$rc" = - ] || held ;; esac
   fi
   exit 0
 }

@@ -1,9 +1,10 @@
 # shellcheck shell=sh
-# The long wait (after lib.sh and follow.sh, before reply.sh): what the controller sends while a
-# step runs, one channel per host, and that answers only when the step ends (or its round is
+# The long wait (after lib.sh and follow.sh, before rundir.sh and reply.sh): what the controller
+# sends while a step runs, one channel per host, and that answers only when the step ends (or its round is
 # gone), its log grows (only when asked to: $6 > 0), or the bound passes. $1 step dir, $2 plan
 # id, $3 index of the key to follow (from 1), $4 its log offset, $5 the bound (seconds), $6 how
-# soon log growth may end the wait (seconds; 0: it does not), $7 chunk, then the keys.
+# soon log growth may end the wait (seconds; 0: it does not), $7 chunk, $8 hold (reply.sh),
+# then the keys.
 #
 # The process budget: a wait of minutes must not start a process per check. It looks once a
 # second with builtins only (the rc file, the supervisor's /proc entries, the clock) and naps
@@ -12,7 +13,7 @@
 # second into a pipe it reads; with neither, it naps with `sleep 1` (a process a second: the
 # cost of the old poll). The log's size comes from the supervisor's stdout, which during a step
 # is the log itself: /proc/<pid>/fdinfo/1 holds its offset (checked to be the log with -ef).
-d=$1; p=$2; i=$3; off=$4; bound=$5; gap=$6; chunk=$7; shift 7
+d=$1; p=$2; i=$3; off=$4; bound=$5; gap=$6; chunk=$7; hold=$8; shift 8
 fresh=0; exact=0; ended=0; keys=$*; wt=0
 j=0
 for k in $keys; do j=$((j + 1)); [ $j -lt "$i" ] || break; done

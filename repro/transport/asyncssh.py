@@ -17,7 +17,9 @@ import asyncssh
 from repro.errors import ConnectError, CredentialsError, HostKeyError, InventoryError
 from repro.inventory import Host
 from repro.transport.base import (
+    HELD_MARK,
     Completed,
+    Held,
     ReplyTooLarge,
     Sink,
     Transport,
@@ -34,6 +36,7 @@ CONNECT_TIMEOUT = ("repro_connect_timeout", 10.0)
 KEEPALIVE_INTERVAL = ("repro_keepalive_interval", 5.0)
 KEEPALIVE_COUNT_MAX = ("repro_keepalive_count_max", 3)
 
+_DROP_SECONDS = 5.0  # how long a dropped held command gets to end by itself
 _CHUNK = 256 * 1024  # what one read of a streamed stdout takes at most
 _ERR_KEEP = 64 * 1024  # the tail of a streamed command's stderr that is kept
 
@@ -74,13 +77,25 @@ class AsyncsshTransport(Transport):
     async def run(
         self, command: str, *, timeout: float | None = None, stdin: bytes | None = None
     ) -> Completed:
+        done, _ = await self._run(command, timeout, stdin, hold=False)
+        return done
+
+    async def run_held(
+        self, command: str, *, timeout: float | None = None
+    ) -> tuple[Completed, Held | None]:
+        return await self._run(command, timeout, None, hold=True)
+
+    async def _run(
+        self, command: str, timeout: float | None, stdin: bytes | None, *, hold: bool
+    ) -> tuple[Completed, Held | None]:
         conn = self._require_connection(command)
         try:
             # DEVNULL when there is no input: asyncssh leaves stdin open otherwise, and a
-            # command that reads it would hang until the timeout.
+            # command that reads it would hang until the timeout. A held command's stdin
+            # stays open: its last word comes later (Held.finish).
             proc = await conn.create_process(
                 command,
-                stdin=asyncssh.PIPE if stdin else asyncssh.DEVNULL,
+                stdin=asyncssh.PIPE if stdin or hold else asyncssh.DEVNULL,
                 encoding=None,
             )
         except (asyncssh.Error, OSError) as exc:
@@ -97,10 +112,16 @@ class AsyncsshTransport(Transport):
         try:
             async with asyncio.timeout(timeout):
                 # Read as it comes, bounded: a host must not be able to fill our memory.
-                out, err = await asyncio.gather(
-                    _bounded(proc.stdout, command, self.host.name),
-                    _bounded(proc.stderr, command, self.host.name),
-                )
+                errs = asyncio.ensure_future(_bounded(proc.stderr, command, self.host.name))
+                try:
+                    out = await _bounded(proc.stdout, command, self.host.name, hold=hold)
+                    if hold and out.endswith(HELD_MARK):  # the reply is whole; it waits
+                        del out[-len(HELD_MARK) :]
+                        reply = Completed(command, 0, _text(bytes(out)), "", bytes(out))
+                        return reply, _HeldProcess(proc, self, command)
+                    err = await errs
+                finally:
+                    errs.cancel()
                 done = await proc.wait(check=False)
         except TimeoutError:
             _abandon(proc)
@@ -119,7 +140,7 @@ class AsyncsshTransport(Transport):
         if status is None:
             # Neither a status nor a signal: the channel closed under us (sshd died).
             raise self._lost(command, None)
-        return Completed(command, status, _text(bytes(out)), _text(bytes(err)), bytes(out))
+        return Completed(command, status, _text(bytes(out)), _text(bytes(err)), bytes(out)), None
 
     async def stream(
         self, command: str, sink: Sink, *, timeout: float | None = None
@@ -399,6 +420,56 @@ def _is_ip(address: str) -> bool:
 # --- running ------------------------------------------------------------------------------
 
 
+class _HeldProcess(Held):
+    """An asyncssh process that has sent its reply and waits for a word on its stdin."""
+
+    def __init__(
+        self, proc: asyncssh.SSHClientProcess[bytes], owner: AsyncsshTransport, command: str
+    ) -> None:
+        self._proc: asyncssh.SSHClientProcess[bytes] | None = proc
+        self._owner = owner
+        self._command = command
+
+    def __repr__(self) -> str:
+        return f"_HeldProcess({self._owner.host.name!r}, open={self._proc is not None})"
+
+    async def finish(self, data: bytes, *, timeout: float) -> int:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            raise self._owner._lost(self._command, None)
+        try:
+            proc.stdin.write(data)
+            proc.stdin.write_eof()
+            done = await asyncio.wait_for(proc.wait(check=False), timeout)
+        except TimeoutError:
+            _abandon(proc)
+            raise TimeoutError(
+                f"{self._owner.host.name}: a held command did not end in {timeout:g}s"
+            ) from None
+        except (BrokenPipeError, ConnectionError, asyncssh.Error, OSError) as exc:
+            _abandon(proc)
+            raise self._owner._lost(self._command, exc) from None
+        except asyncio.CancelledError:
+            _abandon(proc)
+            raise
+        status = _exit_status(done.exit_status, done.exit_signal)
+        if status is None:
+            raise self._owner._lost(self._command, None)
+        return status
+
+    async def drop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:  # end of file on its stdin, and a moment to end by itself (a held reply does)
+            proc.stdin.write_eof()
+            await asyncio.wait_for(proc.wait(check=False), _DROP_SECONDS)
+        except (TimeoutError, BrokenPipeError, ConnectionError, asyncssh.Error, OSError):
+            pass
+        finally:
+            proc.close()
+
+
 def _exit_status(status: int | None, exit_signal: tuple[str, bool, str, str] | None) -> int | None:
     """The shell's convention for a command killed by a signal: 128 + its number.
 
@@ -425,12 +496,15 @@ def _abandon(proc: asyncssh.SSHClientProcess[bytes]) -> None:
     proc.close()
 
 
-async def _bounded(stream: Any, command: str, host: str) -> bytearray:
-    """All of `stream`, or ReplyTooLarge as soon as it passes MAX_REPLY bytes."""
+async def _bounded(stream: Any, command: str, host: str, *, hold: bool = False) -> bytearray:
+    """All of `stream`, or ReplyTooLarge as soon as it passes MAX_REPLY bytes; with `hold`,
+    only up to HELD_MARK where the bytes so far end with it (Transport.run_held)."""
     buf = bytearray()
     while chunk := await stream.read(65536):
         buf += chunk
         check_reply_size(len(buf), command, host)
+        if hold and buf.endswith(HELD_MARK):
+            break
     return buf
 
 

@@ -101,6 +101,32 @@ class TooLarge(Exception):
     """A streamed file grew past the caller's cap; what arrived so far was discarded."""
 
 
+#: what a held command writes as the last bytes of its stdout: "my reply is complete, and I
+#: wait alive for one more word on stdin" (see `Transport.run_held`). Not end of file: a login
+#: shell that runs the command as its child instead of exec'ing it keeps stdout open. Log bytes
+#: that happen to end with it can only make a reply look short (its byte counts then do not add
+#: up: repro.detach asks again); nothing is taken from them.
+HELD_MARK = b"repro-held\n"
+
+
+class Held(abc.ABC):
+    """A command that has sent its whole reply and waits, alive, for one word on its stdin.
+
+    Why: the runner's last contact with a host (the reply that brings the round's hashes) can
+    stay open until the run's verdict is known, and then say what to do with the run's work
+    dir, instead of opening a new channel and shell on every host for it (repro/gc.py).
+    """
+
+    @abc.abstractmethod
+    async def finish(self, data: bytes, *, timeout: float) -> int:
+        """Send `data` and end stdin; the command's exit status. ConnectError when the
+        connection went, TimeoutError when it did not end in time (it is dropped then)."""
+
+    @abc.abstractmethod
+    async def drop(self) -> None:
+        """Close the channel without a word: the command reads end of file. Safe twice."""
+
+
 class Transport(abc.ABC):
     """One connection to one host, reused for every command of a run.
 
@@ -124,6 +150,17 @@ class Transport(abc.ABC):
         self, command: str, *, timeout: float | None = None, stdin: bytes | None = None
     ) -> Completed:
         """Run a shell command line (already quoted by the caller) with /bin/sh semantics."""
+
+    async def run_held(
+        self, command: str, *, timeout: float | None = None
+    ) -> tuple[Completed, Held | None]:
+        """Run `command` like `run`, with its stdin open. A command whose stdout ends with
+        HELD_MARK is returned at once, alive, with a `Held` (its Completed says exit status 0
+        and holds stdout without the mark, and no stderr); any other is waited for as by `run`
+        (and None). A transport that cannot hold a
+        command keeps this default: stdin at end of file, so a held command reads nothing and
+        ends; the caller then does what it would have sent in a command of its own."""
+        return await self.run(command, timeout=timeout), None
 
     async def stream(
         self, command: str, sink: Sink, *, timeout: float | None = None

@@ -37,7 +37,9 @@ from repro.transport.asyncssh import (
     trust_command,
 )
 from repro.transport.base import (
+    HELD_MARK,
     Completed,
+    Held,
     ReplyTooLarge,
     Sink,
     Transport,
@@ -130,6 +132,7 @@ class _Outcome:
     signal_name: str | None
     stdout: bytes
     stderr: bytes
+    held: paramiko.Channel | None = None  # the command sent HELD_MARK and waits (run_held)
 
     def __repr__(self) -> str:
         return f"_Outcome(status={self.status}, signal={self.signal_name})"
@@ -180,24 +183,45 @@ class FabricTransport(Transport):
     async def run(
         self, command: str, *, timeout: float | None = None, stdin: bytes | None = None
     ) -> Completed:
-        return await self._exchange(command, timeout, stdin or b"", None)
+        done, _ = await self._exchange(command, timeout, stdin or b"", None)
+        return done
+
+    async def run_held(
+        self, command: str, *, timeout: float | None = None
+    ) -> tuple[Completed, Held | None]:
+        return await self._exchange(command, timeout, b"", None, hold=True)
 
     async def stream(
         self, command: str, sink: Sink, *, timeout: float | None = None
     ) -> Completed:
         # The sink runs in the worker thread, as the bytes arrive.
-        return await self._exchange(command, timeout, b"", sink)
+        done, _ = await self._exchange(command, timeout, b"", sink)
+        return done
 
     async def _exchange(
-        self, command: str, timeout: float | None, stdin: bytes, sink: Sink | None
-    ) -> Completed:
+        self,
+        command: str,
+        timeout: float | None,
+        stdin: bytes,
+        sink: Sink | None,
+        *,
+        hold: bool = False,
+    ) -> tuple[Completed, Held | None]:
         conn = self._require_connection(command)
         stop = threading.Event()
         exchange = partial(
-            _exchange, conn.transport, command, stdin, timeout, stop, _open_timeout(conn), sink
+            _exchange,
+            conn.transport,
+            command,
+            stdin,
+            timeout,
+            stop,
+            _open_timeout(conn),
+            sink,
+            hold,
         )
         try:
-            outcome = await _in_thread(exchange)
+            outcome = await _in_thread(exchange, cleanup=_drop_held)
         except _Deadline:
             raise TimeoutError(
                 f"{self.host.name}: command timed out after {timeout:g}s: {command[:80]}"
@@ -209,14 +233,18 @@ class FabricTransport(Transport):
         except asyncio.CancelledError:
             stop.set()  # the worker kills the command and drops the channel within a tick
             raise
+        if outcome.held is not None:
+            out, err = _text(outcome.stdout), _text(outcome.stderr)
+            return Completed(command, 0, out, err, outcome.stdout), _HeldChannel(
+                outcome.held, self, command, conn
+            )
         sig = (outcome.signal_name, False, "", "") if outcome.signal_name is not None else None
         status = _exit_status(outcome.status, sig)
         if status is None:
             # Neither a status nor a signal: the channel closed under us (sshd died).
             raise self._lost(command, None, conn)
-        return Completed(
-            command, status, _text(outcome.stdout), _text(outcome.stderr), outcome.stdout
-        )
+        out, err = _text(outcome.stdout), _text(outcome.stderr)
+        return Completed(command, status, out, err, outcome.stdout), None
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -242,6 +270,89 @@ class FabricTransport(Transport):
             exc = transport.get_exception()  # why paramiko's reader thread stopped, if it knows
         reason = _one_line(str(exc)) if exc is not None and str(exc) else "connection closed"
         return ConnectError(f"connection lost: {reason}", host=self.host.name, command=command)
+
+
+class _HeldChannel(Held):
+    """A paramiko channel whose command has sent its reply and waits for a word on stdin."""
+
+    def __init__(
+        self, chan: paramiko.Channel, owner: FabricTransport, command: str, conn: Any
+    ) -> None:
+        self._chan: paramiko.Channel | None = chan
+        self._owner = owner
+        self._command = command
+        self._conn = conn
+
+    def __repr__(self) -> str:
+        return f"_HeldChannel({self._owner.host.name!r}, open={self._chan is not None})"
+
+    async def finish(self, data: bytes, *, timeout: float) -> int:
+        chan, self._chan = self._chan, None
+        if chan is None:
+            raise self._owner._lost(self._command, None, self._conn)
+        stop = threading.Event()
+        try:
+            outcome = await _in_thread(partial(_finish_held, chan, data, timeout, stop))
+        except _Deadline:
+            raise TimeoutError(
+                f"{self._owner.host.name}: a held command did not end in {timeout:g}s"
+            ) from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise self._owner._lost(self._command, exc, self._conn) from None
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+        sig = (outcome.signal_name, False, "", "") if outcome.signal_name is not None else None
+        status = _exit_status(outcome.status, sig)
+        if status is None:
+            raise self._owner._lost(self._command, None, self._conn)
+        return status
+
+    async def drop(self) -> None:
+        chan, self._chan = self._chan, None
+        if chan is not None:
+            await _in_thread(partial(_drop_channel, chan))
+
+
+def _finish_held(
+    chan: paramiko.Channel, data: bytes, timeout: float, stop: threading.Event
+) -> _Outcome:
+    """Send the held command its word, end its stdin, and wait for its status (worker)."""
+    deadline = time.monotonic() + timeout
+    try:
+        if data:
+            chan.sendall(data)
+        chan.shutdown_write()
+        _wait_status(chan, deadline, stop)
+    except BaseException:
+        _abandon(chan)
+        raise
+    chan.close()
+    status = chan.exit_status if chan.exit_status >= 0 else None
+    return _Outcome(status, getattr(chan, _SIGNAL_ATTR, None), b"", b"")
+
+
+def _drop_channel(chan: paramiko.Channel) -> None:
+    """End of file on a held command's stdin, a moment to end by itself, then close (worker)."""
+    try:
+        chan.shutdown_write()
+        chan.status_event.wait(_CLOSE_SECONDS)
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
+    _close_channel(chan)
+
+
+def _close_channel(chan: paramiko.Channel) -> None:
+    try:
+        chan.close()
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
+
+
+def _drop_held(outcome: _Outcome) -> None:
+    """A held channel whose caller went away meanwhile (cancelled): close it."""
+    if outcome.held is not None:
+        _close_channel(outcome.held)
 
 
 # --- connecting (worker threads) --------------------------------------------------------------
@@ -568,10 +679,13 @@ def _exchange(
     stop: threading.Event,
     open_timeout: float,
     sink: Sink | None = None,
+    hold: bool = False,
 ) -> _Outcome:
     """Run one command on a new channel; stdout and stderr are drained before the status.
 
     With a `sink`, stdout goes to it as it arrives (not kept) and only stderr's tail is kept.
+    With `hold`, stdin stays open, and a command whose stdout ends with HELD_MARK is returned
+    alive, its channel in the outcome (Transport.run_held).
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     if transport is None or not transport.active:
@@ -582,7 +696,10 @@ def _exchange(
         chan.exec_command(command)
         # A reply is kept whole only up to MAX_REPLY: a host must not fill our memory.
         on_err = partial(_bounded, err) if sink is None else partial(_keep_tail, err)
-        _pump(chan, stdin, deadline, stop, partial(_bounded, out) if sink is None else sink, on_err)
+        on_out = partial(_bounded, out) if sink is None else sink
+        if _pump(chan, stdin, deadline, stop, on_out, on_err, held=out if hold else None):
+            del out[-len(HELD_MARK) :]
+            return _Outcome(None, None, bytes(out), b"", held=chan)
         _wait_status(chan, deadline, stop)
     except BaseException:
         _abandon(chan)
@@ -611,11 +728,14 @@ def _pump(
     stop: threading.Event,
     on_out: Callable[[bytes], object],
     on_err: Callable[[bytes], object],
-) -> None:
-    """Feed stdin and read stdout/stderr together until both reach end of file."""
+    *,
+    held: bytearray | None = None,
+) -> bool:
+    """Feed stdin and read stdout/stderr together until both reach end of file; with `held`
+    (stdout's buffer), until it ends with HELD_MARK (True: the command waits for a word)."""
     sent = 0
     writing = bool(stdin)
-    if not writing:
+    if not writing and held is None:
         chan.shutdown_write()  # end of file at once: a command reading stdin must not hang
     wake = chan.fileno()  # readable when either stream has data, or at EOF/close
     while True:
@@ -628,8 +748,10 @@ def _pump(
             on_out(chan.recv(_RECV_CHUNK))
         while chan.recv_stderr_ready():
             on_err(chan.recv_stderr(_RECV_CHUNK))
+        if held is not None and held.endswith(HELD_MARK):
+            return True
         if at_eof and not writing:
-            return
+            return False
         if writing and not at_eof:
             select.select([wake], [], [], _WINDOW_TICK)
         elif writing:
