@@ -70,3 +70,58 @@ def test_a_growing_log_ends_a_wait_as_often_as_the_progress_shows_it() -> None:
     assert gap(verbose=1) == 1  # every line shown as it comes
     assert gap() == 30  # CI heartbeats show the log's size every 30 s
     assert gap(heartbeat=0) == 0 and gap(quiet=True) == 0  # nobody looks: a step's end only
+
+
+def test_the_kernel_watches_a_direct_tcp_link_as_the_settings_say() -> None:
+    """base.tcp_keepalive: a probe after `interval` s of silence, every `interval` s, given up
+    after `count`, unacknowledged data as long; nothing set on what is not a TCP socket."""
+    import socket
+
+    from repro.transport.base import tcp_keepalive
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        assert tcp_keepalive(sock, 5.0, 3)
+        got = {
+            name: sock.getsockopt(socket.IPPROTO_TCP, getattr(socket, name))
+            for name in ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT")
+        }
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert got == {"TCP_KEEPIDLE": 5, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3,
+                       "TCP_USER_TIMEOUT": 20_000}  # fmt: skip
+    a, b = socket.socketpair()
+    with a, b:
+        assert not tcp_keepalive(a, 5.0, 3)  # a pipe-like link: SSH keepalives stay in charge
+    assert not tcp_keepalive(None, 5.0, 3)
+
+
+def test_both_transports_hand_their_direct_links_to_the_kernel(tmp_path: Path) -> None:
+    import asyncio
+    import dataclasses
+    import socket
+
+    from repro.lab import LocalLab
+    from repro.transport.asyncssh import AsyncsshTransport
+    from repro.transport.fabric import FabricTransport
+
+    async def main() -> None:
+        async with LocalLab(tmp_path / "lab", n=1) as lab:
+            host = lab.host("lab1")
+            host = dataclasses.replace(host, vars={**host.vars, "repro_keepalive_interval": 7})
+            a, f = AsyncsshTransport(host), FabricTransport(host)
+            await a.connect()
+            await f.connect()
+            try:
+                socks = [
+                    a._conn.get_extra_info("socket"),  # type: ignore[union-attr]
+                    f._conn.transport.sock,
+                ]
+                for sock in socks:
+                    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 7
+                    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+                assert (await a.run("echo ok")).stdout == "ok\n"
+                assert (await f.run("echo ok")).stdout == "ok\n"
+            finally:
+                await a.close()
+                await f.close()
+
+    asyncio.run(main())

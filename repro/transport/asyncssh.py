@@ -26,6 +26,7 @@ from repro.transport.base import (
     check_reply_size,
     os_reason,
     read_tail,
+    tcp_keepalive,
 )
 from repro.transport.route import Hop, resolve
 
@@ -35,6 +36,9 @@ from repro.transport.route import Hop, resolve
 CONNECT_TIMEOUT = ("repro_connect_timeout", 10.0)
 KEEPALIVE_INTERVAL = ("repro_keepalive_interval", 5.0)
 KEEPALIVE_COUNT_MAX = ("repro_keepalive_count_max", 3)
+#: on a link the kernel watches (base.tcp_keepalive), SSH keepalives go this many times less
+#: often: 30 s by default, a hung sshd behind a live TCP stack given up after 2 minutes
+SSH_BACKSTOP = 6
 
 _DROP_SECONDS = 5.0  # how long a dropped held command gets to end by itself
 _CHUNK = 256 * 1024  # what one read of a streamed stdout takes at most
@@ -207,6 +211,16 @@ class AsyncsshTransport(Transport):
 # --- connecting ---------------------------------------------------------------------------
 
 
+def _kernel_keepalive(host: Host, conn: asyncssh.SSHClientConnection) -> None:
+    """A direct TCP link is watched by the kernel at the configured interval and count
+    (base.tcp_keepalive); the SSH keepalive then only backs it up, SSH_BACKSTOP times less
+    often: it still finds a server that answers TCP but not SSH (sshd hung), later."""
+    interval = _number_var(host, KEEPALIVE_INTERVAL)
+    count = int(_number_var(host, KEEPALIVE_COUNT_MAX))
+    if tcp_keepalive(conn.get_extra_info("socket"), interval, count):
+        conn.set_keepalive(interval * SSH_BACKSTOP, count)
+
+
 def _number_var(host: Host, var: tuple[str, float]) -> float:
     key, default = var
     value = host.vars.get(key, default)
@@ -298,7 +312,10 @@ async def _open_hop(
         kwargs = _connect_kwargs(host, hop, known_hosts, tunnel)
         if proxy_command:
             kwargs["proxy_command"] = shlex.split(proxy_command)
-        return await asyncssh.connect(hop.address, **kwargs)
+        conn = await asyncssh.connect(hop.address, **kwargs)
+        if tunnel is None and not proxy_command:
+            _kernel_keepalive(host, conn)
+        return conn
     except asyncssh.HostKeyNotVerifiable:
         raise await _host_key_error(host, hop, known_hosts, tunnel) from None
     except asyncssh.KeyExchangeFailed as exc:

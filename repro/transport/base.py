@@ -13,6 +13,7 @@ import errno
 import hashlib
 import os
 import shlex
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,43 @@ NOT_A_FILE = 66
 
 class TooLarge(Exception):
     """A streamed file grew past the caller's cap; what arrived so far was discarded."""
+
+
+def tcp_keepalive(sock: object, interval: float, count: int) -> bool:
+    """Let the kernel watch an idle TCP link to a host: a probe after `interval` s of silence,
+    then every `interval` s, the link given up after `count` unanswered ones (and data left
+    unacknowledged as long), (count + 1) x interval in all, as the SSH keepalive settings
+    promise. Why the kernel: an SSH keepalive is a request and a reply through the controller's
+    Python (encrypted, per host, every few seconds: most of what a long wait cost at 100 hosts),
+    a TCP probe costs no process anything on either side. Also TCP_NODELAY (a short command
+    must not wait on Nagle + delayed ACK). False for what is not a TCP socket (a ProxyCommand's
+    pipe, a hop tunnelled through a jump host): SSH keepalives must do it there."""
+    family = getattr(sock, "family", None)
+    if family not in (socket.AF_INET, socket.AF_INET6) or not hasattr(sock, "setsockopt"):
+        return False
+    every = max(1, int(round(interval)))
+    tries = max(1, count)
+    wanted = [
+        (socket.SOL_SOCKET, "SO_KEEPALIVE", 1),
+        (socket.IPPROTO_TCP, "TCP_KEEPIDLE", every),  # Linux (macOS: TCP_KEEPALIVE)
+        (socket.IPPROTO_TCP, "TCP_KEEPINTVL", every),
+        (socket.IPPROTO_TCP, "TCP_KEEPCNT", tries),
+    ]
+    extra = [
+        (socket.IPPROTO_TCP, "TCP_USER_TIMEOUT", every * (tries + 1) * 1000),  # Linux
+        (socket.IPPROTO_TCP, "TCP_NODELAY", 1),
+    ]
+    watched = True
+    for level, name, value in wanted + extra:
+        option = getattr(socket, name, None)
+        try:
+            if option is None:
+                raise OSError(name)
+            sock.setsockopt(level, option, value)
+        except OSError:
+            # a platform without it: SSH keepalives stay in charge (the caller keeps them)
+            watched = watched and (level, name, value) not in wanted
+    return watched
 
 
 #: what a held command writes as the last bytes of its stdout: "my reply is complete, and I

@@ -29,6 +29,7 @@ from repro.transport.asyncssh import (
     CONNECT_TIMEOUT,
     KEEPALIVE_COUNT_MAX,
     KEEPALIVE_INTERVAL,
+    SSH_BACKSTOP,
     _exit_status,
     _known_hosts_path,
     _named,
@@ -45,6 +46,7 @@ from repro.transport.base import (
     Transport,
     check_reply_size,
     os_reason,
+    tcp_keepalive,
 )
 from repro.transport.route import Hop, Route, resolve
 
@@ -498,27 +500,12 @@ def _entry(line: str, lineno: int) -> HostKeyEntry | None:
 
 
 def _tune(transport: paramiko.Transport, settings: _Settings) -> None:
-    transport.set_keepalive(settings.keepalive)
-    sock = transport.sock
-    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
-        _tune_socket(sock, settings)
+    # paramiko's keepalive never waits for an answer: on a direct TCP link the kernel gives up
+    # on a silent peer after (count + 1) x interval (base.tcp_keepalive, as asyncssh does);
+    # the SSH keepalive goes on, less often, to keep NAT and firewalls from forgetting us.
+    watched = tcp_keepalive(transport.sock, settings.keepalive, settings.keepalive_count)
+    transport.set_keepalive(max(1, int(settings.keepalive * (SSH_BACKSTOP if watched else 1))))
     _record_exit_signals(transport)
-
-
-def _tune_socket(sock: socket.socket, settings: _Settings) -> None:
-    # Without NODELAY every short command waits ~40ms on Nagle + delayed ACK (asyncssh and
-    # OpenSSH set it too).
-    options = [(socket.TCP_NODELAY, 1)]
-    # paramiko's keepalive never waits for an answer; make the kernel give up on a peer
-    # that acknowledges nothing for interval x count, as asyncssh's keepalive_count_max does.
-    user_timeout = getattr(socket, "TCP_USER_TIMEOUT", None)
-    if user_timeout is not None:
-        options.append((user_timeout, int(settings.keepalive * settings.keepalive_count * 1000)))
-    for option, value in options:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, option, value)
-        except OSError:
-            pass  # a platform without it: slower, or a dead peer noticed later, still correct
 
 
 def _connect_failure(
