@@ -94,7 +94,7 @@ def test_the_kernel_watches_a_direct_tcp_link_as_the_settings_say() -> None:
     assert not tcp_keepalive(None, 5.0, 3)
 
 
-def test_both_transports_hand_their_direct_links_to_the_kernel(tmp_path: Path) -> None:
+def test_both_transports_hand_their_direct_links_to_the_kernel_and_asyncssh_uses_aes_gcm(tmp_path: Path) -> None:
     import asyncio
     import dataclasses
     import socket
@@ -119,6 +119,9 @@ def test_both_transports_hand_their_direct_links_to_the_kernel(tmp_path: Path) -
                     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 7
                     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
                 assert (await a.run("echo ok")).stdout == "ok\n"
+                # bulk bytes (a fetch) go through AES-GCM: one C call per packet
+                cipher = a._conn.get_extra_info("send_cipher")  # type: ignore[union-attr]
+                assert cipher == "aes128-gcm@openssh.com"
                 assert (await f.run("echo ok")).stdout == "ok\n"
             finally:
                 await a.close()
