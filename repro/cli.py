@@ -101,9 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--host-wait",
         type=int,
-        default=120,
+        default=600,  # repro.detach.HOST_WAIT (not imported here: start-up time)
         metavar="SECONDS",
-        help="while a step runs, each host answers at least this often (default 120; a step's"
+        help="while a step runs, each host answers at least this often (default 600; a step's"
         " end, or output shown live, answers at once)",
     )
     r.add_argument("--resume", metavar="RUN_ID", help="reattach to a run whose controller died")

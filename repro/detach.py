@@ -43,8 +43,10 @@ from repro.transport.base import Completed, Held, Transport
 POLL_WAIT = 100
 #: while a step runs, the controller's one channel to a host waits there up to this long
 #: (seconds) for news before it answers anyway (`--host-wait`, `repro_host_wait`): a step that
-#: ends, or vanishes, answers within about a second whatever this is
-HOST_WAIT = 120
+#: ends, or vanishes, answers within about a second whatever this is. Each answer costs the host
+#: a channel and 3-4 processes (docs/benchmarks.md: at 120 s that was 2.2 processes per host per
+#: minute); a dead link is the keepalives' to find (20 s), a hung sshd the SSH backstop's.
+HOST_WAIT = 600
 #: with live output wanted (a terminal's progress, -v), a growing log answers the wait after
 #: this long (seconds)
 LIVE_GAP = 1

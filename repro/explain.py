@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -157,16 +158,38 @@ async def _pairs(
                 timeout=opts.diff_timeout,
                 max_report=opts.max_report,
                 strip=(f"{_tag(left)}-{left.host}-", f"{_tag(right)}-{right.host}-"),
-            )))  # fmt: skip
+            ), run_dir))  # fmt: skip
     return pairs
 
 
-def _masked(mask: Callable[[str], str], pair: PairDiff) -> PairDiff:
+def _masked(mask: Callable[[str], str], pair: PairDiff, run_dir: Path) -> PairDiff:
+    """The pair's summary and diffoscope's own reports with every secret value masked: a
+    build that printed a token into an artifact must not leave it in diff/ (0700, but kept,
+    copied into PRs, uploaded as CI artifacts)."""
+    for rel in (pair.text, pair.html):
+        if rel:
+            for path in {run_dir / rel, (run_dir / rel).with_suffix(".json")}:
+                _scrub(mask, path)
     members = tuple(
         dataclasses.replace(m, path=tuple(map(mask, m.path)), lines=tuple(map(mask, m.lines)))
         for m in pair.members
     )
     return dataclasses.replace(pair, members=members)
+
+
+def _scrub(mask: Callable[[str], str], path: Path) -> None:
+    """Rewrite `path` (a report we wrote) with `mask` applied, atomically, if it changes."""
+    if mask is str or not path.is_file() or path.is_symlink():
+        return
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    masked = mask(text)
+    if masked == text:
+        return
+    tmp = path.with_name(f".{path.name}.masked")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(masked.encode("utf-8", errors="surrogateescape"))
+    tmp.replace(path)
 
 
 def _tag(c: Copy) -> str:
