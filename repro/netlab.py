@@ -224,7 +224,7 @@ class NetnsLab:
         started = time.monotonic()
         self._write_client_files()
         self._allocate()
-        self._hosts = [self._make_host(i, name) for i, name in enumerate(self.names, start=1)]
+        self._hosts = self._planned_hosts()
         self._write_host_files()
         self._create_links()
         self._start_holders(started + self.ready_timeout)
@@ -243,11 +243,15 @@ class NetnsLab:
         """base_dir as sshd and the holders see it: /tmp and /root are private on the hosts."""
         return STATE_DIR / f"{self.prefix}-{self._id()}"
 
+    def _planned_hosts(self) -> list[NetHost]:
+        """The hosts `start` makes, once the lab has its id."""
+        return [self._make_host(i, name) for i, name in enumerate(self.names, start=1)]
+
     def _make_host(self, index: int, name: str) -> NetHost:
         lab = self._id()
         return NetHost(
             name=name,
-            address=self._address(index),
+            address=self._address(index - 1),  # index counts from 1 (names), addresses from 0
             netns=f"{self.prefix}-{lab}-{index}",
             home=self.base_dir / name / "home",
             tmp=self.base_dir / name / "tmp",
