@@ -312,3 +312,24 @@ def test_bad_ssh_config_is_bad_input_before_connecting(home: Path, tmp_path: Pat
     err = io.StringIO()
     assert main(["facts", "-i", str(inv)], stderr=err) == 2
     assert "Port '99999' for 192.0.2.9 is not a port number" in err.getvalue()
+
+
+def test_the_asyncssh_path_does_not_import_paramiko_without_an_ssh_config(tmp_path: Path) -> None:
+    """paramiko costs ~55 ms to import; only a real ~/.ssh/config (or fabric) needs it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path\n"
+        "import repro.cli, repro.session, repro.transport.asyncssh, repro.transport.route as r\n"
+        "c = r.read_config(Path(sys.argv[1]))\n"
+        "assert c.lookup('h1') == {'hostname': 'h1'}, c.lookup('h1')\n"
+        "assert 'paramiko' not in sys.modules\n"
+        "r.read_config(Path(sys.argv[2]))\n"
+        "assert 'paramiko' in sys.modules\n"
+    )
+    cfg = tmp_path / "config"
+    cfg.write_text("Host h1\n  Port 2222\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "none"), str(cfg)],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
