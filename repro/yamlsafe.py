@@ -20,35 +20,33 @@ class YamlTooLarge(yaml.YAMLError):
     """The document expands past MAX_NODES, or uses more than MAX_ALIASES aliases."""
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that counts the aliases it meets while composing."""
-
-    aliases = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            self.aliases += 1
-            if self.aliases > MAX_ALIASES:
-                raise YamlTooLarge(f"more than {MAX_ALIASES} aliases (*name)")
-        return super().compose_node(parent, index)
+#: libyaml's loader where PyYAML has it (its wheels do): it composes in C, ~8x faster than the
+#: pure-Python one on a 100-host inventory (85 ms of every run's start). The bounds below are
+#: checked on the composed graph either way.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _expanded(node: yaml.Node, memo: dict[int, int]) -> int:
+def _expanded(node: yaml.Node, memo: dict[int, int], seen: list[int] | None = None) -> int:
     """How many nodes `node` stands for with every alias expanded (memoised: shared nodes
-    are measured once, so a bomb costs its size in the file, not its expansion)."""
+    are measured once, so a bomb costs its size in the file, not its expansion). `seen[0]`
+    counts the aliases: every use of a node after its first is one."""
     key = id(node)
     if key in memo:
+        if seen is not None:
+            seen[0] += 1
+            if seen[0] > MAX_ALIASES:
+                raise YamlTooLarge(f"more than {MAX_ALIASES} aliases (*name)")
         return memo[key]
     memo[key] = MAX_NODES + 1  # a node that contains itself expands without end
     total = 1
     if isinstance(node, yaml.SequenceNode):
         for child in node.value:
-            total += _expanded(child, memo)
+            total += _expanded(child, memo, seen)
             if total > MAX_NODES:
                 break
     elif isinstance(node, yaml.MappingNode):
         for k, v in node.value:
-            total += _expanded(k, memo) + _expanded(v, memo)
+            total += _expanded(k, memo, seen) + _expanded(v, memo, seen)
             if total > MAX_NODES:
                 break
     memo[key] = total
@@ -63,7 +61,7 @@ def load(text: str | bytes) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        if _expanded(node, {}) > MAX_NODES:
+        if _expanded(node, {}, [0]) > MAX_NODES:
             raise YamlTooLarge(
                 f"expands to more than {MAX_NODES} values once its aliases are followed"
             )

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from repro import yamlsafe
 from tests.test_cli_inprocess import run_cli
@@ -29,6 +30,14 @@ def test_yaml_bomb_is_refused_before_it_is_built() -> None:
         yamlsafe.load("a: &a [*a]\n")  # a list that contains itself never ends
     # ordinary anchors (Ansible inventories use them for shared vars) still load
     assert yamlsafe.load("x: &v {p: 1}\ny: *v\n") == {"x": {"p": 1}, "y": {"p": 1}}
+    # aliases are counted on the composed graph (libyaml's loader composes in C)
+    many = "a: &a x\n" + "".join(f"k{i}: *a\n" for i in range(yamlsafe.MAX_ALIASES + 1))
+    with pytest.raises(yamlsafe.YamlTooLarge, match="aliases"):
+        yamlsafe.load(many)
+    assert len(yamlsafe.load(many.rsplit("k", 2)[0])) == yamlsafe.MAX_ALIASES
+    # nesting without end is yaml's own error (one line where it is reported), never a crash
+    with pytest.raises(yaml.YAMLError):
+        yamlsafe.load("[" * 100_000 + "]" * 100_000)
 
 
 @pytest.mark.parametrize("where", ["inventory", "playbook", "extra-vars"])
