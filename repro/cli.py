@@ -146,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("artifact", nargs="?", help="only this artifact (default: every one)")
     df.add_argument("--max-fetch", default="2G", metavar="SIZE", help="largest artifact fetched")
     df.add_argument("--diff-timeout", type=float, default=600.0, metavar="SECONDS")
+    df.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]",
+        help="the run's secret variables again (never stored), so that diffoscope's reports "
+        "show *** for them (KEY alone: from the environment variable KEY)",
+    )
     report_format(df, "how to print the explained run")
     _heartbeat_arg(df)
 

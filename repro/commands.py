@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import sys
@@ -379,7 +380,7 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.explain import explain, record_paths
     from repro.render import render
     from repro.report import load_report, write_report
-    from repro.session import load_plan
+    from repro.session import load_plan, masker, report_mask
     from repro.transport import make_transport
 
     run_dir = Path(args.run_dir)
@@ -389,9 +390,20 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not any(a.status == "differs" for a in comparison.artifacts):
         err.write(f"{run_dir}: nothing differs in this run; nothing to explain\n")
         return comparison.exit_code
-    prep = load_plan(run_dir.parent, run_dir.name, to_cancel=True)
+    secret_vars = parse_extra_vars(
+        [_secret_item(item) for item in args.secret], flag="--secret"
+    )
+    prep = load_plan(run_dir.parent, run_dir.name, to_cancel=True, secret_vars=secret_vars)
     names = [h.name for h in run.hosts]
     record_paths(run, prep.playbook)
+    # Secret values are never stored: only what is given again can be masked in diffoscope's
+    # reports (the summary in the report was masked when the run was made).
+    unknown = sorted({n for p in prep.plans for n, v in p.secrets.items() if not v})
+    if unknown:
+        err.write(
+            f"repro: warning: the run had secret variables ({', '.join(unknown)}); give them "
+            "again with --secret to mask them in diffoscope's reports under diff/\n"
+        )
     explained = asyncio.run(
         explain(
             run,
@@ -401,7 +413,7 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             run_dir=run_dir,
             transport_factory=make_transport,
             listener=make_listener(names, err, args),
-            options=why_options(args),
+            options=dataclasses.replace(why_options(args), mask=report_mask(masker(prep))),
             only=args.artifact,
         )
     )

@@ -411,7 +411,7 @@ async def _locked(
                     run_dir=prep.report_dir,
                     transport_factory=transport_factory,
                     listener=listener,
-                    options=replace(prep.why, mask=_report_mask(runner.masker)),
+                    options=replace(prep.why, mask=report_mask(runner.masker)),
                 )
             except Exception as exc:  # the verdict and every hash stand: the report is written
                 why = f"could not explain the difference ({type(exc).__name__}: {exc})"
@@ -435,7 +435,7 @@ async def _locked(
     return result, comparison
 
 
-def _report_mask(masker: repro_secrets.Masker) -> Callable[[str], str]:
+def report_mask(masker: repro_secrets.Masker) -> Callable[[str], str]:
     """The run's masker, also for values as diffoscope's HTML report escapes them."""
     if not masker:
         return str

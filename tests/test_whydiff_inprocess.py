@@ -269,8 +269,13 @@ def test_a_secret_the_build_leaked_is_masked_in_the_why(tmp_path: Path) -> None:
             "run", "-i", str(lab.inventory_path), "-p", str(pb), "--out", str(out),
             "--secret", "token=s3cr3t<&>value",
         )  # fmt: skip
-    assert code == 1, err
-    run_dir = only_run_dir(out)
+        assert code == 1, err
+        run_dir = only_run_dir(out)
+        # explained again later: the values are never stored, so they are asked for again
+        later, _, warned = run_cli("diff", str(run_dir), "-q")
+        assert later == 1 and "give them again with --secret" in warned, warned
+        later, _, warned = run_cli("diff", str(run_dir), "-q", "--secret", "token=s3cr3t<&>value")
+        assert later == 1 and "--secret" not in warned, warned
     art = artifact(report(out), "info.txt")
     assert "-a-***" in member_text(art) and "+b-***" in member_text(art)
     for name in ("report.json", "report.md", "report.html"):
