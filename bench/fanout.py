@@ -413,7 +413,10 @@ def run_tool(tool: Tool, ctx: Ctx, rep: int) -> Sample:
 @contextlib.contextmanager
 def lab_for(n: int, base: Path) -> Iterator[NetnsLab]:
     started = time.monotonic()
-    with NetnsLab(base / f"lab-{n}", n, prefix=LAB_PREFIX, ready_timeout=120.0) as lab:
+    # own_pids: every host its own PID space and /proc, as separate machines have (what a host
+    # scans in /proc is then its own processes, not the whole lab's)
+    lab = NetnsLab(base / f"lab-{n}", n, prefix=LAB_PREFIX, ready_timeout=120.0, own_pids=True)
+    with lab:
         print(f"lab of {n} hosts up in {time.monotonic() - started:.1f} s ({lab!r})", flush=True)
         yield lab
 

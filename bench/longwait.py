@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     cleanup_stale(LAB_PREFIX)
     base = Path(tempfile.mkdtemp(prefix="repro-longwait-", dir=args.work_dir))
     try:
-        with NetnsLab(base / "lab", args.hosts, prefix=LAB_PREFIX, ready_timeout=120.0) as lab:
+        with NetnsLab(base / "lab", args.hosts, prefix=LAB_PREFIX, ready_timeout=120.0,
+                      own_pids=True) as lab:
             print(f"lab up: {lab!r}", flush=True)
             w = measure_waiting(lab, base, args.seconds)
             print(f"N = {w.hosts}, step of {args.seconds} s (exit {w.exit_code}); while every "

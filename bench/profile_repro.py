@@ -254,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     cleanup_stale(LAB_PREFIX)
     with tempfile.TemporaryDirectory(prefix="repro-profile-") as tmp:
         base = Path(tmp)
-        with NetnsLab(base / "lab", args.hosts, prefix=LAB_PREFIX, ready_timeout=120.0) as lab:
+        with NetnsLab(base / "lab", args.hosts, prefix=LAB_PREFIX, ready_timeout=120.0,
+                      own_pids=True) as lab:
             run_once(lab, base / "warmup", args.transport, None, args.handshakes)  # sshd and page cache warm
             rec, wall, cpu, forks, problems = run_once(lab, base / "timed", args.transport, None,
                                                      args.handshakes)

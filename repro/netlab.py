@@ -108,8 +108,14 @@ class NetnsLab:
         shells: dict[str, str | Path] | dict[str, str] | dict[str, Path] | None = None,
         sshd: str = SSHD,
         ready_timeout: float = 30.0,
+        own_pids: bool = False,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
+        # Each host in a PID namespace of its own, with its own /proc, as separate machines
+        # are: what a host scans in /proc (the supervisor's cookie scan) is then its own
+        # processes, not every process of every host of the lab (N times as many). The
+        # benchmarks use it; the tests keep one PID space (they check host pids from outside).
+        self.own_pids = own_pids
         self.prefix = _check_prefix(prefix)
         self.names = _check_names(n, names)
         self.cpuinfo: dict[str, str | Path] = _check_cpuinfo(dict(cpuinfo or {}), self.names)
@@ -367,6 +373,8 @@ class NetnsLab:
         for host in self._hosts:
             script = self._holder_script(host)
             argv = ["ip", "netns", "exec", host.netns, "unshare", "--uts", "--mount", "--fork"]
+            if self.own_pids:
+                argv += ["--pid", "--mount-proc"]
             argv += ["--propagation", "private", "sh", "-c", script]
             proc = _spawn(argv, self.base_dir / host.name / "holder.log")
             self._procs[host.name] = _Proc(holder=proc)
@@ -394,8 +402,13 @@ class NetnsLab:
             f"printf %s {q(host.name)} > /proc/sys/kernel/hostname",
             f"echo $$ > {q(str(hdir / 'holder.pid.new'))}",
             f"mv {q(str(hdir / 'holder.pid.new'))} {q(str(hdir / 'holder.pid'))}",
-            "exec sleep infinity",
         ]
+        if self.own_pids:
+            # PID 1 of the host: it must reap the orphans a detached round leaves (dash's
+            # `wait` reaps any child), and a signal from outside must end it
+            steps.append("trap 'exit 0' TERM INT HUP; while :; do sleep 3600 & wait; done")
+        else:
+            steps.append("exec sleep infinity")
         return "; ".join(steps)
 
     def _wait_holder(self, host: NetHost, deadline: float) -> int:
@@ -404,7 +417,11 @@ class NetnsLab:
         assert proc is not None
         while time.monotonic() < deadline:
             text = pidfile.read_text().strip() if pidfile.exists() else ""
-            if text.isdigit():
+            if text.isdigit() and self.own_pids:
+                child = _child_of(proc.pid)  # $$ is 1 in its own PID namespace
+                if child:
+                    return child
+            elif text.isdigit():
                 return int(text)
             if proc.poll() is not None:
                 tail = _tail(self.base_dir / host.name / "holder.log")
@@ -424,7 +441,8 @@ class NetnsLab:
         pid = self._procs[name].holder_pid if name in self._procs else 0
         if not pid:
             raise NetlabError(f"netlab host {name}: not running")
-        return ["nsenter", f"--target={pid}", "--mount", "--uts", "--net", "--wd=/root", "--"]
+        spaces = ["--mount", "--uts", "--net"] + (["--pid"] if self.own_pids else [])
+        return ["nsenter", f"--target={pid}", *spaces, "--wd=/root", "--"]
 
     def _write_known_hosts(self) -> None:
         lines = []
@@ -866,6 +884,16 @@ def _kill_all(spaces: list[str], timeout: float = 10.0) -> None:
         for pid in pids:
             _kill(pid)
         time.sleep(0.02)
+
+
+def _child_of(pid: int) -> int:
+    """The one child of `pid` (unshare --fork's: PID 1 of the host's namespace), by its pid out
+    here; 0 when it has none (yet)."""
+    try:
+        words = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0
+    return int(words[0]) if words else 0
 
 
 def _kill(pid: int) -> None:

@@ -389,3 +389,23 @@ def test_unavailable_reasons(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(NetlabUnavailable, match="openssh-server"):
         NetnsLab(tmp_path / "c", sshd=str(tmp_path / "no-sshd")).start()
     assert not (tmp_path / "a").exists()  # nothing was built
+
+
+def test_a_lab_with_own_pids_gives_each_host_its_pid_space(netlab_factory: Factory) -> None:
+    """own_pids (the benchmarks' labs): each host sees only its own processes in /proc, as a
+    separate machine does; its PID 1 reaps what a detached job leaves; SSH and exec work, and
+    teardown still finds every process (by network namespace)."""
+    lab = netlab_factory(2, own_pids=True)
+    seen = lab.exec("h1", ["sh", "-c", "echo $$; ls -d /proc/[0-9]* | wc -l"]).stdout.split()
+    assert int(seen[1]) < 20, seen  # a handful: PID 1, its sleep, sshd, this shell
+    out = subprocess.run(
+        lab.ssh_argv("h1", "(sleep 0.2 &) ; ps -e -o stat=,comm= ; hostname"),
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0 and out.stdout.split()[-1] == "h1", out.stderr
+    assert "sh" in out.stdout and "sshd" in out.stdout
+    orphan_gone = lab.exec("h1", ["sh", "-c", "sleep 1; ps -e -o stat= | grep -c '^Z' || true"])
+    assert orphan_gone.stdout.strip() == "0", orphan_gone.stdout  # reaped by the host's PID 1
+    # the hosts' pids are their own: h2's pid 1 is not h1's
+    assert lab.exec("h2", ["sh", "-c", "cat /proc/1/comm"]).stdout.strip() == "sh"
+    assert all(lab.pids(name) for name in lab.names)  # teardown's view: every host's processes
