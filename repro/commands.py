@@ -380,7 +380,8 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from repro.explain import explain, record_paths
     from repro.render import render
     from repro.report import load_report, write_report
-    from repro.session import load_plan, masker, report_mask
+    from repro.secrets import report_mask
+    from repro.session import load_plan, masker
     from repro.transport import make_transport
 
     run_dir = Path(args.run_dir)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from repro.fetch import Copy, FetchOptions, candidates, fetch_all, plan
 from repro.inventory import Host
 from repro.playbook import Playbook
 from repro.results import RunResult
+from repro.store import atomic_write
 from repro.transport.base import Transport
 
 #: diffoscope runs at once (each is CPU-bound, with helpers of its own)
@@ -183,13 +183,8 @@ def _scrub(mask: Callable[[str], str], path: Path) -> None:
         return
     text = path.read_bytes().decode("utf-8", errors="surrogateescape")
     masked = mask(text)
-    if masked == text:
-        return
-    tmp = path.with_name(f".{path.name}.masked")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(masked.encode("utf-8", errors="surrogateescape"))
-    tmp.replace(path)
+    if masked != text:  # 0600: the copies' directory is the run's own
+        atomic_write(path, masked.encode("utf-8", errors="surrogateescape"), mode=0o600)
 
 
 def _tag(c: Copy) -> str:

@@ -7,8 +7,9 @@ A variable is secret when the playbook lists it under `secrets:`, when it is giv
 
 from __future__ import annotations
 
+import html
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 MASK = "***"
@@ -116,6 +117,14 @@ class Masker:
 
     def stream(self) -> StreamMasker:
         return StreamMasker(self)
+
+
+def report_mask(masker: Masker) -> Callable[[str], str]:
+    """`masker` for a report another tool wrote (diffoscope's): its values, and the same as
+    HTML escapes them; `str` itself when there is nothing to mask (callers skip the rewrite)."""
+    if not masker:
+        return str
+    return Masker([*masker.values, *(html.escape(v) for v in masker.values)]).text
 
 
 class StreamMasker:

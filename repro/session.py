@@ -8,7 +8,6 @@ report directory so `repro run --resume RUN_ID` and `repro cancel RUN_ID` can re
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import signal
 from dataclasses import asdict, dataclass, field, replace
@@ -411,7 +410,7 @@ async def _locked(
                     run_dir=prep.report_dir,
                     transport_factory=transport_factory,
                     listener=listener,
-                    options=replace(prep.why, mask=report_mask(runner.masker)),
+                    options=replace(prep.why, mask=repro_secrets.report_mask(runner.masker)),
                 )
             except Exception as exc:  # the verdict and every hash stand: the report is written
                 why = f"could not explain the difference ({type(exc).__name__}: {exc})"
@@ -433,14 +432,6 @@ async def _locked(
     prep.finished_at = result.finished_at  # a --resume of it now has nothing to do
     _save_plan_or_fail(prep)
     return result, comparison
-
-
-def report_mask(masker: repro_secrets.Masker) -> Callable[[str], str]:
-    """The run's masker, also for values as diffoscope's HTML report escapes them."""
-    if not masker:
-        return str
-    escaped = [html.escape(v) for v in masker.values]
-    return repro_secrets.Masker([*masker.values, *escaped]).text
 
 
 def _save_plan_or_fail(prep: Prepared) -> None:

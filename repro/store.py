@@ -82,13 +82,15 @@ class RunDir:
         return f"RunDir({str(self.path)!r})"
 
 
-def atomic_write(path: Path, text: str, *, mode: int = 0o644) -> None:
-    """Replace `path` with `text` (UTF-8) so readers see the old file or the new, never a part."""
+def atomic_write(path: Path, text: str | bytes, *, mode: int = 0o644) -> None:
+    """Replace `path` with `text` (UTF-8; bytes as they are) so readers see the old file or the
+    new, never a part."""
     # The temp file sits in the same directory, so os.replace is a rename on one filesystem.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    data = text.encode("utf-8") if isinstance(text, str) else text
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)  # mkstemp makes 0600; a report is meant to be shared
