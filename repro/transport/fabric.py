@@ -329,9 +329,7 @@ def _finish_held(
     except BaseException:
         _abandon(chan)
         raise
-    chan.close()
-    status = chan.exit_status if chan.exit_status >= 0 else None
-    return _Outcome(status, getattr(chan, _SIGNAL_ATTR, None), b"", b"")
+    return _ended(chan, b"", b"")
 
 
 def _drop_channel(chan: paramiko.Channel) -> None:
@@ -691,9 +689,14 @@ def _exchange(
     except BaseException:
         _abandon(chan)
         raise
+    return _ended(chan, bytes(out), bytes(err))
+
+
+def _ended(chan: paramiko.Channel, out: bytes, err: bytes) -> _Outcome:
+    """Close a channel whose command has ended; its status (or signal) and output."""
     chan.close()
     status = chan.exit_status if chan.exit_status >= 0 else None
-    return _Outcome(status, getattr(chan, _SIGNAL_ATTR, None), bytes(out), bytes(err))
+    return _Outcome(status, getattr(chan, _SIGNAL_ATTR, None), out, err)
 
 
 def _bounded(buf: bytearray, data: bytes) -> None:
