@@ -32,7 +32,7 @@ from repro.netlab import NetnsLab, cleanup_stale
 from repro.runner import RunOptions
 from repro.session import execute, prepare
 from repro.transport import make_transport
-from repro.transport.base import Completed, Transport
+from repro.transport.base import Completed, Held, Transport
 
 LAB_PREFIX = "rbprof"
 
@@ -133,6 +133,19 @@ class CountingTransport(Transport):
         start = time.monotonic()
         try:
             return await self.inner.run(command, timeout=timeout, stdin=stdin)
+        finally:
+            end = time.monotonic()
+            forks = machine_counters()[1] - forks0
+            self.rec.calls.append(Call(self.host.name, kind, start, end, forks))
+
+    async def run_held(self, command: str, *,
+                       timeout: float | None = None) -> tuple[Completed, Held | None]:
+        # the inner transport's own: the base's default would run the held reply to its end
+        kind = kind_of(command)
+        forks0 = machine_counters()[1]
+        start = time.monotonic()
+        try:
+            return await self.inner.run_held(command, timeout=timeout)
         finally:
             end = time.monotonic()
             forks = machine_counters()[1] - forks0

@@ -197,3 +197,30 @@ def test_demo_and_demo_mismatch(tmp_path: Path) -> None:
     code, stdout, err = run_cli("demo", "--vary", "build-path", "--out", str(tmp_path / "b"))
     assert code == 1, err
     assert re.search(r"artifact hello differs: lab1, lab2 have \w{12}…; lab3 has \w{12}…", stdout)
+
+
+def test_local_connection_hosts_run_a_playbook_to_a_verdict(tmp_path: Path) -> None:
+    """`ansible_connection: local` goes through the same launch/wait/held last reply as SSH
+    hosts; the local transport cannot hold a command, so the reply runs to its end and its
+    held mark must not be taken for log bytes (it was: every local host failed)."""
+    pb = tmp_path / "pb.yaml"
+    pb.write_text(
+        "name: local\nsteps:\n  - {name: s, run: 'mkdir -p out && echo hi > out/a.txt'}\n"
+        "artifacts:\n  - {glob: '*.txt', dir: out}\n"
+    )
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(
+        "all:\n  hosts:\n"
+        + "".join(
+            f"    {h}: {{ansible_connection: local, repro_work_dir: {tmp_path / h}}}\n"
+            for h in ("l1", "l2")
+        )
+    )
+    out = tmp_path / "reports"
+    code, stdout, err = run_cli("run", "-i", str(inv), "-p", str(pb), "--out", str(out))
+    assert code == 0, stdout + err
+    data = json.loads(next(out.glob("*/report.json")).read_text())
+    assert [h["status"] for h in data["hosts"]] == ["ok", "ok"]
+    # reproducible: each host's run dir is removed (what the held reply would have been told)
+    for h in ("l1", "l2"):
+        assert (tmp_path / h).is_dir() and not list((tmp_path / h).iterdir()), h

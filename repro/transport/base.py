@@ -15,7 +15,7 @@ import os
 import shlex
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -197,8 +197,15 @@ class Transport(abc.ABC):
         and holds stdout without the mark, and no stderr); any other is waited for as by `run`
         (and None). A transport that cannot hold a
         command keeps this default: stdin at end of file, so a held command reads nothing and
-        ends; the caller then does what it would have sent in a command of its own."""
-        return await self.run(command, timeout=timeout), None
+        ends; the caller then does what it would have sent in a command of its own. Its
+        HELD_MARK (written before it read end of file) is taken off stdout here, so the reply
+        reads as a held one's does."""
+        done = await self.run(command, timeout=timeout)
+        raw = done.raw_stdout or done.stdout.encode()
+        if not raw.endswith(HELD_MARK):
+            return done, None
+        raw = raw[: -len(HELD_MARK)]
+        return replace(done, stdout=raw.decode(errors="replace"), raw_stdout=raw), None
 
     async def stream(
         self, command: str, sink: Sink, *, timeout: float | None = None
