@@ -130,12 +130,19 @@ def _find_expr(specs: list[_Spec]) -> list[str]:
 _GLOB_CHARS = frozenset("*?[")
 
 
+#: hash.sh's batch: its queue of paths is hashed (and printed) once it reaches this many bytes
+_BATCH = 32768
+
+
 def _literal_command(specs: list[_Spec], script: str) -> str:
     """hash_command when every spec names one path (no glob character, no manifest).
 
-    No `find` to look for them, nor a `sh` for its batch: the batch script runs in the
-    substitution's own subshell on the paths that find would have kept: a regular file, not a
-    symlink, below directories that are not symlinks either (find does not follow them).
+    No `find` to look for them, nor a `sh` for its batch: the batch script runs on the paths
+    that find would have kept: a regular file, not a symlink, below directories that are not
+    symlinks either (find does not follow them). Paths that fit one batch (the usual few) are
+    hashed in the calling shell itself, in braces (the supervisor runs every step in a subshell
+    of its own already): one batch prints all or nothing, so no `$(…)` process is needed;
+    more go in a `$(…)`, as find's batches do.
     """
     tests = []
     for pattern in dict.fromkeys(s.pattern for s in specs):
@@ -147,7 +154,11 @@ def _literal_command(specs: list[_Spec], script: str) -> str:
         q = shlex.quote(pattern)
         checks.append(f"[ -f {q} ] && [ ! -L {q} ]")
         tests.append("if " + " && ".join(checks) + f'; then set -- "$@" {q}; fi')
-    return _all_or_nothing("LC_ALL=C; export LC_ALL; set --\n" + "\n".join(tests) + "\n" + script)
+    body = "LC_ALL=C; export LC_ALL; set --\n" + "\n".join(tests) + "\n" + script
+    # half a batch: a path queued under two names counts twice there
+    if sum(len(p.encode()) + 1 for p in dict.fromkeys(s.pattern for s in specs)) < _BATCH // 2:
+        return "{\n" + body + "\n}"
+    return _all_or_nothing(body)
 
 
 def _all_or_nothing(command: str) -> str:

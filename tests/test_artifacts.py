@@ -494,3 +494,60 @@ def test_safe_name_accepts(name: str) -> None:
 )  # fmt: skip
 def test_safe_name_rejects(name: str) -> None:
     assert not safe_name(name)
+
+
+def test_literal_paths_are_hashed_in_the_callers_own_shell(tmp_path: Path) -> None:
+    """The usual few literal artifacts: hashed by the shell that runs the command (on a host,
+    the supervisor's subshell for the step), no `$(…)` process around it; its tools are its
+    own children. A batch still prints all or nothing."""
+    work = tmp_path / "w"
+    data = put(work / "out" / "a.bin", b"a")
+    pb = playbook([ArtifactSpec("a.bin", "out"), ArtifactSpec("f")])
+    put(work / "f", b"f")
+    shims, log = tmp_path / "shims", tmp_path / "parents.log"
+    shims.mkdir()
+    for name in ("sha256sum", "wc"):
+        real = shutil.which(name)
+        assert real
+        (shims / name).write_text(
+            f'#!/bin/sh\necho "{name} $PPID" >> {shlex.quote(str(log))}\nexec {real} "$@"\n'
+        )
+        (shims / name).chmod(0o755)
+    env = {"PATH": f"{shims}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", hash_command(pb)], cwd=work, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert parse_hash_output("h1", out)["a.bin"] == ArtifactHash("a.bin", *expect(data))
+    # each tool ran in a `$(…)` of the calling shell: its parent is that shell, nothing between
+    parents = [line.split() for line in log.read_text().splitlines()]
+    assert sorted(n for n, _ in parents) == ["sha256sum", "wc"]
+    assert {int(p) for _, p in parents} == {proc.pid}, (parents, proc.pid)
+    # an artifact that cannot be read: nothing printed, a failure
+    if os.getuid() == 0:
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        work.chmod(0o755)
+        (work / "out").chmod(0o755)
+        (work / "f").chmod(0o644)
+        (work / "out" / "a.bin").chmod(0)
+        result = sh(hash_command(pb), work, *nobody)
+    else:
+        (work / "out" / "a.bin").chmod(0)
+        result = sh(hash_command(pb), work)
+    assert result.returncode != 0 and result.stdout == "", result
+
+
+def test_many_literal_paths_are_hashed_in_batches_all_or_nothing(tmp_path: Path) -> None:
+    """Literal paths beyond half a batch go in a `$(…)`, as find's batches do: every one is
+    hashed, and one that cannot be read leaves the output empty."""
+    work = tmp_path / "w"
+    names = [f"{'d' * 180}{i:03d}" for i in range(100)]  # 18 KB of paths: over half a batch
+    want = {n: expect(put(work / n, n.encode())) for n in names}
+    pb = playbook([ArtifactSpec(n) for n in names])
+    assert hash_command(pb).startswith("{ out=$(")
+    assert run_hash(work, pb) == want
+    (work / names[-1]).unlink()
+    (work / names[-1]).mkdir()  # not a regular file: skipped, the rest hashed
+    assert len(run_hash(work, pb)) == len(names) - 1

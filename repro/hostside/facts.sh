@@ -305,7 +305,7 @@ _rf_start() {
 # what reprotest varies, as a step starts from it (a step's own env and --vary go on top);
 # builtins and /proc only: no process per fact
 _rf_build_env() {
-  _rf_put "umask=$(umask)" 64
+  _rf_m=
   _rf_put "tz=${TZ-}" 256
   _rf_put "lang=${LANG-}" 256
   _rf_put "lc_all=$_rf_lc_all" 256
@@ -314,15 +314,21 @@ _rf_build_env() {
   _rf_put "source_date_epoch=${SOURCE_DATE_EPOCH-}" 64
   if [ -r /proc/self/status ]; then
     while IFS= read -r _rf_l; do
-      case $_rf_l in Uid:* | Gid:*)
-        # "Uid:<tab>real<tab>effective…": the real id, without a process
+      case $_rf_l in Uid:* | Gid:* | Umask:*)
+        # "Uid:<tab>real<tab>effective…": the real id, without a process; "Umask:<tab>0022"
+        # (Linux 4.7 on) is this shell's, so the `$(umask)` subshell below is only a fallback
         _rf_v=${_rf_l#*:}
         _rf_v=${_rf_v#"${_rf_v%%[![:space:]]*}"}
-        _rf_put "${_rf_l%%:*}=${_rf_v%%[[:space:]]*}" 64
+        case $_rf_l in
+          Umask:*) _rf_m=${_rf_v%%[[:space:]]*} ;;
+          *) _rf_put "${_rf_l%%:*}=${_rf_v%%[[:space:]]*}" 64 ;;
+        esac
         ;;
       esac
     done </proc/self/status
   fi
+  case $_rf_m in [0-7][0-7][0-7][0-7]) ;; *) _rf_m=$(umask) ;; esac
+  _rf_put "umask=$_rf_m" 64
   if [ -r /proc/sys/kernel/domainname ] && IFS= read -r _rf_l </proc/sys/kernel/domainname; then
     _rf_put "domain=$_rf_l" 256
   fi

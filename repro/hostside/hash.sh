@@ -14,7 +14,7 @@
 nl='
 '
 q='????????????????????????????????????????????????????????????????'
-T='' N=''
+T='' N='' O=''
 # Lists are split on newlines only and never globbed; no queued path has a newline.
 IFS=$nl
 set -f
@@ -23,7 +23,7 @@ queue() {
   T=$T$1$nl
   N=$N$2$nl
   c=$((c + ${#1} + 1))
-  [ $c -lt 32768 ] || flush
+  [ $c -lt 32768 ] || flush  # repro/artifacts.py _BATCH
 }
 bad() { printf 'repro: unexpected output from %s; nothing hashed\n' "$1" >&2; exit 1; }
 # `first LIST`: $v is LIST's first line, $rest the lines after it
@@ -61,9 +61,11 @@ flush() {
     s=${s#"${s%%[! ]*}"}
     s=${s%%" "*}
     case $s in ''|*[!0-9]*) bad wc;; esac
-    printf '%s %s %s\n' "$h" "$s" "$m"
+    O=$O$h' '$s' '$m$nl
   done
-  T='' N='' c=0
+  # printed once the whole batch checked out: a batch prints all its lines or none
+  printf '%s' "$O"
+  T='' N='' O='' c=0
 }
 for f do
   case $f in *"$nl"*) printf 'repro: refusing a file name with a newline\n' >&2; exit 1;; esac
