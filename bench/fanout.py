@@ -517,8 +517,9 @@ def goals(rows: list[Row]) -> list[str]:
     """The issue's goals at N=100, each with PASS/FAIL and the numbers behind it."""
     at = {r.tool: r for r in rows if r.n == GOAL_N}
     repro, ansible = at.get("repro-asyncssh"), at.get("ansible")
+    against = against_baseline(rows)
     if repro is None or repro.wall is None:
-        return [f"goals: not evaluated (no successful repro run at n={GOAL_N})"]
+        return [f"goals: not evaluated (no successful repro run at n={GOAL_N})", *against]
     out = []
     if repro.ratio is not None:
         out.append(_goal(repro.ratio <= 1.5, f"repro/asyncssh within 1.5× of the bare asyncssh "
@@ -529,6 +530,21 @@ def goals(rows: list[Row]) -> list[str]:
                                         f"{speedup:.1f}×"))
     if repro.rss is not None:
         out.append(_goal(repro.rss < 100, f"peak RSS under 100 MB: {repro.rss:.0f} MB"))
+    return out + against
+
+
+def against_baseline(rows: list[Row]) -> list[str]:
+    """The regression rule, at every n with a baseline (--baseline): repro/asyncssh's ratio to
+    the floor at most 5 % above the baseline tree's, measured in the same runs."""
+    out = []
+    for n in sorted({r.n for r in rows}):
+        mine = next((r for r in rows if r.n == n and r.tool == "repro-asyncssh"), None)
+        base = next((r for r in rows if r.n == n and r.tool == BASELINE), None)
+        if mine and base and mine.ratio and base.ratio:
+            change = mine.ratio / base.ratio - 1
+            out.append(_goal(change <= 0.05, f"n = {n}: no more than 5 % slower than the baseline "
+                                             f"tree in the same lab: {mine.ratio:.2f}× against "
+                                             f"{base.ratio:.2f}× ({change:+.1%})"))
     return out
 
 
@@ -695,6 +711,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--on-disk", action="store_true",
                    help="keep them on the disk instead of a tmpfs mounted for the benchmark "
                         "(see docs/benchmarks.md: file creation cost on this machine's disk)")
+    p.add_argument("--baseline", type=Path, metavar="TREE",
+                   help="also run repro/asyncssh from this checkout of an older commit, in the "
+                        "same lab and rounds, and compare (the regression rule)")
     args = p.parse_args(argv)
     if not args.work_dir.is_dir():
         p.error(f"--work-dir {args.work_dir}: not a directory")
@@ -703,13 +722,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def select_tools(text: str) -> list[Tool]:
+def select_tools(text: str, baseline: Path | None = None) -> list[Tool]:
     wanted = {x.strip() for x in text.split(",") if x.strip()} | {FLOOR}
     unknown = wanted - {t.name for t in TOOLS}
     if unknown:
         raise SystemExit(f"fanout: unknown tool(s) {sorted(unknown)}; "
                          f"choose from {[t.name for t in TOOLS]}")
-    return [t for t in TOOLS if t.name in wanted]
+    chosen = [t for t in TOOLS if t.name in wanted]
+    return chosen + ([baseline_tool(baseline)] if baseline is not None else [])
+
+
+#: the tool `--baseline` adds: repro/asyncssh from another checkout
+BASELINE = "repro-baseline"
+
+
+def baseline_tool(tree: Path) -> Tool:
+    """repro --transport asyncssh as an older checkout has it (e.g. `git worktree add /tmp/b
+    561e975`), run by this script in the same lab, interleaved with the others: the 5 % rule of
+    docs/benchmarks.md compares trees in the same lab and hour, since this VM's speed drifts by
+    more than 5 % between hours (the floor is the same script for both)."""
+    tree = tree.resolve()
+    if not (tree / "repro" / "cli.py").is_file():
+        raise SystemExit(f"fanout: --baseline {tree}: not a checkout of repro (no repro/cli.py)")
+    label = f"repro --transport asyncssh, baseline {_describe_tree(tree)}"
+
+    def env(ctx: Ctx, run_dir: Path) -> dict[str, str]:
+        return {"PYTHONPATH": str(tree), "CI": "1"}
+
+    return Tool(BASELINE, label, _repro_argv("asyncssh"), check_repro, env=env)
+
+
+def _describe_tree(tree: Path) -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(tree), "log", "-1", "--format=%h %cd",
+                              "--date=format:%Y-%m-%d"], capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    return out or tree.name
 
 
 def _sigterm(signum: int, frame: object) -> None:
@@ -721,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("fanout: needs root (network namespaces and sshd)", file=sys.stderr)
         return 2
-    ns, tools = parse_hosts(args.hosts), select_tools(args.tools)
+    ns, tools = parse_hosts(args.hosts), select_tools(args.tools, args.baseline)
     check_workloads_agree()
     if any(t.name == "ansible" for t in tools):
         ensure_ansible(not args.no_install)
