@@ -55,7 +55,10 @@ def add_parsers(sub: Any) -> None:
     c = sub.add_parser("compare", help="one comparison from run dirs, attestations, guix.sigs dirs")
     c.add_argument("sources", nargs="+", metavar="SOURCE")
     add_quorum_options(c)
-    c.add_argument("--keys", metavar="DIR", help="check guix.sigs signatures with gpg")
+    c.add_argument("--keys", metavar="DIR",
+                   help="check guix.sigs and statement signatures (.asc) with gpg")
+    c.add_argument("--allowed-signers", metavar="FILE",
+                   help="check statement signatures (.sig) with ssh-keygen -Y")
     c.add_argument("--include-unverified", action="store_true", help="count unsigned signers")
     c.add_argument("--out", help="also write the merged report into this directory")
     c.add_argument("--format", choices=list(FORMATS), default="table")
@@ -170,8 +173,13 @@ def cmd_compare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ValueError as exc:
         raise UsageError(f"--require {args.require}: {exc}") from None
     keys = Path(args.keys) if args.keys else None
-    sources = [load_source(s, include_unverified=args.include_unverified, keys=keys)
-               for s in args.sources]  # fmt: skip
+    if keys is not None and not keys.is_dir():
+        raise UsageError(f"--keys {keys}: not a directory of public keys")
+    allowed = Path(args.allowed_signers) if args.allowed_signers else None
+    if allowed is not None and not allowed.is_file():
+        raise UsageError(f"--allowed-signers {allowed}: no such file")
+    sources = [load_source(s, include_unverified=args.include_unverified, keys=keys,
+                           allowed_signers=allowed) for s in args.sources]  # fmt: skip
     err.writelines(f"note: {term_safe(n)}\n" for s in sources for n in s.notes)
     run = merge(sources, quorum=args.quorum, require=require)
     run.expected = load_expected(args.expect)

@@ -14,7 +14,8 @@ from repro.attest import CUPRATE_SCHEMA, STATEMENT_TYPE
 from repro.errors import UsageError
 from repro.report import load_report
 from repro.results import ArtifactHash, HostResult, RunResult
-from repro.sigs import counts, first_stage, read_signers, stage_hosts
+from repro.signatures import Check, gpg_verify, key_files, ssh_verify
+from repro.sigs import Signature, counts, first_stage, read_signers, stage_hosts
 
 MAX_JSON = 16 * 1024 * 1024
 
@@ -37,7 +38,17 @@ class Source:
         return f"Source({self.label!r}, {self.kind}, {len(self.hosts)} hosts)"
 
 
-def load_source(spec: str, *, include_unverified: bool = False, keys: Path | None = None) -> Source:
+def load_source(
+    spec: str,
+    *,
+    include_unverified: bool = False,
+    keys: Path | None = None,
+    allowed_signers: Path | None = None,
+) -> Source:
+    """One SOURCE. A statement or attestation.json file counts as guix.sigs signers do: its
+    signature beside it (`.sig`, ssh-keygen -Y; `.asc`, gpg) checked against `allowed_signers`
+    or `keys` when given; unsigned or of an unknown key only with `include_unverified`; a bad
+    one never (its builders show as failed, and the comparison is a mismatch)."""
     path = Path(spec)
     if path.is_dir() and (path / "report.json").is_file():
         run, _ = load_report(path)
@@ -54,12 +65,60 @@ def load_source(spec: str, *, include_unverified: bool = False, keys: Path | Non
         raise UsageError(f"{spec}: not readable JSON evidence ({exc})") from None
     try:
         if isinstance(data, dict) and data.get("_type") == STATEMENT_TYPE:
-            return _statement(spec, data)
-        if isinstance(data, dict) and data.get("schema") == CUPRATE_SCHEMA:
-            return _cuprate(spec, data)
+            source = _statement(spec, data)
+        elif isinstance(data, dict) and data.get("schema") == CUPRATE_SCHEMA:
+            source = _cuprate(spec, data)
+        else:
+            raise UsageError(f"{spec}: neither an in-toto statement nor a {CUPRATE_SCHEMA} file")
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise UsageError(f"{spec}: malformed evidence ({type(exc).__name__}: {exc})") from None
-    raise UsageError(f"{spec}: neither an in-toto statement nor a {CUPRATE_SCHEMA} file")
+    return _as_signed(source, path, include_unverified, keys, allowed_signers)
+
+
+def _as_signed(
+    source: Source, path: Path, include_unverified: bool, keys: Path | None, allowed: Path | None
+) -> Source:
+    """`source` as its file's signature lets it count (see load_source)."""
+    signature, detail = file_signature(path, keys, allowed)
+    if signature == "bad":
+        source.hosts = [HostResult(h.name, "failed", error=f"BAD signature: {detail}")
+                        for h in source.hosts]  # fmt: skip
+        source.tampered = True
+    elif signature == "signed":
+        source.notes.append(f"{source.label}: signature not checked (give --allowed-signers "
+                            "or --keys to check it)")  # fmt: skip
+    elif signature != "verified":
+        if include_unverified:
+            source.notes.append(f"{source.label}: counted though {signature} ({detail})")
+        else:
+            names = ", ".join(h.name for h in source.hosts)
+            source.notes.append(f"{source.label}: {names} not counted ({signature}: {detail}; "
+                                "--include-unverified counts it)")  # fmt: skip
+            source.hosts = []
+    return source
+
+
+def file_signature(path: Path, keys: Path | None, allowed: Path | None) -> tuple[Signature, str]:
+    """What the detached signature beside an evidence file says, in guix.sigs' terms."""
+    sig, asc = path.with_name(path.name + ".sig"), path.with_name(path.name + ".asc")
+    checks: list[Check] = []
+    if allowed is not None:
+        checks.append(ssh_verify(path, sig, allowed))
+    if keys is not None:
+        checks.append(gpg_verify(path, asc, key_files(keys)))
+    if not checks:
+        if sig.is_file() or asc.is_file():
+            return "signed", ""
+        return "unsigned", f"no {sig.name} or {asc.name}"
+    bad = [c for c in checks if c.outcome == "bad"]
+    if bad:
+        return "bad", bad[0].detail
+    good = [c for c in checks if c.outcome == "good"]
+    if good:
+        return "verified", good[0].detail
+    if all(c.outcome == "missing" for c in checks):
+        return "unsigned", "; ".join(c.detail for c in checks)
+    return "unknown-key", "; ".join(c.detail for c in checks if c.outcome != "missing")
 
 
 def _hash(name: str, sha: Any, size: Any = None) -> ArtifactHash:

@@ -155,6 +155,56 @@ def test_two_controllers_merge_into_one_report(two_controllers: dict, tmp_path: 
     assert code == 0 and "alice" in out, out + err
 
 
+def test_compare_counts_a_statement_as_its_signature_allows(
+    two_controllers: dict, tmp_path: Path
+) -> None:
+    """`repro compare` treats a statement file as guix.sigs treats a signer: checked against
+    --allowed-signers when given; a bad signature is a mismatch whose builders are failed; an
+    unsigned one or one of a key nobody allowed is left out unless --include-unverified."""
+    b, allowed = str(two_controllers["b"]), str(two_controllers["allowed"])
+    statement = two_controllers["a"] / "attestation" / "statement.intoto.json"
+    code, out, err = run_cli("compare", str(statement), b, "--allowed-signers", allowed,
+                             "--quorum", "4", "--format", "json")  # fmt: skip
+    assert code == 0, out + err
+    assert [h["status"] for h in json.loads(out)["hosts"]] == ["ok"] * 4
+    assert "not checked" not in err and "not counted" not in err
+    # signed, but nothing given to check it with: counted, and said so
+    code, _, err = run_cli("compare", str(statement), b, "--quorum", "4")
+    assert code == 0 and "signature not checked" in err, err
+    # one hash changed after signing: the builders of that statement are failed, exit 1
+    forged = tmp_path / "forged" / statement.name
+    forged.parent.mkdir()
+    text = statement.read_text()
+    sha = json.loads(text)["predicate"]["hosts"][0]["artifacts"]
+    first = next(iter(sha.values()))["sha256"]
+    forged.write_text(text.replace(first, "0" * 64))
+    shutil.copy(statement.with_name(statement.name + ".sig"), forged.with_name(forged.name + ".sig"))
+    code, out, err = run_cli("compare", str(forged), b, "--allowed-signers", allowed,
+                             "--format", "json")  # fmt: skip
+    hosts = {h["name"]: h for h in json.loads(out)["hosts"]}
+    assert code == 1, err
+    assert hosts["a1"]["status"] == "failed" and "BAD signature" in hosts["a1"]["error"]
+    # unsigned: not counted (a1, a2 absent), unless asked
+    bare = tmp_path / "bare" / statement.name
+    bare.parent.mkdir()
+    shutil.copy(statement, bare)
+    code, out, err = run_cli("compare", str(bare), b, "--allowed-signers", allowed,
+                             "--format", "json")  # fmt: skip
+    assert code == 0 and "a1, a2 not counted (unsigned" in err, err
+    assert [h["name"] for h in json.loads(out)["hosts"]] == ["b1", "b2"]
+    code, out, err = run_cli("compare", str(bare), b, "--include-unverified", "--quorum", "4")
+    assert code == 0 and "counted though unsigned" in err, err
+    # signed by a key that is not allowed: not counted
+    mkey, _ = ssh_key(tmp_path / "mallory", "mallory")
+    subprocess.run(["ssh-keygen", "-q", "-Y", "sign", "-f", str(mkey), "-n", "repro",
+                    str(bare)], check=True, timeout=30, input=b"")  # fmt: skip
+    code, _, err = run_cli("compare", str(bare), b, "--allowed-signers", allowed)
+    assert code == 0 and "not counted (unknown-key" in err, err
+    # bad input: one line, exit 2
+    code, _, err = run_cli("compare", str(bare), b, "--allowed-signers", str(tmp_path / "no"))
+    assert code == 2 and err.count("\n") == 1 and "--allowed-signers" in err, err
+
+
 def test_compare_refuses_sources_of_different_commits(
     two_controllers: dict, tmp_path: Path
 ) -> None:
