@@ -254,13 +254,7 @@ def _parse(
     first, _, rest = raw.partition(b"\n")
     if not first.startswith(b"repro-plan ") or res.exit_status != 0:
         detail = (res.stderr or res.stdout).strip()[-300:]
-        raise HostError(
-            f"{what}: exit {res.exit_status}: {detail}",
-            host=transport.host.name,
-            command=cmd,
-            exit_status=res.exit_status,
-            tail=res.stderr[-2000:],
-        )
+        raise HostError.of(what, res, f"exit {res.exit_status}: {detail}", host=transport.host.name)
     top = _fields(first)
     count = _int(top.get("n"), 0)
     if count < 1:  # the step asked about is always reported: anything else would loop forever

@@ -75,6 +75,19 @@ class HostError(ReproError):
     def __str__(self) -> str:
         return f"{self.host}: {self.args[0]}"
 
+    @classmethod
+    def of(cls, what: str, done: Any, detail: str, *, host: str) -> HostError:
+        """`what` failed on `host`, as the finished command `done` (a transport's Completed)
+        shows: `detail` (picked from its output by the caller) in the message; its command,
+        exit status and the last 2000 characters of its stderr kept for the report."""
+        return cls(
+            f"{what}: {detail}",
+            host=host,
+            command=done.command,
+            exit_status=done.exit_status,
+            tail=done.stderr[-2000:],
+        )
+
 
 class ConnectError(HostError):
     """The host could not be reached or the connection was lost for good."""

@@ -178,7 +178,8 @@ def test_compare_counts_a_statement_as_its_signature_allows(
     sha = json.loads(text)["predicate"]["hosts"][0]["artifacts"]
     first = next(iter(sha.values()))["sha256"]
     forged.write_text(text.replace(first, "0" * 64))
-    shutil.copy(statement.with_name(statement.name + ".sig"), forged.with_name(forged.name + ".sig"))
+    sig = ".sig"
+    shutil.copy(statement.with_name(statement.name + sig), forged.with_name(forged.name + sig))
     code, out, err = run_cli("compare", str(forged), b, "--allowed-signers", allowed,
                              "--format", "json")  # fmt: skip
     hosts = {h["name"]: h for h in json.loads(out)["hosts"]}

@@ -262,13 +262,9 @@ class Transport(abc.ABC):
         if result.exit_status != 0:
             from repro.errors import HostError
 
-            raise HostError(
-                f"could not write {remote_path}: {result.stderr.strip()[-200:]}",
-                host=self.host.name,
-                command=cmd,
-                exit_status=result.exit_status,
-                tail=result.stderr[-2000:],
-            )
+            detail = result.stderr.strip()[-200:]
+            what = f"could not write {remote_path}"
+            raise HostError.of(what, result, detail, host=self.host.name)
 
     async def get(
         self,
@@ -315,13 +311,8 @@ class Transport(abc.ABC):
                 fd.close()
             if done.exit_status != 0:
                 why = done.stderr.strip().splitlines()[-1:] or [f"exit {done.exit_status}"]
-                raise HostError(
-                    f"cannot fetch {remote_path}: {why[0][:200]}",
-                    host=self.host.name,
-                    command=cmd,
-                    exit_status=done.exit_status,
-                    tail=done.stderr[-2000:],
-                )
+                raise HostError.of(f"cannot fetch {remote_path}", done, why[0][:200],
+                                   host=self.host.name)  # fmt: skip
             tmp.replace(local_path)
         except BaseException:
             tmp.unlink(missing_ok=True)
