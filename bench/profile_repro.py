@@ -83,13 +83,16 @@ KINDS: tuple[tuple[str, str], ...] = (
 
 
 def _program_markers() -> tuple[tuple[str, str], ...]:
-    """Each host-side program (repro/hostside) by a line of its own last file: the programs
-    share lib.sh, so only the last file tells them apart."""
+    """Each host-side program (repro/hostside) by a line of the last file that is its alone:
+    the programs share lib.sh, rundir.sh, reply.sh..., which tell them apart."""
+    from collections import Counter
+
     from repro import hostside
 
+    used = Counter(f for files in hostside.PROGRAMS.values() for f in files)
     out = []
     for name, files in hostside.PROGRAMS.items():
-        own = next(f for f in reversed(files) if f != "reply.sh")  # reply.sh ends several
+        own = next(f for f in reversed(files) if used[f] == 1)
         lines = hostside.strip_comments(hostside.source(own)).split("\n")
         line = next(ln for ln in lines if len(ln.strip()) > 12 and "'" not in ln)
         out.append((line, f"{name} ({own})"))
