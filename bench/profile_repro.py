@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import io
 import os
 import pstats
@@ -82,6 +83,7 @@ KINDS: tuple[tuple[str, str], ...] = (
 )
 
 
+@functools.cache  # once: kind_of runs in the profiled process, for every round trip
 def _program_markers() -> tuple[tuple[str, str], ...]:
     """Each host-side program (repro/hostside) by a line of the last file that is its alone:
     the programs share lib.sh, rundir.sh, reply.sh..., which tell them apart."""

@@ -26,10 +26,16 @@ def strip_comments(text: str) -> str:
     return "\n".join(kept) + "\n"
 
 
+@cache
+def _stripped(name: str) -> str:
+    # once per file and process: the runner loads hash.sh and gc's files for every host
+    return strip_comments(source(name))
+
+
 def load(*names: str, comments: bool = False) -> str:
     """The files `names` joined in order: one script (comments stripped unless `comments`: the
     lint test keeps them, shellcheck's directives among them)."""
-    return "".join(source(n) if comments else strip_comments(source(n)) for n in names)
+    return "".join(source(n) if comments else _stripped(n) for n in names)
 
 
 #: the detached rounds' commands (repro/detach.py): the files each is made of, in order
