@@ -125,6 +125,18 @@ def test_attest_signs_with_gpg(two_controllers: dict, gpg_keys: GpgKeys, tmp_pat
         "verify", *files, "--keyring", str(keys), "--report", str(two_controllers["b"])
     )
     assert code == 0 and out.count("VERIFIED") == 2, out
+    # compare checks the statement's .asc against the keys given, and only those
+    code, out, err = run_cli("compare", files[0], str(two_controllers["a"]), "--keys", str(keys),
+                             "--quorum", "4", "--format", "json")  # fmt: skip
+    assert code == 0 and "not counted" not in err, err
+    assert [h["name"] for h in json.loads(out)["hosts"]] == ["b1", "b2", "a1", "a2"]
+    others = tmp_path / "other-keys"
+    gpg_keys.make("dave")
+    gpg_keys.export("dave", others / "dave.gpg")
+    code, out, err = run_cli("compare", files[0], str(two_controllers["a"]), "--keys",
+                             str(others), "--format", "json")  # fmt: skip
+    assert "b1, b2 not counted (unknown-key" in err, err
+    assert [h["name"] for h in json.loads(out)["hosts"]] == ["a1", "a2"]
     # a run that is not reproducible gets no guix.sigs files: there is nothing one could sign
     copy = tmp_path / "run"
     shutil.copytree(two_controllers["b"], copy)
