@@ -662,7 +662,12 @@ class Runner:
                     raise _gone(st.result.name, lost)
                 # a HostError's str() starts with the host's name, which the event carries
                 said = lost.args[0] if isinstance(lost, HostError) and lost.args else str(lost)
-                self._emit(st, "reconnecting", _one_line(str(said)) or type(lost).__name__)
+                why = _one_line(str(said)) or type(lost).__name__
+                # how long it goes on: a host away from the start waits out the whole window
+                left = deadline - time.monotonic()
+                self._emit(st, "reconnecting",
+                           f"{why}; unreachable in {left:.0f} s if it stays away "
+                           "(--reconnect-timeout)")  # fmt: skip
                 await _quietly(st.transport.close())
                 pause = min(delay, max(0.0, deadline - time.monotonic()))
                 await self._unless_cancelled(st, asyncio.sleep(pause))

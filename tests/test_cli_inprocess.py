@@ -100,6 +100,8 @@ def test_unreachable_host_is_inconclusive_and_others_finish(tmp_path: Path) -> N
     assert code == 3, err
     # away from the start, it was given the reconnect window too (issue 10)
     assert "[lab2] reconnecting: cannot connect to" in err, err
+    # and it is told how long that lasts
+    assert re.search(r"\[lab2\] reconnecting: .*; unreachable in [0-2] s if it stays away", err)
     data = report(out)
     status = {h["name"]: h["status"] for h in data["hosts"]}
     assert status == {"lab1": "ok", "lab2": "unreachable", "lab3": "ok"}
