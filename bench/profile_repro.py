@@ -19,8 +19,10 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
@@ -36,6 +38,7 @@ from repro.transport import make_transport
 from repro.transport.base import Completed, Held, Transport
 
 LAB_PREFIX = "rbprof"
+T = TypeVar("T")
 
 
 @dataclass
@@ -133,24 +136,21 @@ class CountingTransport(Transport):
 
     async def run(self, command: str, *, timeout: float | None = None,
                   stdin: bytes | None = None) -> Completed:
-        kind = kind_of(command)
-        forks0 = machine_counters()[1]
-        start = time.monotonic()
-        try:
-            return await self.inner.run(command, timeout=timeout, stdin=stdin)
-        finally:
-            end = time.monotonic()
-            forks = machine_counters()[1] - forks0
-            self.rec.calls.append(Call(self.host.name, kind, start, end, forks))
+        return await self._recorded(command, self.inner.run(command, timeout=timeout,
+                                                             stdin=stdin))
 
     async def run_held(self, command: str, *,
                        timeout: float | None = None) -> tuple[Completed, Held | None]:
         # the inner transport's own: the base's default would run the held reply to its end
+        return await self._recorded(command, self.inner.run_held(command, timeout=timeout))
+
+    async def _recorded(self, command: str, call: Awaitable[T]) -> T:
+        """`call` (the inner transport running `command`), recorded with its latency."""
         kind = kind_of(command)
         forks0 = machine_counters()[1]
         start = time.monotonic()
         try:
-            return await self.inner.run_held(command, timeout=timeout)
+            return await call
         finally:
             end = time.monotonic()
             forks = machine_counters()[1] - forks0

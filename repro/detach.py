@@ -250,7 +250,7 @@ def _parse(
     transport: Transport, res: Completed, cmd: str, offset: int, what: str
 ) -> Reply | None:
     """The reply's Polls; None when the log bytes do not add up to what the headers say."""
-    raw = res.raw_stdout or res.stdout.encode()
+    raw = res.stdout_bytes
     first, _, rest = raw.partition(b"\n")
     if not first.startswith(b"repro-plan ") or res.exit_status != 0:
         detail = (res.stderr or res.stdout).strip()[-300:]

@@ -26,16 +26,15 @@ class YamlTooLarge(yaml.YAMLError):
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _expanded(node: yaml.Node, memo: dict[int, int], seen: list[int] | None = None) -> int:
+def _expanded(node: yaml.Node, memo: dict[int, int], seen: list[int]) -> int:
     """How many nodes `node` stands for with every alias expanded (memoised: shared nodes
     are measured once, so a bomb costs its size in the file, not its expansion). `seen[0]`
     counts the aliases: every use of a node after its first is one."""
     key = id(node)
     if key in memo:
-        if seen is not None:
-            seen[0] += 1
-            if seen[0] > MAX_ALIASES:
-                raise YamlTooLarge(f"more than {MAX_ALIASES} aliases (*name)")
+        seen[0] += 1
+        if seen[0] > MAX_ALIASES:
+            raise YamlTooLarge(f"more than {MAX_ALIASES} aliases (*name)")
         return memo[key]
     memo[key] = MAX_NODES + 1  # a node that contains itself expands without end
     total = 1

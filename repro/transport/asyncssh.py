@@ -451,21 +451,17 @@ def _is_ip(address: str) -> bool:
 # --- running ------------------------------------------------------------------------------
 
 
-class _HeldProcess(Held):
+class _HeldProcess(Held["asyncssh.SSHClientProcess[bytes]"]):
     """An asyncssh process that has sent its reply and waits for a word on its stdin."""
 
     def __init__(
         self, proc: asyncssh.SSHClientProcess[bytes], owner: AsyncsshTransport, command: str
     ) -> None:
-        self._proc: asyncssh.SSHClientProcess[bytes] | None = proc
+        super().__init__(proc, owner.host.name, command)
         self._owner = owner
-        self._command = command
-
-    def __repr__(self) -> str:
-        return f"_HeldProcess({self._owner.host.name!r}, open={self._proc is not None})"
 
     async def finish(self, data: bytes, *, timeout: float) -> int:
-        proc, self._proc = self._proc, None
+        proc = self._take()
         if proc is None:
             raise self._owner._lost(self._command, None)
         try:
@@ -474,9 +470,7 @@ class _HeldProcess(Held):
             done = await asyncio.wait_for(proc.wait(check=False), timeout)
         except TimeoutError:
             _abandon(proc)
-            raise TimeoutError(
-                f"{self._owner.host.name}: a held command did not end in {timeout:g}s"
-            ) from None
+            raise self._late(timeout) from None
         except (BrokenPipeError, ConnectionError, asyncssh.Error, OSError) as exc:
             _abandon(proc)
             raise self._owner._lost(self._command, exc) from None
@@ -489,7 +483,7 @@ class _HeldProcess(Held):
         return status
 
     async def drop(self) -> None:
-        proc, self._proc = self._proc, None
+        proc = self._take()
         if proc is None:
             return
         try:  # end of file on its stdin, and a moment to end by itself (a held reply does)

@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from repro.errors import UntrustedOutput
 
@@ -78,6 +78,11 @@ class Completed:
 
     def __repr__(self) -> str:
         return f"Completed(exit={self.exit_status}, {self.command[:40]!r})"
+
+    @property
+    def stdout_bytes(self) -> bytes:
+        """stdout's exact bytes (encoded back from the text where a transport kept none)."""
+        return self.raw_stdout or self.stdout.encode()
 
 
 @dataclass(frozen=True)
@@ -147,13 +152,35 @@ def tcp_keepalive(sock: object, interval: float, count: int) -> bool:
 HELD_MARK = b"repro-held\n"
 
 
-class Held(abc.ABC):
+#: what a transport's Held keeps of the command: its process, its channel
+H = TypeVar("H")
+
+
+class Held(abc.ABC, Generic[H]):
     """A command that has sent its whole reply and waits, alive, for one word on its stdin.
 
     Why: the runner's last contact with a host (the reply that brings the round's hashes) can
     stay open until the run's verdict is known, and then say what to do with the run's work
     dir, instead of opening a new channel and shell on every host for it (repro/gc.py).
+    A transport's subclass keeps its handle on the command here, and takes it with `_take`.
     """
+
+    def __init__(self, handle: H, host: str, command: str) -> None:
+        self._handle: H | None = handle
+        self._host = host
+        self._command = command
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._host!r}, open={self._handle is not None})"
+
+    def _take(self) -> H | None:
+        """The command's handle, once: after a finish or a drop there is none (None)."""
+        handle, self._handle = self._handle, None
+        return handle
+
+    def _late(self, timeout: float) -> TimeoutError:
+        """What `finish` raises when the command did not end in `timeout` seconds."""
+        return TimeoutError(f"{self._host}: a held command did not end in {timeout:g}s")
 
     @abc.abstractmethod
     async def finish(self, data: bytes, *, timeout: float) -> int:
@@ -201,7 +228,7 @@ class Transport(abc.ABC):
         HELD_MARK (written before it read end of file) is taken off stdout here, so the reply
         reads as a held one's does."""
         done = await self.run(command, timeout=timeout)
-        raw = done.raw_stdout or done.stdout.encode()
+        raw = done.stdout_bytes
         if not raw.endswith(HELD_MARK):
             return done, None
         raw = raw[: -len(HELD_MARK)]

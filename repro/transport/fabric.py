@@ -235,17 +235,14 @@ class FabricTransport(Transport):
         except asyncio.CancelledError:
             stop.set()  # the worker kills the command and drops the channel within a tick
             raise
+        out, err = _text(outcome.stdout), _text(outcome.stderr)
         if outcome.held is not None:
-            out, err = _text(outcome.stdout), _text(outcome.stderr)
-            return Completed(command, 0, out, err, outcome.stdout), _HeldChannel(
-                outcome.held, self, command, conn
-            )
-        sig = (outcome.signal_name, False, "", "") if outcome.signal_name is not None else None
-        status = _exit_status(outcome.status, sig)
+            held = _HeldChannel(outcome.held, self, command, conn)
+            return Completed(command, 0, out, err, outcome.stdout), held
+        status = _status(outcome)
         if status is None:
             # Neither a status nor a signal: the channel closed under us (sshd died).
             raise self._lost(command, None, conn)
-        out, err = _text(outcome.stdout), _text(outcome.stderr)
         return Completed(command, status, out, err, outcome.stdout), None
 
     async def close(self) -> None:
@@ -274,46 +271,46 @@ class FabricTransport(Transport):
         return ConnectError(f"connection lost: {reason}", host=self.host.name, command=command)
 
 
-class _HeldChannel(Held):
+class _HeldChannel(Held[paramiko.Channel]):
     """A paramiko channel whose command has sent its reply and waits for a word on stdin."""
 
     def __init__(
         self, chan: paramiko.Channel, owner: FabricTransport, command: str, conn: Any
     ) -> None:
-        self._chan: paramiko.Channel | None = chan
+        super().__init__(chan, owner.host.name, command)
         self._owner = owner
-        self._command = command
         self._conn = conn
 
-    def __repr__(self) -> str:
-        return f"_HeldChannel({self._owner.host.name!r}, open={self._chan is not None})"
-
     async def finish(self, data: bytes, *, timeout: float) -> int:
-        chan, self._chan = self._chan, None
+        chan = self._take()
         if chan is None:
             raise self._owner._lost(self._command, None, self._conn)
         stop = threading.Event()
         try:
             outcome = await _in_thread(partial(_finish_held, chan, data, timeout, stop))
         except _Deadline:
-            raise TimeoutError(
-                f"{self._owner.host.name}: a held command did not end in {timeout:g}s"
-            ) from None
+            raise self._late(timeout) from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise self._owner._lost(self._command, exc, self._conn) from None
         except asyncio.CancelledError:
             stop.set()
             raise
-        sig = (outcome.signal_name, False, "", "") if outcome.signal_name is not None else None
-        status = _exit_status(outcome.status, sig)
+        status = _status(outcome)
         if status is None:
             raise self._owner._lost(self._command, None, self._conn)
         return status
 
     async def drop(self) -> None:
-        chan, self._chan = self._chan, None
+        chan = self._take()
         if chan is not None:
             await _in_thread(partial(_drop_channel, chan))
+
+
+def _status(outcome: _Outcome) -> int | None:
+    """An ended command's status as the shell gives it (128 + a signal's number); None when
+    neither came: the channel closed under us (sshd died)."""
+    sig = (outcome.signal_name, False, "", "") if outcome.signal_name is not None else None
+    return _exit_status(outcome.status, sig)
 
 
 def _finish_held(
