@@ -336,7 +336,7 @@ async def _pump(
         await asyncio.wait({exited, channel_gone}, return_when=asyncio.FIRST_COMPLETED)
         if not exited.done():
             _killpg(proc.pid, signal.SIGKILL)  # the client went away: so does its command
-            await exited
+            await _reaped(exited, outputs, proc)
             return
         # The command is done; its output may still be in the pipes (or held open by a
         # child that did not detach, which sshd would also wait for).
@@ -363,6 +363,24 @@ async def _pump(
                     await asyncio.wait_for(read_tail(pipe, 1), _DRAIN_SECONDS)
                 except (TimeoutError, OSError):
                     pass
+
+
+async def _reaped(
+    exited: asyncio.Task[int], outputs: asyncio.Future[Any], proc: asyncio.subprocess.Process
+) -> None:
+    """Wait for a killed command, reading its output pipes to their end meanwhile.
+
+    A copy held up by the channel's flow control (a client that left mid-fetch) stops reading
+    the pipes, and asyncio reports a child's exit only once its pipes have closed: waiting
+    for the exit alone would hang (until the lab's close gives up on it, 5 s later).
+    """
+    assert proc.stdout is not None and proc.stderr is not None
+    outputs.cancel()
+    await asyncio.gather(outputs, return_exceptions=True)
+    drains = (asyncio.wait_for(read_tail(pipe, 1), _DRAIN_SECONDS)
+              for pipe in (proc.stdout, proc.stderr))  # fmt: skip
+    await asyncio.gather(*drains, return_exceptions=True)
+    await exited
 
 
 async def _feed(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import select
 import socket
 import threading
 import time
@@ -724,11 +723,12 @@ def _pump(
     writing = bool(stdin)
     if not writing and held is None:
         chan.shutdown_write()  # end of file at once: a command reading stdin must not hang
-    wake = chan.fileno()  # readable when either stream has data, or at EOF/close
+    wake = _Wake.on(chan)
     while True:
         _check(deadline, stop)
         if writing and chan.send_ready():
             sent, writing = _feed(chan, stdin, sent)
+        wake.reset()  # before looking: whatever arrives from here on wakes the wait below
         # EOF first: data that raced in after it is still read below, before we stop.
         at_eof = chan.eof_received or chan.closed
         while chan.recv_ready():
@@ -740,11 +740,36 @@ def _pump(
         if at_eof and not writing:
             return False
         if writing and not at_eof:
-            select.select([wake], [], [], _WINDOW_TICK)
+            wake.wait(_WINDOW_TICK)
         elif writing:
-            time.sleep(_WINDOW_TICK)  # the wake pipe stays readable after EOF
+            time.sleep(_WINDOW_TICK)  # the wake event stays set after EOF
         else:
-            select.select([wake], [], [], _wait(deadline))
+            wake.wait(_wait(deadline))
+
+
+class _Wake(threading.Event):
+    """Set when either of a channel's streams gets data or reaches its end.
+
+    Not paramiko's `chan.fileno()`: that pipe is closed by `chan.close()` in one thread while
+    the transport thread may still be writing to it for data in flight, and the write then
+    fails with EBADF and kills the whole connection (or lands in whatever reused the fd number).
+    An Event holds no file descriptor. Its `clear` is the buffers' (each clears on emptying
+    itself, which would lose the other stream's wake-up); only the reader resets it, before it
+    looks at both streams.
+    """
+
+    @classmethod
+    def on(cls, chan: paramiko.Channel) -> _Wake:
+        wake = cls()
+        chan.in_buffer.set_event(wake)
+        chan.in_stderr_buffer.set_event(wake)
+        return wake
+
+    def clear(self) -> None:
+        pass  # a buffer that emptied itself: the reader resets, not the buffers
+
+    def reset(self) -> None:
+        super().clear()
 
 
 def _feed(chan: paramiko.Channel, stdin: bytes, sent: int) -> tuple[int, bool]:
