@@ -18,7 +18,7 @@ from repro.facts import ISA_FLAGS
 from repro.netlab import NetnsLab
 from tests.fixtures.guix_repos import FIXTURE_GUIX_COMMIT
 from tests.guix_scenarios import CUPRATED, install_double
-from tests.test_cli_inprocess import report, run_cli
+from tests.test_cli_inprocess import only_run_dir, report, run_cli
 
 pytestmark = pytest.mark.netns
 
@@ -152,7 +152,7 @@ def test_run_stores_facts_and_what_it_is_in_the_report(
         )  # fmt: skip
         assert_reads_as(name, facts)
     assert all(a["status"] == "identical" for a in data["artifacts"])
-    md = next(out.iterdir()).joinpath("report.md").read_text()
+    md = only_run_dir(out).joinpath("report.md").read_text()
     for name in MISSION:
         row = next(line for line in md.splitlines() if line.startswith(f"| {name} |"))
         assert f"| {hosts[name]['facts']['describe']} |" in row, row
