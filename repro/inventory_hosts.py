@@ -97,6 +97,8 @@ class _HostBuilder:
             if key in route and _pick(self.vars, names)[1] is None:
                 self.vars[names[0]] = route[key]
         self.proxy_jump = route.get("proxy_jump")
+        if parsed.known_hosts and "repro_known_hosts" not in self.vars:
+            self.vars["repro_known_hosts"] = parsed.known_hosts
         for key, value in parsed.tuning.items():
             if key not in self.vars:
                 try:

@@ -24,8 +24,11 @@ _IGNORED = {
     "addkeystoagent", "tcpkeepalive", "requesttty",
 }  # fmt: skip
 # Host key checking is never relaxed: these are ignored, and the warning says so.
-_KEY_CHECKING = {"stricthostkeychecking", "userknownhostsfile", "globalknownhostsfile",
+_KEY_CHECKING = {"stricthostkeychecking", "globalknownhostsfile",
                  "checkhostip", "updatehostkeys", "hashknownhosts"}  # fmt: skip
+# Which file holds the keys: honoured (as repro_known_hosts), but never "no file at all".
+_KNOWN_HOSTS = "userknownhostsfile"
+_NO_FILE = {"none", "/dev/null"}
 _FLAGS = {"-J": "proxyjump", "-p": "port", "-l": "user", "-i": "identityfile", "-o": ""}
 _IGNORED_FLAGS = {"-C", "-q", "-v", "-A", "-a", "-T", "-t", "-4", "-6", "-x", "-X", "-n"}
 
@@ -35,6 +38,7 @@ class SshArgs:
     """What the ssh arguments set (first value wins, as in ssh), and what was ignored."""
 
     route: dict[str, str] = field(default_factory=dict)  # proxy_jump/port/user/key_file
+    known_hosts: str | None = None  # UserKnownHostsFile's first file; "" if it was ignored
     tuning: dict[str, str] = field(default_factory=dict)  # repro_* vars
     warnings: list[str] = field(default_factory=list)
 
@@ -92,6 +96,8 @@ def _apply(result: SshArgs, var: str, name: str, value: str) -> None:
         result.route.setdefault(_ROUTE[name], value)
     elif name in _TUNING:
         result.tuning.setdefault(_TUNING[name], value)
+    elif name == _KNOWN_HOSTS:
+        _known_hosts(result, var, value)
     elif name in _KEY_CHECKING:
         result.warnings.append(
             f"{var}: {name} ignored: repro always checks host keys against known_hosts"
@@ -107,4 +113,25 @@ def _apply(result: SshArgs, var: str, name: str, value: str) -> None:
         raise SshArgsError(
             f"{var}: -o {name} is not supported (repro reads ProxyJump, Port, User, "
             "IdentityFile, ConnectTimeout, ServerAlive*)"
+        )
+
+
+def _known_hosts(result: SshArgs, var: str, value: str) -> None:
+    """UserKnownHostsFile: its first file is the host's known_hosts (ssh reads them all and
+    checks against any; one file trusts fewer keys, never more, and the warning says so)."""
+    if result.known_hosts is not None:
+        return  # ssh keeps the first value
+    files = value.split()
+    if not files or files[0].lower() in _NO_FILE or "%" in files[0]:
+        why = "%-tokens are not expanded" if files and "%" in files[0] else "keys are always checked"
+        result.warnings.append(
+            f"{var}: UserKnownHostsFile {value!r} ignored ({why}; repro uses repro_known_hosts, "
+            "else ~/.ssh/known_hosts)"
+        )
+        result.known_hosts = ""  # still the first value: a later one does not count either
+        return
+    result.known_hosts = files[0]
+    if files[1:]:
+        result.warnings.append(
+            f"{var}: UserKnownHostsFile: only {files[0]} is read ({' '.join(files[1:])} not)"
         )

@@ -226,3 +226,38 @@ def test_local_connection_hosts_run_a_playbook_to_a_verdict(tmp_path: Path) -> N
     # reproducible: each host's run dir is removed (what the held reply would have been told)
     for h in ("l1", "l2"):
         assert (tmp_path / h).is_dir() and not list((tmp_path / h).iterdir()), h
+
+
+def test_ssh_args_known_hosts_file_checks_the_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An Ansible inventory that says where its host keys are with `-o UserKnownHostsFile`
+    runs against that file (no repro_known_hosts, no ~/.ssh/known_hosts); without it, the
+    same hosts are refused for want of their keys."""
+    import shutil
+
+    import yaml
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.ssh/known_hosts at all
+    out = tmp_path / "reports"
+    with LabThread(tmp_path / "lab") as lab:
+        shutil.copy(lab.known_hosts_path, tmp_path / "fleet_known_hosts")
+        data = yaml.safe_load(lab.inventory_path.read_text())
+        hosts = data["all"]["children"]["lab"]["hosts"]
+        for hvars in hosts.values():
+            del hvars["repro_known_hosts"]
+        bare = tmp_path / "bare.yaml"
+        bare.write_text(yaml.safe_dump(data))
+        args = "-o StrictHostKeyChecking=yes -o UserKnownHostsFile=fleet_known_hosts"
+        data["all"]["vars"] = {"ansible_ssh_common_args": args}
+        inv = tmp_path / "inv.yaml"
+        inv.write_text(yaml.safe_dump(data))
+        code, stdout, err = run_cli("run", "-i", str(inv), "-p", str(DEMO), "--out", str(out))
+        assert code == 0, stdout + err
+        assert [h["status"] for h in report(out)["hosts"]] == ["ok", "ok", "ok"]
+        assert "stricthostkeychecking ignored" in err
+        code, stdout, err = run_cli(
+            "run", "-i", str(bare), "-p", str(DEMO), "--out", str(tmp_path / "bare-out")
+        )
+    assert code == 3, stdout + err
+    assert "no known_hosts file at" in stdout

@@ -201,6 +201,34 @@ def test_ssh_common_and_extra_args(tmp_path: Path) -> None:
     assert str(inv / "hosts.yaml") in text
 
 
+def test_ssh_args_known_hosts_file_is_the_hosts_known_hosts(tmp_path: Path) -> None:
+    """-o UserKnownHostsFile names the file keys are checked against (repro_known_hosts wins;
+    ssh keeps the first value; a relative path is the inventory's, as repro_known_hosts is)."""
+    inv = write(
+        tmp_path,
+        {
+            "hosts.yaml": "all:\n  vars:\n"
+            "    ansible_ssh_common_args: '-o UserKnownHostsFile=lab/known_hosts'\n"
+            "    ansible_ssh_extra_args: '-o UserKnownHostsFile=/late'\n"
+            "  hosts:\n    h1:\n    h2: {repro_known_hosts: /mine}\n"
+            "    h3: {ansible_ssh_common_args: \"-o 'UserKnownHostsFile ~/a /b'\"}\n"
+            "    h4: {ansible_ssh_common_args: '-o UserKnownHostsFile=/dev/null'}\n"
+            "    h5: {ansible_ssh_common_args: '-o UserKnownHostsFile=~/kh-%h'}\n",
+        },
+    )
+    loaded = load_inventory(inv / "hosts.yaml")
+    known = {name: h.known_hosts for name, h in loaded.hosts.items()}
+    assert known["h1"] == str(tmp_path / "lab" / "known_hosts")
+    assert known["h2"] == "/mine"
+    assert known["h3"] == str(Path("~/a").expanduser())
+    # "no file" and unexpanded tokens: the default file, never none at all
+    assert known["h4"] is None and known["h5"] is None
+    text = "\n".join(loaded.warnings)
+    assert "UserKnownHostsFile: only ~/a is read (/b not)" in text
+    assert "UserKnownHostsFile '/dev/null' ignored (keys are always checked" in text
+    assert "UserKnownHostsFile '~/kh-%h' ignored (%-tokens are not expanded" in text
+
+
 @pytest.mark.parametrize(
     "args, why",
     [
