@@ -254,6 +254,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         log_cap=log_cap,
     )
     if args.resume:
+        options.resumed = True
         prep = load_plan(args.out, args.resume, options=options, secret_vars=secret_vars)
         from repro.runlock import RunLock
 

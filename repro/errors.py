@@ -101,6 +101,11 @@ class CredentialsError(ConnectError):
     """The host refused our credentials, or our key cannot be used: waiting will not help."""
 
 
+class NameNotFound(ConnectError):
+    """The resolver says the host's name does not exist (not a temporary failure): a typo, or a
+    host gone from DNS. A host never reached in this run is not waited for on that."""
+
+
 class StepFailed(HostError):
     """A playbook step exited non-zero on the host."""
 

@@ -25,6 +25,7 @@ from repro.errors import (
     CredentialsError,
     HostError,
     HostKeyError,
+    NameNotFound,
     StepFailed,
     StepTimeout,
     UntrustedOutput,
@@ -122,6 +123,9 @@ class RunOptions:
     handshakes: int = HANDSHAKES  # SSH handshakes in flight at once
     rounds: int | None = None  # overrides the playbook's rounds
     reconnect_timeout: float = 300.0  # how long a host may stay away before it is unreachable
+    #: a --resume: a host may have a build going on from before, so even one whose name does
+    #: not resolve yet is waited for (reconnect_timeout), never given up on at once
+    resumed: bool = False
     poll_wait: int = detach.POLL_WAIT  # hundredths of a second a poll may wait on the host
     host_wait: int = detach.HOST_WAIT  # seconds a wait on a running step may last
     # how soon (seconds) a growing log ends a wait on a host: 1 when output is shown as it
@@ -154,6 +158,9 @@ class _HostState:
     masker: Masker | None = None
     #: the last round's last reply, held open on the host for the run's verdict (RunOptions.hold)
     final: Held | None = None
+    #: connected at least once in this run: from then on a name that does not resolve is a
+    #: resolver's passing trouble to wait out, not a typo in the inventory
+    reached: bool = False
 
 
 class Runner:
@@ -235,7 +242,7 @@ class Runner:
         host = plan.host
         if self.options.link:
             host = replace(host, vars={**self.options.link, **host.vars})
-        st = _HostState(plan, result, self.transport_factory(host))
+        st = _HostState(plan, result, self.transport_factory(host), reached=self.options.resumed)
         try:
             if self._cancelled.is_set():  # cancelled while this host waited for a fork
                 raise Cancelled("cancelled", host=st.result.name)
@@ -243,6 +250,7 @@ class Runner:
             async with handshakes:
                 # a host away at the start gets the same reconnect window as one lost later
                 await self._retrying(st, st.transport.connect)
+            st.reached = True
             self._emit(st, "connected")
             if self.options.gather_facts:
                 st.remote = RemoteRun(await self._facts(st))  # facts also make the run dir
@@ -655,6 +663,7 @@ class Runner:
             except (HostKeyError, CredentialsError):
                 raise  # a changed key never heals by retrying, and must not be waited out
             except (ConnectError, TimeoutError, OSError) as exc:
+                _unless_never_there(st, exc)
                 lost: BaseException = exc
             deadline = deadline or time.monotonic() + away
             while True:
@@ -677,6 +686,7 @@ class Runner:
                 except (HostKeyError, CredentialsError):
                     raise
                 except (ConnectError, TimeoutError, OSError) as exc:
+                    _unless_never_there(st, exc)
                     lost = exc  # report why the host is still away, not "not connected"
                     continue
                 self._emit(st, "connected", "reconnected")
@@ -700,6 +710,14 @@ class Runner:
         if work.cancelled():
             raise Cancelled("cancelled", host=st.result.name)
         return work.result()
+
+
+def _unless_never_there(st: _HostState, exc: BaseException) -> None:
+    """Raise `exc` at once if it says the host's name does not exist and the host was never
+    reached in this run (a typo, or a host gone from DNS, as ssh and Ansible say at once);
+    once reached, the reconnect window applies to it as to any other loss."""
+    if isinstance(exc, NameNotFound) and not st.reached:
+        raise exc
 
 
 def _gone(host: str, lost: BaseException) -> ConnectError:

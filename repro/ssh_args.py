@@ -123,7 +123,8 @@ def _known_hosts(result: SshArgs, var: str, value: str) -> None:
         return  # ssh keeps the first value
     files = value.split()
     if not files or files[0].lower() in _NO_FILE or "%" in files[0]:
-        why = "%-tokens are not expanded" if files and "%" in files[0] else "keys are always checked"
+        tokens = bool(files) and "%" in files[0]
+        why = "%-tokens are not expanded" if tokens else "keys are always checked"
         result.warnings.append(
             f"{var}: UserKnownHostsFile {value!r} ignored ({why}; repro uses repro_known_hosts, "
             "else ~/.ssh/known_hosts)"

@@ -261,3 +261,45 @@ def test_ssh_args_known_hosts_file_checks_the_keys(
         )
     assert code == 3, stdout + err
     assert "no known_hosts file at" in stdout
+
+
+@pytest.mark.parametrize("transport", ["asyncssh", "fabric"])
+def test_a_host_name_that_does_not_exist_is_not_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    """A name the resolver says does not exist (a typo) makes that host unreachable at once,
+    as ssh and Ansible say it, and the run goes on with the others; a resolver that cannot
+    answer now ("temporary failure") is waited for, as any host away is."""
+    import socket
+
+    import yaml
+
+    real = socket.getaddrinfo
+    answers = {"typo.invalid": socket.EAI_NONAME, "flaky.invalid": socket.EAI_AGAIN}
+
+    def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
+        if host in answers:  # the resolver's answer, for the names this test owns
+            raise socket.gaierror(answers[str(host)], "resolver says no")
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    out = tmp_path / "reports"
+    with LabThread(tmp_path / "lab") as lab:
+        data = yaml.safe_load(lab.inventory_path.read_text())
+        hosts = data["all"]["children"]["lab"]["hosts"]
+        for name in answers:
+            hosts[name.split(".")[0]] = {**hosts["lab1"], "ansible_host": name}
+        inv = tmp_path / "inv.yaml"
+        inv.write_text(yaml.safe_dump(data))
+        code, stdout, err = run_cli(
+            "run", "-i", str(inv), "-p", str(DEMO), "--out", str(out), "--transport", transport,
+            "--reconnect-timeout", "2",
+        )  # fmt: skip
+    assert code == 3, stdout + err  # inconclusive: two hosts unreachable, the rest identical
+    got = {h["name"]: h for h in report(out)["hosts"]}
+    assert [got[h]["status"] for h in ("lab1", "lab2", "lab3")] == ["ok"] * 3
+    for name in ("typo", "flaky"):
+        assert got[name]["status"] == "unreachable"
+        assert f"cannot resolve host name '{name}.invalid'" in got[name]["error"], got[name]
+    assert "[flaky] reconnecting: " in err, err
+    assert "[typo] reconnecting" not in err, err

@@ -128,3 +128,80 @@ def test_both_transports_hand_their_direct_links_to_the_kernel_and_asyncssh_uses
                 await f.close()
 
     asyncio.run(main())
+
+
+def test_a_name_that_stops_resolving_after_the_host_was_reached_is_waited_for(
+    tmp_path: Path,
+) -> None:
+    """Only a host never reached is given up on when its name does not exist; once reached,
+    "no such name" is a resolver's passing trouble (split DNS, a VPN coming back), waited out
+    within the reconnect window like any other loss."""
+    from repro.errors import ConnectError, NameNotFound
+    from repro.events import Event
+
+    class NameGoesAway(LocalTransport):
+        """Reached at first; then the link drops and the name fails to resolve twice."""
+
+        connects = 0
+
+        async def connect(self) -> None:
+            NameGoesAway.connects += 1
+            if NameGoesAway.connects in (2, 3):
+                raise NameNotFound("cannot resolve host name 'h1.example'", host=self.host.name)
+            await super().connect()
+
+        async def run(self, command: str, **kwargs: object) -> object:  # type: ignore[override]
+            if NameGoesAway.connects == 1:
+                await self.close()
+                raise ConnectError("connection lost: reset", host=self.host.name)
+            return await super().run(command, **kwargs)  # type: ignore[arg-type]
+
+    book = tmp_path / "book.yaml"
+    book.write_text("name: t\nsteps:\n  - name: one\n    run: 'true'\n")
+    pb = load_playbook(book)
+    host = Host(name="h1", address="h1.example", connection="local",
+                vars={"repro_work_dir": str(tmp_path / "h1")})  # fmt: skip
+    steps = render(pb, {"inventory_hostname": "h1", "repro_run_id": RUN_ID}, source="h1")
+    events: list[Event] = []
+    run = Runner(pb, [HostPlan(host, steps)], run_id=RUN_ID, report_dir=tmp_path / "reports",
+                 transport_factory=NameGoesAway, listener=events.append,
+                 options=RunOptions(gather_facts=False, preflight=False,
+                                    reconnect_timeout=60))  # fmt: skip
+    result = asyncio.run(asyncio.wait_for(run.run(), 60))
+    assert [h.status for h in result.hosts] == ["ok"], result.hosts[0].error
+    said = [e.message for e in events if e.kind == "reconnecting"]
+    assert len(said) == 3 and "cannot resolve host name" in said[1], said
+
+
+def test_a_resumed_run_waits_for_a_name_that_does_not_resolve_yet(tmp_path: Path) -> None:
+    """After --resume a host may be building from before: a name that does not resolve at the
+    first connect is waited for, where a fresh run gives that host up at once."""
+    from repro.errors import NameNotFound
+
+    def attempt(resumed: bool) -> tuple[str, int]:
+        tries = 0
+
+        class NameLate(LocalTransport):
+            async def connect(self) -> None:
+                nonlocal tries
+                tries += 1
+                if tries <= 2:
+                    raise NameNotFound("cannot resolve host name 'h1.example'", host="h1")
+                await super().connect()
+
+        book = tmp_path / "book.yaml"
+        book.write_text("name: t\nsteps:\n  - name: one\n    run: 'true'\n")
+        pb = load_playbook(book)
+        host = Host(name="h1", address="h1.example", connection="local",
+                    vars={"repro_work_dir": str(tmp_path / f"h1-{resumed}")})  # fmt: skip
+        steps = render(pb, {"inventory_hostname": "h1", "repro_run_id": RUN_ID}, source="h1")
+        run = Runner(pb, [HostPlan(host, steps)], run_id=RUN_ID,
+                     report_dir=tmp_path / f"reports-{resumed}", transport_factory=NameLate,
+                     options=RunOptions(gather_facts=False, preflight=False,
+                                        reconnect_timeout=60, resumed=resumed))  # fmt: skip
+        result = asyncio.run(asyncio.wait_for(run.run(), 60))
+        return result.hosts[0].status, tries
+
+    assert attempt(resumed=False) == ("unreachable", 1)
+    status, tries = attempt(resumed=True)
+    assert status == "ok" and tries > 2  # both failures waited out

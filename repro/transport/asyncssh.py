@@ -27,6 +27,7 @@ from repro.transport.base import (
     os_reason,
     read_tail,
     tcp_keepalive,
+    unresolved,
 )
 from repro.transport.route import Hop, resolve
 
@@ -346,8 +347,10 @@ async def _open_hop(
         raise _connect_error(host, hop, f"timed out after {seconds:g}s") from None
     except ConnectionRefusedError:
         raise _connect_error(host, hop, "connection refused") from None
-    except socket.gaierror:
-        raise _connect_error(host, hop, f"cannot resolve host name {hop.address!r}") from None
+    except socket.gaierror as exc:
+        raise _connect_error(
+            host, hop, f"cannot resolve host name {hop.address!r}", unresolved(exc)
+        ) from None
     except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
         keys = ", ".join(hop.key_files)
         raise _connect_error(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from repro.errors import UntrustedOutput
+from repro.errors import ConnectError, NameNotFound, UntrustedOutput
 
 if TYPE_CHECKING:
     from repro.inventory import Host
@@ -54,6 +54,17 @@ _ERRNO_REASONS = {
     errno.EACCES: "blocked on the way (permission denied)",
     errno.EPERM: "blocked on the way (operation not permitted)",
 }
+
+
+#: getaddrinfo's answers that a name does not exist; EAI_AGAIN and the like may heal
+_NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
+def unresolved(exc: socket.gaierror) -> type[ConnectError]:
+    """The error class for a host name that did not resolve: NameNotFound when the resolver
+    said it does not exist (a run stops waiting for a host it never reached), else
+    ConnectError (a resolver that could not answer now may answer later)."""
+    return NameNotFound if exc.errno in _NO_SUCH_NAME else ConnectError
 
 
 def os_reason(exc: OSError) -> str:

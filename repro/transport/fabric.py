@@ -46,6 +46,7 @@ from repro.transport.base import (
     check_reply_size,
     os_reason,
     tcp_keepalive,
+    unresolved,
 )
 from repro.transport.route import Hop, Route, resolve
 
@@ -537,6 +538,8 @@ def _connect_failure(
     # what waiting cannot mend: the run does not retry it for the reconnect window
     refused = isinstance(exc, (paramiko.AuthenticationException, paramiko.PasswordRequiredException))
     kind = CredentialsError if refused or str(exc) == _NO_AUTH_METHODS else ConnectError
+    if isinstance(exc, socket.gaierror):
+        kind = unresolved(exc)
     return kind(f"cannot connect to {where}: {reason}", host=host.name)
 
 
