@@ -117,22 +117,29 @@ def _apply(result: SshArgs, var: str, name: str, value: str) -> None:
 
 
 def _known_hosts(result: SshArgs, var: str, value: str) -> None:
-    """UserKnownHostsFile: its first file is the host's known_hosts (ssh reads them all and
-    checks against any; one file trusts fewer keys, never more, and the warning says so)."""
     if result.known_hosts is not None:
         return  # ssh keeps the first value
+    path, warning = known_hosts_file(value)
+    result.known_hosts = path or ""  # "": ignored, yet still the first value
+    if warning:
+        result.warnings.append(f"{var}: {warning}")
+
+
+def known_hosts_file(value: str) -> tuple[str | None, str | None]:
+    """UserKnownHostsFile's value (ssh args or ssh_config): the file repro reads, or None for
+    the default, and a warning, or None.
+
+    Its first file only: ssh reads them all and accepts a key from any, so one file trusts
+    fewer keys, never more (the warning says which were left). "none", /dev/null or an
+    unexpanded %-token leave the default file: keys are always checked.
+    """
     files = value.split()
     if not files or files[0].lower() in _NO_FILE or "%" in files[0]:
         tokens = bool(files) and "%" in files[0]
         why = "%-tokens are not expanded" if tokens else "keys are always checked"
-        result.warnings.append(
-            f"{var}: UserKnownHostsFile {value!r} ignored ({why}; repro uses repro_known_hosts, "
+        return None, (
+            f"UserKnownHostsFile {value!r} ignored ({why}; repro uses repro_known_hosts, "
             "else ~/.ssh/known_hosts)"
         )
-        result.known_hosts = ""  # still the first value: a later one does not count either
-        return
-    result.known_hosts = files[0]
-    if files[1:]:
-        result.warnings.append(
-            f"{var}: UserKnownHostsFile: only {files[0]} is read ({' '.join(files[1:])} not)"
-        )
+    left = f"UserKnownHostsFile: only {files[0]} is read ({' '.join(files[1:])} not)"
+    return files[0], left if files[1:] else None

@@ -19,10 +19,6 @@ from repro.transport.route import Hop, Route, resolve
 from repro.render.safe import term_safe
 
 
-def known_hosts_path(host: Host) -> Path:
-    return Path(host.known_hosts or Path.home() / ".ssh" / "known_hosts").expanduser()
-
-
 def host_pattern(hop: Hop) -> str:
     return hop.address if hop.port == 22 else f"[{hop.address}]:{hop.port}"
 
@@ -72,7 +68,7 @@ async def _trust_route(
     from repro.errors import ConnectError
     from repro.transport.asyncssh import _open_hop, fetch_host_keys
 
-    path = known_hosts_path(host)
+    path = route.known_hosts
     tunnels: list[asyncssh.SSHClientConnection] = []
     try:
         for hop in (*route.jumps, route.target):

@@ -278,19 +278,62 @@ def test_hosts_trust_follows_the_route(local_lab: LocalLab, home: Path, tmp_path
     in_lab(local_lab, body)
 
 
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+def test_ssh_config_known_hosts_file_checks_the_keys(
+    local_lab: LocalLab, kind: type[Transport], home: Path, tmp_path: Path
+) -> None:
+    """ssh_config's UserKnownHostsFile is where a host's key is looked up when the inventory
+    names no repro_known_hosts (which wins); the key is checked against it, every hop."""
+
+    async def body(lab: LocalLab) -> None:
+        fleet = tmp_path / "fleet_known_hosts"
+        fleet.write_text(f"{_entry(lab, 'lab1')}\n")
+        host = dataclasses.replace(lab.host("lab1"), known_hosts=None)
+        # no file for it at all: ~/.ssh/known_hosts does not exist in this HOME
+        err = await connect_error(kind, host)
+        assert f"no known_hosts file at {home}/.ssh/known_hosts" in str(err)
+        _config(home, f"Host 127.0.0.1\n  UserKnownHostsFile {fleet} ~/.ssh/known_hosts\n")
+        assert resolve(host).known_hosts == fleet
+        async with kind(host) as t:
+            assert (await t.run("echo ok")).stdout == "ok\n"
+        # the file is what is trusted: another host's key there is a refusal, not a pass
+        stranger = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+        fleet.write_text(f"{_entry(lab, 'lab1', stranger)}\n")
+        err = await connect_error(kind, host)
+        assert isinstance(err, HostKeyError) and "CHANGED" in str(err) and str(fleet) in str(err)
+        # repro_known_hosts wins over the config's file
+        assert resolve(dataclasses.replace(host, known_hosts="/mine")).known_hosts == Path("/mine")
+
+    in_lab(local_lab, body)
+
+
+def test_ssh_config_known_hosts_file_that_cannot_be_used_is_named(home: Path) -> None:
+    from repro.transport.route import check_config
+
+    _config(home, "Host a\n  UserKnownHostsFile kh\nHost b\n  UserKnownHostsFile /dev/null\n"
+                  "Host c\n  UserKnownHostsFile ~/x ~/y\n")  # fmt: skip
+    hosts = [Host(name=n, address=n) for n in "abc"]
+    default = home / ".ssh" / "known_hosts"
+    assert [resolve(h).known_hosts for h in hosts] == [default, default, home / "x"]
+    text = "\n".join(check_config(hosts))
+    assert "UserKnownHostsFile 'kh' ignored (not an absolute path); hosts a" in text
+    assert "UserKnownHostsFile '/dev/null' ignored (keys are always checked" in text
+    assert "UserKnownHostsFile: only ~/x is read (~/y not); hosts c" in text
+
+
 def test_ssh_config_options_not_applied_are_named(home: Path) -> None:
     from repro.transport.route import check_config
 
     _config(
         home,
-        "Host web*\n  UserKnownHostsFile ~/.ssh/other\n  ControlMaster auto\n"
+        "Host web*\n  GlobalKnownHostsFile /etc/other\n  ControlMaster auto\n"
         "  ProxyCommand nc %h %p\n  ProxyJump gate\nHost *\n  ServerAliveInterval 5\n",
     )
     hosts = [Host(name=f"web{i}", address=f"web{i}") for i in range(5)]
     hosts.append(Host(name="here", address="localhost", connection="local"))
     lines = check_config(hosts)
     text = "\n".join(lines)
-    assert "userknownhostsfile is not applied (set repro_known_hosts" in text
+    assert "globalknownhostsfile is not applied (set repro_known_hosts" in text
     assert "serveralivecountmax" not in text and "serveraliveinterval is not applied" in text
     assert "proxycommand is not applied (ProxyJump is used instead)" in text
     assert "controlmaster" not in text  # changes nothing for repro: no noise

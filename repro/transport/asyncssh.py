@@ -243,11 +243,6 @@ def _number_var(host: Host, var: tuple[str, float]) -> float:
     return float(value)
 
 
-def _known_hosts_path(host: Host) -> Path:
-    raw = host.known_hosts or "~/.ssh/known_hosts"
-    return Path(raw).expanduser()
-
-
 # A run connects to every host with the same known_hosts file and, usually, the same key: read
 # and parse each once, not once per host (at a hundred hosts that is 10 000 keys decoded). Keyed
 # by path, size and mtime, so a file rewritten meanwhile (`repro hosts trust`) is read again.
@@ -295,14 +290,14 @@ def _connect_kwargs(
 
 async def _open(host: Host) -> list[asyncssh.SSHClientConnection]:
     """Connections to every jump host, then the target (last); each hop's key is checked."""
-    known_hosts = _known_hosts_path(host)
+    route = resolve(host)
+    known_hosts = route.known_hosts
     if not known_hosts.is_file():
         raise HostKeyError(
             f"no known_hosts file at {known_hosts}; run `{trust_command(host)}` "
             "to check and record its host key",
             host=host.name,
         )
-    route = resolve(host)
     opened: list[asyncssh.SSHClientConnection] = []
     try:
         for hop in (*route.jumps, route.target):

@@ -30,7 +30,6 @@ from repro.transport.asyncssh import (
     KEEPALIVE_INTERVAL,
     SSH_BACKSTOP,
     _exit_status,
-    _known_hosts_path,
     _named,
     _number_var,
     _one_line,
@@ -170,14 +169,14 @@ class FabricTransport(Transport):
             return
         await self.close()  # drop a dead connection before opening a new one
         settings = _settings(self.host)  # bad vars are an InventoryError, before any thread
-        known_hosts = _known_hosts_path(self.host)
+        route = resolve(self.host)  # ~/.ssh/config read and checked before any thread
+        known_hosts = route.known_hosts
         if not known_hosts.is_file():
             raise HostKeyError(
                 f"no known_hosts file at {known_hosts}; run `{trust_command(self.host)}` "
                 "to check and record its host key",
                 host=self.host.name,
             )
-        route = resolve(self.host)  # ~/.ssh/config read and checked before any thread
         self._conn = await _in_thread(
             partial(_open, self.host, route, known_hosts, settings), cleanup=_close_quietly
         )

@@ -11,11 +11,12 @@ import getpass
 import glob
 import os
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from repro.errors import InventoryError
+from repro.ssh_args import known_hosts_file
 
 if TYPE_CHECKING:
     import paramiko
@@ -50,6 +51,9 @@ class Route:
     jumps: tuple[Hop, ...]
     target: Hop
     proxy_command: str | None = None
+    #: the file every hop's key is checked against: repro_known_hosts, else ssh_config's
+    #: UserKnownHostsFile for the target, else ~/.ssh/known_hosts
+    known_hosts: Path = field(default_factory=lambda: default_known_hosts())
 
     def __repr__(self) -> str:
         return f"Route({' -> '.join(h.where for h in (*self.jumps, self.target))})"
@@ -57,6 +61,32 @@ class Route:
 
 def config_path() -> Path:
     return Path("~/.ssh/config").expanduser()
+
+
+def default_known_hosts() -> Path:
+    return Path("~/.ssh/known_hosts").expanduser()
+
+
+def _known_hosts(host: Any, found: dict[str, Any]) -> Path:
+    if host.known_hosts:
+        return Path(host.known_hosts).expanduser()
+    path = _config_known_hosts(found)[0]
+    return path if path is not None else default_known_hosts()
+
+
+def _config_known_hosts(found: dict[str, Any]) -> tuple[Path | None, str | None]:
+    """ssh_config's UserKnownHostsFile for a host: (the file, or None), a warning or None. A
+    relative name is not guessed at (ssh would take it from wherever it was started)."""
+    value = found.get("userknownhostsfile")
+    if value is None:
+        return None, None
+    name, warning = known_hosts_file(str(value))
+    if name is None:
+        return None, warning
+    path = Path(name).expanduser()
+    if not path.is_absolute():
+        return None, f"UserKnownHostsFile {name!r} ignored (not an absolute path)"
+    return path, warning
 
 
 class _NoConfig:
@@ -138,7 +168,7 @@ def resolve(host: Any, config: paramiko.SSHConfig | None = None) -> Route:
     command = found.get("proxycommand") if not jumps and host.proxy_jump is None else None
     if command is not None and command.strip().lower() == "none":
         command = None
-    return Route(jumps=jumps, target=target, proxy_command=command)
+    return Route(jumps, target, command, _known_hosts(host, found))
 
 
 def _jumps(config: paramiko.SSHConfig, spec: str, name: str, depth: int) -> tuple[Hop, ...]:
@@ -199,7 +229,6 @@ def _keys(found: dict[str, Any]) -> tuple[str, ...]:
 # worth a warning (ControlMaster, ForwardAgent and the like change nothing here and pass quietly).
 _UNAPPLIED = {
     "hostkeyalias": "known_hosts is matched by HostName and Port",
-    "userknownhostsfile": "set repro_known_hosts for the host instead",
     "globalknownhostsfile": "set repro_known_hosts for the host instead",
     "stricthostkeychecking": "repro always checks host keys",
     "certificatefile": "certificates are not offered",
@@ -224,18 +253,22 @@ def check_config(hosts: list[Any], config: paramiko.SSHConfig | None = None) -> 
     connects (InventoryError); and one warning line per option that would matter to ssh but
     that repro does not apply (naming the hosts), so nothing in it is dropped without a word."""
     config = config if config is not None else read_config()
-    seen: dict[tuple[str, str], list[str]] = {}
+    seen: dict[str, list[str]] = {}  # what is said -> the hosts it is said of
     for host in hosts:
         if host.connection != "ssh":
             continue
         resolve(host, config)
         found = config.lookup(host.address)
         for key in sorted(set(found) & set(_UNAPPLIED)):
-            seen.setdefault((key, _UNAPPLIED[key]), []).append(host.name)
+            seen.setdefault(f"{key} is not applied ({_UNAPPLIED[key]})", []).append(host.name)
+        warning = None if host.known_hosts else _config_known_hosts(found)[1]
+        if warning:
+            seen.setdefault(warning, []).append(host.name)
         if found.get("proxycommand") and (host.proxy_jump or found.get("proxyjump")):
-            seen.setdefault(("proxycommand", "ProxyJump is used instead"), []).append(host.name)
+            what = "proxycommand is not applied (ProxyJump is used instead)"
+            seen.setdefault(what, []).append(host.name)
     lines = []
-    for (key, why), names in seen.items():
+    for said, names in seen.items():
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        lines.append(f"{config_path()}: {key} is not applied ({why}); hosts {shown}")
+        lines.append(f"{config_path()}: {said}; hosts {shown}")
     return lines
