@@ -29,7 +29,7 @@ from repro.transport.base import (
     tcp_keepalive,
     unresolved,
 )
-from repro.transport.route import Hop, resolve
+from repro.transport.route import Hop, Route, resolve
 
 #: host vars (name, default) that tune the connection; seconds, except the count. A silent link
 #: is given up after about interval x (count + 1) seconds: 20 s by default (docs/README), so a
@@ -243,6 +243,18 @@ def _number_var(host: Host, var: tuple[str, float]) -> float:
     return float(value)
 
 
+def known_hosts_of(host: Host, route: Route) -> Path:
+    """The known_hosts file the route's hops are checked against; HostKeyError if there is
+    none (nothing is trusted without one, on either transport)."""
+    if not route.known_hosts.is_file():
+        raise HostKeyError(
+            f"no known_hosts file at {route.known_hosts}; run `{trust_command(host)}` "
+            "to check and record its host key",
+            host=host.name,
+        )
+    return route.known_hosts
+
+
 # A run connects to every host with the same known_hosts file and, usually, the same key: read
 # and parse each once, not once per host (at a hundred hosts that is 10 000 keys decoded). Keyed
 # by path, size and mtime, so a file rewritten meanwhile (`repro hosts trust`) is read again.
@@ -291,13 +303,7 @@ def _connect_kwargs(
 async def _open(host: Host) -> list[asyncssh.SSHClientConnection]:
     """Connections to every jump host, then the target (last); each hop's key is checked."""
     route = resolve(host)
-    known_hosts = route.known_hosts
-    if not known_hosts.is_file():
-        raise HostKeyError(
-            f"no known_hosts file at {known_hosts}; run `{trust_command(host)}` "
-            "to check and record its host key",
-            host=host.name,
-        )
+    known_hosts = known_hosts_of(host, route)
     opened: list[asyncssh.SSHClientConnection] = []
     try:
         for hop in (*route.jumps, route.target):

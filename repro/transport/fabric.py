@@ -33,6 +33,7 @@ from repro.transport.asyncssh import (
     _named,
     _number_var,
     _one_line,
+    known_hosts_of,
     trust_command,
 )
 from repro.transport.base import (
@@ -170,13 +171,7 @@ class FabricTransport(Transport):
         await self.close()  # drop a dead connection before opening a new one
         settings = _settings(self.host)  # bad vars are an InventoryError, before any thread
         route = resolve(self.host)  # ~/.ssh/config read and checked before any thread
-        known_hosts = route.known_hosts
-        if not known_hosts.is_file():
-            raise HostKeyError(
-                f"no known_hosts file at {known_hosts}; run `{trust_command(self.host)}` "
-                "to check and record its host key",
-                host=self.host.name,
-            )
+        known_hosts = known_hosts_of(self.host, route)
         self._conn = await _in_thread(
             partial(_open, self.host, route, known_hosts, settings), cleanup=_close_quietly
         )
