@@ -233,7 +233,7 @@ def test_two_labs_coexist_and_teardown_leaves_nothing(netlab_factory: Factory) -
     first.close()  # idempotent
 
     assert leftovers("rl", first.lab_id) == []
-    assert wait_until(lambda: not any(alive(pid) for pid in pids), 5)
+    assert wait_until(lambda: not any(alive(pid) for pid in pids), 15)
     assert not lock.exists() and not (netlab_mod.STATE_DIR / f"rl-{first.lab_id}").exists()
     assert ssh_ok(second, "alpha", "hostname").strip() == "alpha"  # the other lab is untouched
 
