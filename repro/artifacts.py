@@ -144,8 +144,9 @@ def _literal_command(specs: list[_Spec], script: str) -> str:
     of its own already): one batch prints all or nothing, so no `$(…)` process is needed;
     more go in a `$(…)`, as find's batches do.
     """
+    patterns = list(dict.fromkeys(s.pattern for s in specs))
     tests = []
-    for pattern in dict.fromkeys(s.pattern for s in specs):
+    for pattern in patterns:
         parts = pattern.split("/")[1:]  # "./a/b" -> ["a", "b"]
         checks = [
             f"[ -d {q} ] && [ ! -L {q} ]"
@@ -156,7 +157,7 @@ def _literal_command(specs: list[_Spec], script: str) -> str:
         tests.append("if " + " && ".join(checks) + f'; then set -- "$@" {q}; fi')
     body = "LC_ALL=C; export LC_ALL; set --\n" + "\n".join(tests) + "\n" + script
     # half a batch: a path queued under two names counts twice there
-    if sum(len(p.encode()) + 1 for p in dict.fromkeys(s.pattern for s in specs)) < _BATCH // 2:
+    if sum(len(p.encode()) + 1 for p in patterns) < _BATCH // 2:
         return "{\n" + body + "\n}"
     return _all_or_nothing(body)
 

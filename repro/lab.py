@@ -358,11 +358,15 @@ async def _pump(
         if proc.returncode is not None:
             # A client that left mid-output (a fetch over its size cap) leaves unread pipes:
             # read them to their end (the group is dead) so they close while the loop runs.
-            for pipe in (proc.stdout, proc.stderr):
-                try:
-                    await asyncio.wait_for(read_tail(pipe, 1), _DRAIN_SECONDS)
-                except (TimeoutError, OSError):
-                    pass
+            await _drain(proc)
+
+
+async def _drain(proc: asyncio.subprocess.Process) -> None:
+    """Read a dead command's output pipes to their end, both at once, for at most
+    _DRAIN_SECONDS (a detached child may still hold one open)."""
+    pipes = [pipe for pipe in (proc.stdout, proc.stderr) if pipe is not None]
+    reads = (asyncio.wait_for(read_tail(pipe, 1), _DRAIN_SECONDS) for pipe in pipes)
+    await asyncio.gather(*reads, return_exceptions=True)
 
 
 async def _reaped(
@@ -374,12 +378,9 @@ async def _reaped(
     the pipes, and asyncio reports a child's exit only once its pipes have closed: waiting
     for the exit alone would hang (until the lab's close gives up on it, 5 s later).
     """
-    assert proc.stdout is not None and proc.stderr is not None
     outputs.cancel()
     await asyncio.gather(outputs, return_exceptions=True)
-    drains = (asyncio.wait_for(read_tail(pipe, 1), _DRAIN_SECONDS)
-              for pipe in (proc.stdout, proc.stderr))  # fmt: skip
-    await asyncio.gather(*drains, return_exceptions=True)
+    await _drain(proc)  # the group is killed: nothing writes to them any more
     await exited
 
 

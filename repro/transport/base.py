@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from repro.errors import ConnectError, NameNotFound, UntrustedOutput
+from repro.errors import ConnectError, HostError, NameNotFound, UntrustedOutput
 
 if TYPE_CHECKING:
     from repro.inventory import Host
@@ -298,8 +298,6 @@ class Transport(abc.ABC):
             cmd = f"if [ -e {shlex.quote(unless_exists)} ]; then cat >/dev/null; else {cmd}; fi"
         result = await self.run(cmd, stdin=data)
         if result.exit_status != 0:
-            from repro.errors import HostError
-
             detail = result.stderr.strip()[-200:]
             what = f"could not write {remote_path}"
             raise HostError.of(what, result, detail, host=self.host.name)
@@ -320,8 +318,6 @@ class Transport(abc.ABC):
         renamed at the end). More than `max_bytes` raises TooLarge; a missing or odd file
         raises HostError with exit status NOT_A_FILE. `progress` gets the byte count so far.
         """
-        from repro.errors import HostError
-
         q = shlex.quote(remote_path)
         cmd = (
             f"if [ -f {q} ] && [ ! -L {q} ]; then exec cat -- {q}; fi;"

@@ -44,6 +44,10 @@ class Hop:
         return f"{self.address}:{self.port}"
 
 
+def default_known_hosts() -> Path:
+    return Path("~/.ssh/known_hosts").expanduser()
+
+
 @dataclass(frozen=True)
 class Route:
     """The jump hosts, first one first, then the target; or a ProxyCommand for the target."""
@@ -53,7 +57,7 @@ class Route:
     proxy_command: str | None = None
     #: the file every hop's key is checked against: repro_known_hosts, else ssh_config's
     #: UserKnownHostsFile for the target, else ~/.ssh/known_hosts
-    known_hosts: Path = field(default_factory=lambda: default_known_hosts())
+    known_hosts: Path = field(default_factory=default_known_hosts)
 
     def __repr__(self) -> str:
         return f"Route({' -> '.join(h.where for h in (*self.jumps, self.target))})"
@@ -61,10 +65,6 @@ class Route:
 
 def config_path() -> Path:
     return Path("~/.ssh/config").expanduser()
-
-
-def default_known_hosts() -> Path:
-    return Path("~/.ssh/known_hosts").expanduser()
 
 
 def _known_hosts(host: Any, found: dict[str, Any]) -> Path:
